@@ -1,0 +1,89 @@
+"""Products: create with photos, list, get, patch, delete, add photos."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import APIBlueprint
+
+from backend.api import checked_uploads, enqueue_embedding, index, storage
+from backend.api.schemas import ImagesIn, ImagesOut, ListQuery, ProductCreateIn, ProductOut, ProductPageOut, ProductPatchIn
+from backend.auth import admin_auth
+from backend.extensions import db
+from backend.products import (
+    ProductIn,
+    add_images,
+    create_product,
+    delete_product,
+    get_product,
+    list_products,
+    update_product,
+)
+
+bp = APIBlueprint("products", __name__, url_prefix="/api/v1/products", tag="Products")
+
+
+@bp.post("")
+@bp.auth_required(admin_auth)
+@bp.input(ProductCreateIn, location="form_and_files", arg_name="form")
+@bp.output(ProductOut, status_code=201)
+def create(form: dict[str, Any]) -> Any:
+    """Create a product with one or more photos; they are embedded after the commit."""
+    images = checked_uploads(form.pop("images"))
+    product = create_product(session=db.session, storage=storage(), product_in=ProductIn(**form), images=images)
+    enqueue_embedding([image.id for image in product.images])
+    db.session.refresh(product)
+    return get_product(session=db.session, product_id=product.id)
+
+
+@bp.get("")
+@bp.input(ListQuery, location="query", arg_name="query")
+@bp.output(ProductPageOut)
+def list_(query: dict[str, Any]) -> Any:
+    """List products, newest last, optionally only some categories."""
+    items, total = list_products(
+        session=db.session, page=query["page"], per_page=query["per_page"], categories=query["category"]
+    )
+    return {"items": items, "total": total, "page": query["page"], "per_page": query["per_page"]}
+
+
+@bp.get("/<int:product_id>")
+@bp.output(ProductOut)
+def get(product_id: int) -> Any:
+    """One product with its photos and their indexing status."""
+    return get_product(session=db.session, product_id=product_id)
+
+
+@bp.patch("/<int:product_id>")
+@bp.auth_required(admin_auth)
+@bp.input(ProductPatchIn, arg_name="changes")
+@bp.output(ProductOut)
+def patch(product_id: int, changes: dict[str, Any]) -> Any:
+    """Change product fields; category, brand and price are mirrored into the index."""
+    product = get_product(session=db.session, product_id=product_id)
+    return update_product(session=db.session, index=index(), product=product, changes=changes)
+
+
+@bp.delete("/<int:product_id>")
+@bp.auth_required(admin_auth)
+@bp.output({}, status_code=204)
+def delete(product_id: int) -> Any:
+    """Delete a product, its photos and their points."""
+    product = get_product(session=db.session, product_id=product_id)
+    delete_product(session=db.session, index=index(), storage=storage(), product=product)
+    return ""
+
+
+@bp.post("/<int:product_id>/images")
+@bp.auth_required(admin_auth)
+@bp.input(ImagesIn, location="form_and_files", arg_name="form")
+@bp.output(ImagesOut, status_code=201)
+def add_photos(product_id: int, form: dict[str, Any]) -> Any:
+    """Add photos to a product; they are embedded after the commit."""
+    product = get_product(session=db.session, product_id=product_id)
+    images = checked_uploads(form["images"])
+    added = add_images(session=db.session, storage=storage(), product=product, images=images)
+    ids = [image.id for image in added]
+    enqueue_embedding(ids)
+    db.session.expire_all()
+    return {"items": [image for image in get_product(session=db.session, product_id=product_id).images if image.id in ids]}

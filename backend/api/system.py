@@ -1,0 +1,62 @@
+"""Health and statistics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import APIBlueprint
+from sqlalchemy import func, select, text
+
+from backend.api import index, settings
+from backend.embedding import current_embedder
+from backend.extensions import db
+from backend.models import Product
+from backend.products import image_status_counts
+
+bp = APIBlueprint("system", __name__, url_prefix="/api/v1", tag="System")
+
+
+@bp.get("/health")
+def health() -> Any:
+    """200 when the database and the vector index answer, 503 otherwise."""
+    checks: dict[str, str] = {}
+    try:
+        db.session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # report, never raise: this is what monitors poll
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        index().count()
+        checks["index"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["index"] = f"error: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return {"status": "ok" if ok else "degraded", **checks}, 200 if ok else 503
+
+
+def collect_stats() -> dict[str, Any]:
+    cfg = settings()
+    embedder = current_embedder(cfg)
+    return {
+        "products": db.session.scalar(select(func.count()).select_from(Product)),
+        "images": image_status_counts(session=db.session),
+        "index": {
+            "backend": "qdrant-edge" if cfg.embedded_index else "qdrant-server",
+            "collection": cfg.qdrant_collection,
+            "points": index().count(),
+        },
+        "model": {
+            "version": embedder.model_version,
+            "trained": embedder.info.trained,
+            "image_size": embedder.info.image_size,
+            "device": embedder.info.device,
+            "note": None if embedder.info.trained else "untrained network: register and activate a trained model",
+        },
+        "tasks": "in-process" if cfg.tasks_in_process else "celery",
+    }
+
+
+@bp.get("/stats")
+def stats() -> Any:
+    """Photos by status, points in the index, and the model that embeds."""
+    return collect_stats()

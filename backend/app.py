@@ -1,0 +1,69 @@
+"""The Flask app factory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from apiflask import APIFlask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from backend.config import Settings
+from backend.errors import register_error_processor
+from backend.extensions import db, migrate
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+log = logging.getLogger("lookalike")
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    # Foreign keys are off by default in SQLite; WAL lets readers run beside the writer.
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+
+def create_app(settings: Settings | None = None) -> APIFlask:
+    """Build the app from `settings` (default: read from the environment)."""
+    settings = settings or Settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    app = APIFlask("lookalike", title="Lookalike API", version="1", spec_path="/openapi.json", docs_path="/docs")
+    admin_token, made_up = settings.resolve_admin_token()
+    app.config.update(
+        SETTINGS=settings,
+        ADMIN_TOKEN=admin_token,
+        ADMIN_TOKEN_MADE_UP=made_up,
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        # Whole request: every photo at its limit plus the form fields.
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes * settings.max_images_per_request + 1024 * 1024,
+        VALIDATION_ERROR_STATUS_CODE=400,
+    )
+    for folder in (settings.var_dir, settings.media_root, settings.qdrant_path):
+        Path(folder).mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
+    register_error_processor(app)
+
+    from backend.api import images, products, similar, system
+
+    app.register_blueprint(system.bp)
+    app.register_blueprint(products.bp)
+    app.register_blueprint(images.bp)
+    app.register_blueprint(images.media_bp)
+    app.register_blueprint(similar.bp)
+
+    from workers.celery_app import celery_init_app
+
+    celery_init_app(app)
+    return app

@@ -1,0 +1,107 @@
+"""Settings read from the environment (and `.env`), one instance per app."""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "dev-insecure-secret-key"
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class DeviceChoice(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment.
+
+    Unset values fall back to the embedded default: SQLite, Qdrant Edge and media
+    under `VAR_DIR`, tasks run in-process.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    environment: Environment = Environment.development
+    var_dir: Path = Path("var")
+    database_url: str | None = None
+    redis_url: str | None = None
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
+    qdrant_path: Path | None = None
+    qdrant_collection: str = "products"
+    media_root: Path | None = None
+    admin_token: str | None = None
+    secret_key: str = DEFAULT_SECRET_KEY
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_upload_mb: float = Field(default=20, gt=0)
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    max_images_per_request: int = Field(default=20, gt=0)
+    embed_batch_size: int = Field(default=32, gt=0)
+    embed_image_size: int = Field(default=224, ge=32)
+    untrained_seed: int = 0
+    device: DeviceChoice = DeviceChoice.auto
+    similar_limit_max: int = Field(default=100, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg_driver(cls, value: str | None) -> str | None:
+        # Plain postgres URLs would pick psycopg2, which we do not install.
+        if value and value.startswith(("postgres://", "postgresql://")):
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @model_validator(mode="after")
+    def _embedded_defaults_and_secrets(self) -> Settings:
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{(self.var_dir / 'lookalike.db').resolve()}"
+        if self.qdrant_path is None:
+            self.qdrant_path = self.var_dir / "qdrant"
+        if self.media_root is None:
+            self.media_root = self.var_dir / "media"
+        if self.environment is Environment.production:
+            if self.secret_key == DEFAULT_SECRET_KEY or len(self.secret_key) < 16:
+                raise ValueError("SECRET_KEY must be set to a random value of 16+ characters in production")
+            if not self.admin_token or len(self.admin_token) < 16:
+                raise ValueError("ADMIN_TOKEN must be set to a random value of 16+ characters in production")
+        return self
+
+    @property
+    def embedded_index(self) -> bool:
+        return self.qdrant_url is None
+
+    @property
+    def tasks_in_process(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    def resolve_admin_token(self) -> tuple[str, bool]:
+        """The admin token, and whether it was made up here for development.
+
+        A made-up token is kept under VAR_DIR so that it survives restarts.
+        """
+        if self.admin_token:
+            return self.admin_token, False
+        path = self.var_dir / "dev-admin-token"
+        if path.exists():
+            return path.read_text().strip(), True
+        path.parent.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(24)
+        path.write_text(token + "\n")
+        path.chmod(0o600)
+        return token, True

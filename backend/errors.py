@@ -1,0 +1,57 @@
+"""One JSON error shape for the whole API: {"error": code, "message": text}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import APIFlask, HTTPError
+
+# Codes for statuses raised by Flask, Werkzeug or APIFlask rather than by our own code.
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_field",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(HTTPError):
+    """An HTTP error with a machine-readable code; extra keyword fields are added to the body."""
+
+    def __init__(self, status_code: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(status_code, message, extra_data={"error": code, **extra})
+
+
+def _field_message(detail: dict[str, Any]) -> tuple[str, str]:
+    """Flatten webargs' {location: {field: [messages]}} into the first field and a readable line."""
+    parts: list[str] = []
+    first = ""
+    for fields in detail.values():
+        if not isinstance(fields, dict):
+            continue
+        for field, messages in fields.items():
+            first = first or str(field)
+            if isinstance(messages, dict):  # list items: {index: [messages]}
+                messages = [m for ms in messages.values() for m in (ms if isinstance(ms, list) else [ms])]
+            text = "; ".join(str(m) for m in messages) if isinstance(messages, list) else str(messages)
+            parts.append(f"{field}: {text}")
+    return first, "; ".join(parts)
+
+
+def register_error_processor(app: APIFlask) -> None:
+    @app.error_processor
+    def to_json(error: HTTPError) -> tuple[dict[str, Any], int, Any]:
+        body: dict[str, Any] = {"error": STATUS_CODES.get(error.status_code, "error"), "message": error.message}
+        if error.status_code == app.config["VALIDATION_ERROR_STATUS_CODE"] and isinstance(error.detail, dict):
+            field, message = _field_message(error.detail)
+            if field:
+                body.update(error="invalid_field", field=field, message=message)
+        body.update(error.extra_data)
+        return body, error.status_code, error.headers

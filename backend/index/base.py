@@ -1,0 +1,81 @@
+"""The vector index contract: what the service needs from Qdrant, whichever way it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+EMBEDDING_DIM = 1000
+# product_id is an integer payload with an integer index (exact match); the others as DESIGN.md says.
+PAYLOAD_INDEXES = {"category": "keyword", "brand": "keyword", "product_id": "integer", "price": "float"}
+
+
+class IndexUnavailable(RuntimeError):
+    """The vector store could not be reached or refused the operation; worth retrying later."""
+
+
+@dataclass(frozen=True)
+class IndexPoint:
+    id: int
+    vector: Sequence[float]
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int
+    distance: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Conditions on the payload: OR within categories and within brands, AND across fields."""
+
+    categories: tuple[str, ...] = ()
+    brands: tuple[str, ...] = ()
+    price_min: float | None = None
+    price_max: float | None = None
+    exclude_product_ids: tuple[int, ...] = field(default=())
+
+    @property
+    def empty(self) -> bool:
+        return not (self.categories or self.brands or self.exclude_product_ids) and (
+            self.price_min is None and self.price_max is None
+        )
+
+
+class VectorIndex(Protocol):
+    """One collection of 1000-d Euclidean points keyed by image id."""
+
+    name: str
+
+    def upsert(self, points: Sequence[IndexPoint]) -> None:
+        """Insert or replace points; returns once they are searchable."""
+
+    def delete(self, ids: Sequence[int]) -> None:
+        """Remove points by image id; unknown ids are ignored."""
+
+    def delete_product(self, product_id: int) -> None:
+        """Remove every point of a product."""
+
+    def set_product_payload(self, product_id: int, payload: dict[str, Any]) -> None:
+        """Update payload fields on every point of a product."""
+
+    def search(
+        self, vector: Sequence[float], *, limit: int, where: SearchFilter | None = None, max_distance: float | None = None
+    ) -> list[Hit]:
+        """Nearest points in ascending distance."""
+
+    def vectors(self, ids: Sequence[int]) -> dict[int, list[float]]:
+        """Stored vectors by image id; missing ids are left out."""
+
+    def ids(self) -> set[int]:
+        """Every point id in the collection."""
+
+    def count(self) -> int:
+        """Number of points."""
+
+    def close(self) -> None:
+        """Release files or connections."""

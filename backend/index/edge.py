@@ -1,0 +1,123 @@
+"""Qdrant Edge: Qdrant's own engine in-process, one shard directory per collection."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from backend.index.base import EMBEDDING_DIM, PAYLOAD_INDEXES, Hit, IndexPoint, IndexUnavailable, SearchFilter
+
+SCHEMA_TYPES = {
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "integer": qe.PayloadSchemaType.Integer,
+    "float": qe.PayloadSchemaType.Float,
+}
+
+
+def edge_filter(where: SearchFilter | None) -> qe.Filter | None:
+    if where is None or where.empty:
+        return None
+    must: list[Any] = []
+    if where.categories:
+        must.append(qe.FieldCondition("category", match=qe.MatchAny(list(where.categories))))
+    if where.brands:
+        must.append(qe.FieldCondition("brand", match=qe.MatchAny(list(where.brands))))
+    if where.price_min is not None or where.price_max is not None:
+        must.append(qe.FieldCondition("price", range=qe.RangeFloat(gte=where.price_min, lte=where.price_max)))
+    must_not: list[Any] = []
+    if where.exclude_product_ids:
+        must_not.append(qe.FieldCondition("product_id", match=qe.MatchAny(list(where.exclude_product_ids))))
+    return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+def _product(product_id: int) -> qe.Filter:
+    return qe.Filter(must=[qe.FieldCondition("product_id", match=qe.MatchValue(product_id))])
+
+
+class EdgeIndex:
+    """A VectorIndex over one Qdrant Edge shard. The shard is locked to this process."""
+
+    def __init__(self, path: Path, name: str, dim: int = EMBEDDING_DIM) -> None:
+        self.name = name
+        self.path = Path(path) / name
+        self._lock = threading.Lock()  # serialises writes; queries run concurrently
+        try:
+            if (self.path / "edge_config.json").exists() or any(self.path.glob("*")):
+                self._shard = qe.EdgeShard.load(str(self.path))
+            else:
+                config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Euclid))
+                self._shard = qe.EdgeShard.create(str(self.path), config)
+        except Exception as exc:  # the binding raises plain Exception
+            raise IndexUnavailable(f"cannot open the Qdrant Edge shard at {self.path}: {exc}") from exc
+        existing = set(self._shard.info().payload_schema)
+        for field, kind in PAYLOAD_INDEXES.items():
+            if field not in existing:
+                self._shard.update(qe.UpdateOperation.create_field_index(field, SCHEMA_TYPES[kind]))
+
+    def _update(self, operation: qe.UpdateOperation) -> None:
+        with self._lock:
+            try:
+                self._shard.update(operation)
+            except Exception as exc:
+                raise IndexUnavailable(f"Qdrant Edge update failed: {exc}") from exc
+
+    def upsert(self, points: Sequence[IndexPoint]) -> None:
+        if points:
+            self._update(
+                qe.UpdateOperation.upsert_points(
+                    [qe.Point(p.id, [float(x) for x in p.vector], p.payload) for p in points]
+                )
+            )
+
+    def delete(self, ids: Sequence[int]) -> None:
+        if ids:
+            self._update(qe.UpdateOperation.delete_points(list(ids)))
+
+    def delete_product(self, product_id: int) -> None:
+        self._update(qe.UpdateOperation.delete_points_by_filter(_product(product_id)))
+
+    def set_product_payload(self, product_id: int, payload: dict[str, Any]) -> None:
+        self._update(qe.UpdateOperation.set_payload_by_filter(_product(product_id), payload))
+
+    def search(
+        self, vector: Sequence[float], *, limit: int, where: SearchFilter | None = None, max_distance: float | None = None
+    ) -> list[Hit]:
+        request = qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest([float(x) for x in vector]),
+            filter=edge_filter(where),
+            with_payload=True,
+            score_threshold=max_distance,
+        )
+        try:
+            points = self._shard.query(request)
+        except Exception as exc:
+            raise IndexUnavailable(f"Qdrant Edge query failed: {exc}") from exc
+        return [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in points]  # type: ignore[arg-type]
+
+    def vectors(self, ids: Sequence[int]) -> dict[int, list[float]]:
+        if not ids:
+            return {}
+        records = self._shard.retrieve(list(ids), False, True)
+        return {int(r.id): list(r.vector) for r in records if r.vector is not None}  # type: ignore[arg-type]
+
+    def ids(self) -> set[int]:
+        found: set[int] = set()
+        offset = None
+        while True:
+            records, offset = self._shard.scroll(qe.ScrollRequest(offset=offset, limit=1000, with_payload=False))
+            found.update(int(r.id) for r in records)  # type: ignore[arg-type]
+            if offset is None:
+                return found
+
+    def count(self) -> int:
+        return int(self._shard.count(qe.CountRequest(exact=True)))
+
+    def close(self) -> None:
+        with self._lock:
+            self._shard.flush()
+            self._shard.close()

@@ -1,0 +1,130 @@
+"""Qdrant server through qdrant-client (also its in-process `:memory:` mode, for tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from backend.index.base import EMBEDDING_DIM, PAYLOAD_INDEXES, Hit, IndexPoint, IndexUnavailable, SearchFilter
+
+SCHEMA_TYPES = {
+    "keyword": models.PayloadSchemaType.KEYWORD,
+    "integer": models.PayloadSchemaType.INTEGER,
+    "float": models.PayloadSchemaType.FLOAT,
+}
+TRANSIENT = (ResponseHandlingException, UnexpectedResponse, ConnectionError, TimeoutError)
+
+
+def server_filter(where: SearchFilter | None) -> models.Filter | None:
+    if where is None or where.empty:
+        return None
+    must: list[Any] = []
+    if where.categories:
+        must.append(models.FieldCondition(key="category", match=models.MatchAny(any=list(where.categories))))
+    if where.brands:
+        must.append(models.FieldCondition(key="brand", match=models.MatchAny(any=list(where.brands))))
+    if where.price_min is not None or where.price_max is not None:
+        must.append(models.FieldCondition(key="price", range=models.Range(gte=where.price_min, lte=where.price_max)))
+    must_not: list[Any] = []
+    if where.exclude_product_ids:
+        must_not.append(
+            models.FieldCondition(key="product_id", match=models.MatchAny(any=list(where.exclude_product_ids)))
+        )
+    return models.Filter(must=must or None, must_not=must_not or None)
+
+
+def _product(product_id: int) -> models.Filter:
+    return models.Filter(must=[models.FieldCondition(key="product_id", match=models.MatchValue(value=product_id))])
+
+
+class ServerIndex:
+    """A VectorIndex over one collection of a Qdrant server."""
+
+    def __init__(self, client: QdrantClient, name: str, dim: int = EMBEDDING_DIM) -> None:
+        self.client = client
+        self.name = name
+        try:
+            if not client.collection_exists(name):
+                client.create_collection(
+                    name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.EUCLID)
+                )
+            existing = set(client.get_collection(name).payload_schema)
+            for field, kind in PAYLOAD_INDEXES.items():
+                if field not in existing:
+                    client.create_payload_index(name, field, SCHEMA_TYPES[kind], wait=True)
+        except TRANSIENT as exc:
+            raise IndexUnavailable(f"Qdrant server unavailable: {exc}") from exc
+
+    def upsert(self, points: Sequence[IndexPoint]) -> None:
+        if not points:
+            return
+        structs = [models.PointStruct(id=p.id, vector=[float(x) for x in p.vector], payload=p.payload) for p in points]
+        try:
+            self.client.upsert(self.name, structs, wait=True)
+        except TRANSIENT as exc:
+            raise IndexUnavailable(f"Qdrant upsert failed: {exc}") from exc
+
+    def delete(self, ids: Sequence[int]) -> None:
+        if ids:
+            try:
+                self.client.delete(self.name, models.PointIdsList(points=list(ids)), wait=True)
+            except TRANSIENT as exc:
+                raise IndexUnavailable(f"Qdrant delete failed: {exc}") from exc
+
+    def delete_product(self, product_id: int) -> None:
+        try:
+            self.client.delete(self.name, models.FilterSelector(filter=_product(product_id)), wait=True)
+        except TRANSIENT as exc:
+            raise IndexUnavailable(f"Qdrant delete failed: {exc}") from exc
+
+    def set_product_payload(self, product_id: int, payload: dict[str, Any]) -> None:
+        try:
+            self.client.set_payload(self.name, payload, points=_product(product_id), wait=True)
+        except TRANSIENT as exc:
+            raise IndexUnavailable(f"Qdrant set_payload failed: {exc}") from exc
+
+    def search(
+        self, vector: Sequence[float], *, limit: int, where: SearchFilter | None = None, max_distance: float | None = None
+    ) -> list[Hit]:
+        try:
+            response = self.client.query_points(
+                self.name,
+                query=[float(x) for x in vector],
+                query_filter=server_filter(where),
+                limit=limit,
+                with_payload=True,
+                score_threshold=max_distance,
+            )
+        except TRANSIENT as exc:
+            raise IndexUnavailable(f"Qdrant query failed: {exc}") from exc
+        return [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+
+    def vectors(self, ids: Sequence[int]) -> dict[int, list[float]]:
+        if not ids:
+            return {}
+        try:
+            records = self.client.retrieve(self.name, list(ids), with_payload=False, with_vectors=True)
+        except TRANSIENT as exc:
+            raise IndexUnavailable(f"Qdrant retrieve failed: {exc}") from exc
+        return {int(r.id): list(r.vector) for r in records if isinstance(r.vector, list)}  # type: ignore[arg-type]
+
+    def ids(self) -> set[int]:
+        found: set[int] = set()
+        offset = None
+        while True:
+            records, offset = self.client.scroll(self.name, limit=1000, offset=offset, with_payload=False)
+            found.update(int(r.id) for r in records)
+            if offset is None:
+                return found
+
+    def count(self) -> int:
+        try:
+            return int(self.client.count(self.name, exact=True).count)
+        except TRANSIENT as exc:
+            raise IndexUnavailable(f"Qdrant count failed: {exc}") from exc
+
+    def close(self) -> None:
+        self.client.close()

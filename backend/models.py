@@ -1,0 +1,92 @@
+"""Database models: PostgreSQL (or SQLite) is the record of truth; Qdrant only mirrors it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from backend.extensions import db
+
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ImageStatus(StrEnum):
+    pending = "pending"
+    indexed = "indexed"
+    failed = "failed"
+
+
+class Product(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "products"
+    __table_args__ = (CheckConstraint("price IS NULL OR price >= 0", name="price_not_negative"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(64), index=True)
+    brand: Mapped[str | None] = mapped_column(String(64), index=True)
+    price: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    images: Mapped[list[ProductImage]] = relationship(
+        back_populates="product",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="ProductImage.id",
+    )
+
+    def index_payload(self) -> dict[str, Any]:
+        """The fields every point of this product carries for filtering."""
+        return {
+            "product_id": self.id,
+            "category": self.category,
+            "brand": self.brand,
+            "price": float(self.price) if self.price is not None else None,
+        }
+
+
+class ProductImage(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "product_images"
+    __table_args__ = (Index("ix_product_images_status", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
+    stored_name: Mapped[str] = mapped_column(String(128), unique=True)
+    original_filename: Mapped[str | None] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=ImageStatus.pending.value)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    model_version: Mapped[str | None] = mapped_column(String(80))
+    indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    product: Mapped[Product] = relationship(back_populates="images")
+
+
+class ModelVersion(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(80), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    class_names: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    active: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,189 @@
+"""Data access for products and photos. Routes and the importer call these; they take the session."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from backend.errors import ApiError
+from backend.index import IndexUnavailable, VectorIndex
+from backend.media import CheckedImage, MediaStorage
+from backend.models import ImageStatus, Product, ProductImage
+
+log = logging.getLogger(__name__)
+
+PAYLOAD_FIELDS = ("category", "brand", "price")
+
+
+@dataclass(frozen=True)
+class ProductIn:
+    sku: str
+    title: str
+    category: str
+    brand: str | None = None
+    price: Decimal | None = None
+    attributes: dict[str, Any] | None = None
+
+
+def get_product(*, session: Session, product_id: int) -> Product:
+    product = session.get(Product, product_id, options=[selectinload(Product.images)])
+    if product is None:
+        raise ApiError(404, "not_found", f"product {product_id} not found")
+    return product
+
+
+def get_image(*, session: Session, image_id: int) -> ProductImage:
+    image = session.get(ProductImage, image_id)
+    if image is None:
+        raise ApiError(404, "not_found", f"image {image_id} not found")
+    return image
+
+
+def sku_taken(*, session: Session, sku: str) -> bool:
+    return session.scalar(select(func.count()).where(Product.sku == sku)) != 0
+
+
+def _store_images(
+    *, session: Session, storage: MediaStorage, product: Product, images: Sequence[CheckedImage]
+) -> list[str]:
+    stored: list[str] = []
+    for checked in images:
+        name = storage.save(checked)
+        stored.append(name)
+        product.images.append(
+            ProductImage(
+                stored_name=name,
+                original_filename=checked.original_filename,
+                sha256=checked.sha256,
+                width=checked.width,
+                height=checked.height,
+                content_type=checked.content_type,
+                size_bytes=len(checked.data),
+                status=ImageStatus.pending.value,
+                attempts=0,
+            )
+        )
+    return stored
+
+
+def _commit_or_undo(*, session: Session, storage: MediaStorage, stored: list[str], sku: str) -> None:
+    """Commit; on failure remove the files written for this request so nothing is left half-done."""
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        for name in stored:
+            storage.delete(name)
+        raise ApiError(409, "duplicate_sku", f"a product with sku {sku!r} already exists", field="sku") from exc
+    except BaseException:
+        session.rollback()
+        for name in stored:
+            storage.delete(name)
+        raise
+
+
+def create_product(
+    *, session: Session, storage: MediaStorage, product_in: ProductIn, images: Sequence[CheckedImage]
+) -> Product:
+    """Create a product and its photos (status pending) in one transaction."""
+    if sku_taken(session=session, sku=product_in.sku):
+        raise ApiError(409, "duplicate_sku", f"a product with sku {product_in.sku!r} already exists", field="sku")
+    product = Product(
+        sku=product_in.sku,
+        title=product_in.title,
+        category=product_in.category,
+        brand=product_in.brand,
+        price=product_in.price,
+        attributes=product_in.attributes or {},
+    )
+    session.add(product)
+    stored = _store_images(session=session, storage=storage, product=product, images=images)
+    _commit_or_undo(session=session, storage=storage, stored=stored, sku=product_in.sku)
+    return product
+
+
+def add_images(
+    *, session: Session, storage: MediaStorage, product: Product, images: Sequence[CheckedImage]
+) -> list[ProductImage]:
+    before = {image.id for image in product.images}
+    stored = _store_images(session=session, storage=storage, product=product, images=images)
+    _commit_or_undo(session=session, storage=storage, stored=stored, sku=product.sku)
+    return [image for image in product.images if image.id not in before]
+
+
+def update_product(*, session: Session, index: VectorIndex, product: Product, changes: dict[str, Any]) -> Product:
+    """Apply field changes; mirror category, brand and price into the product's points."""
+    if "sku" in changes and changes["sku"] != product.sku and sku_taken(session=session, sku=changes["sku"]):
+        raise ApiError(409, "duplicate_sku", f"a product with sku {changes['sku']!r} already exists", field="sku")
+    payload_changed = any(k in changes and changes[k] != getattr(product, k) for k in PAYLOAD_FIELDS)
+    for key, value in changes.items():
+        setattr(product, key, value)
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ApiError(409, "duplicate_sku", f"a product with sku {changes.get('sku')!r} already exists") from exc
+    if payload_changed:
+        try:
+            index.set_product_payload(product.id, product.index_payload())
+        except IndexUnavailable as exc:
+            # The database holds the truth; the sweep re-applies payloads that drifted.
+            log.warning("payload of product %s not updated in the index: %s", product.id, exc)
+    return product
+
+
+def delete_product(*, session: Session, index: VectorIndex, storage: MediaStorage, product: Product) -> None:
+    """Delete the rows first (the record of truth), then the points and the files."""
+    product_id = product.id
+    names = [image.stored_name for image in product.images]
+    session.delete(product)
+    session.commit()
+    try:
+        index.delete_product(product_id)
+    except IndexUnavailable as exc:
+        log.warning("points of deleted product %s left in the index: %s", product_id, exc)
+    for name in names:
+        storage.delete(name)
+
+
+def delete_image(*, session: Session, index: VectorIndex, storage: MediaStorage, image: ProductImage) -> None:
+    image_id, name = image.id, image.stored_name
+    session.delete(image)
+    session.commit()
+    try:
+        index.delete([image_id])
+    except IndexUnavailable as exc:
+        log.warning("point of deleted image %s left in the index: %s", image_id, exc)
+    storage.delete(name)
+
+
+def list_products(
+    *, session: Session, page: int, per_page: int, categories: Sequence[str] = ()
+) -> tuple[list[Product], int]:
+    query = select(Product)
+    if categories:
+        query = query.where(Product.category.in_(list(categories)))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(
+        query.options(selectinload(Product.images))
+        .order_by(Product.id)
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+    ).all()
+    return list(items), total
+
+
+def image_status_counts(*, session: Session, product_id: int | None = None) -> dict[str, int]:
+    query = select(ProductImage.status, func.count()).group_by(ProductImage.status)
+    if product_id is not None:
+        query = query.where(ProductImage.product_id == product_id)
+    counts = {status.value: 0 for status in ImageStatus}
+    counts.update({status: n for status, n in session.execute(query).tuples()})
+    return counts
