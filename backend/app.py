@@ -66,4 +66,9 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     from workers.celery_app import celery_init_app
 
     celery_init_app(app)
+
+    from backend.commands import COMMANDS
+
+    for command in COMMANDS:
+        app.cli.add_command(command)
     return app

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
-
 import click
-from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
-from tqdm import tqdm
+from flask.cli import FlaskGroup
 
 from backend.app import create_app
 
@@ -17,61 +11,6 @@ from backend.app import create_app
 @click.group(cls=FlaskGroup, create_app=create_app, add_version_option=False, load_dotenv=True)
 def cli() -> None:
     """Lookalike: visual similar items for product catalogs."""
-
-
-@cli.command("serve")
-@click.option("--host", default=None, help="Address to bind (default: HOST, 127.0.0.1).")
-@click.option("--port", default=None, type=int, help="Port (default: PORT, 8000).")
-@with_appcontext
-def serve(host: str | None, port: int | None) -> None:
-    """Serve the API (one process, threads; the embedded store is locked to this process)."""
-    settings = current_app.config["SETTINGS"]
-    host = host or settings.host
-    port = port or settings.port
-    token = current_app.config["ADMIN_TOKEN"]
-    if current_app.config["ADMIN_TOKEN_MADE_UP"]:
-        click.echo(f" * Development admin token: {token}  (set ADMIN_TOKEN to choose your own)")
-    click.echo(f" * Database: {settings.database_url.split('@')[-1]}")
-    click.echo(f" * Vector index: {settings.qdrant_url or 'Qdrant Edge at ' + str(settings.qdrant_path)}")
-    click.echo(f" * Tasks: {'in-process' if settings.tasks_in_process else 'Celery on ' + settings.redis_url}")
-    current_app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
-
-
-@cli.command("import")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@with_appcontext
-def import_command(directory: Path) -> None:
-    """Import DIRECTORY/<category>/<photo>: one product per photo, category = folder name."""
-    from backend.api import enqueue_embedding
-    from backend.extensions import db
-    from backend.importer import import_tree
-    from backend.products import image_status_counts
-
-    settings = current_app.config["SETTINGS"]
-    with tqdm(unit="photo", desc="import", file=sys.stderr, dynamic_ncols=True) as bar:
-
-        def set_total(n: int) -> None:
-            bar.total = n
-            bar.refresh()
-
-        summary = import_tree(
-            session=db.session,
-            settings=settings,
-            root=directory,
-            enqueue=enqueue_embedding,
-            progress=bar.update,
-            on_total=set_total,
-        )
-    click.echo(f"imported {summary.imported} products")
-    if summary.skipped:
-        click.echo(f"skipped {sum(summary.skipped.values())}:")
-        for reason, count in summary.skipped.most_common():
-            click.echo(f"  {count:6d}  {reason}  (e.g. {', '.join(summary.examples[reason])})")
-    if settings.tasks_in_process:
-        db.session.expire_all()
-        click.echo("photos: " + json.dumps(image_status_counts(session=db.session)))
-    else:
-        click.echo(f"enqueued {len(summary.image_ids)} photos for embedding")
 
 
 def main() -> None:

@@ -46,6 +46,13 @@ def _field_message(detail: dict[str, Any]) -> tuple[str, str]:
 
 
 def register_error_processor(app: APIFlask) -> None:
+    from backend.index import IndexUnavailable
+
+    @app.errorhandler(IndexUnavailable)
+    def index_unavailable(error: IndexUnavailable) -> tuple[dict[str, Any], int]:
+        app.logger.warning("vector index unavailable: %s", error)
+        return {"error": "index_unavailable", "message": "the vector index is unavailable; try again shortly"}, 503
+
     @app.error_processor
     def to_json(error: HTTPError) -> tuple[dict[str, Any], int, Any]:
         body: dict[str, Any] = {"error": STATUS_CODES.get(error.status_code, "error"), "message": error.message}

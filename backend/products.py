@@ -185,5 +185,5 @@ def image_status_counts(*, session: Session, product_id: int | None = None) -> d
     if product_id is not None:
         query = query.where(ProductImage.product_id == product_id)
     counts = {status.value: 0 for status in ImageStatus}
-    counts.update({status: n for status, n in session.execute(query).tuples()})
+    counts.update({status: n for status, n in session.execute(query).all()})
     return counts

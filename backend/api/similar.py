@@ -6,12 +6,11 @@ from typing import Any
 
 from apiflask import APIBlueprint
 
-from backend.api import index
+from backend.api import index, settings
 from backend.api.schemas import SimilarOut, SimilarQuery
 from backend.embedding import current_embedder
 from backend.errors import ApiError
 from backend.extensions import db
-from backend.api import settings
 from backend.index import SearchFilter
 from backend.models import ImageStatus
 from backend.products import get_product, image_status_counts
@@ -41,7 +40,7 @@ def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
     product = get_product(session=db.session, product_id=product_id)
     model_version = current_embedder(settings()).model_version
     indexed = [i.id for i in product.images if i.status == ImageStatus.indexed and i.model_version == model_version]
-    vectors = list(index().vectors(indexed).values())
+    vectors = list(index().vectors(indexed).values()) if indexed else []
     if not vectors:
         raise ApiError(
             409,

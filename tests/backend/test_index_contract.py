@@ -1,0 +1,116 @@
+"""One contract, two implementations: Qdrant Edge, and the Qdrant server API (in-process mode)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from backend.index import Hit, IndexPoint, SearchFilter, VectorIndex
+from backend.index.edge import EdgeIndex
+from backend.index.server import ServerIndex
+
+DIM = 1000
+
+
+@pytest.fixture(params=["edge", "server"])
+def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorIndex]:
+    if request.param == "edge":
+        idx: VectorIndex = EdgeIndex(tmp_path, "contract")
+    else:
+        idx = ServerIndex(QdrantClient(location=":memory:"), "contract")
+    yield idx
+    idx.close()
+
+
+def vec(x: float, y: float = 0.0) -> list[float]:
+    v = [0.0] * DIM
+    v[0], v[1] = x, y
+    return v
+
+
+def catalog() -> list[IndexPoint]:
+    """Points along one axis, so that distances to vec(0) are their x."""
+    rows = [
+        (1, 1.0, 10, "dress", "acme", 10.0),
+        (2, 2.0, 10, "dress", "acme", 10.0),
+        (3, 3.0, 20, "hat", "acme", 30.0),
+        (4, 4.0, 30, "dress", "zeta", 50.0),
+        (5, 5.0, 40, "shoes", None, None),
+    ]
+    return [
+        IndexPoint(i, vec(x), {"product_id": p, "category": c, "brand": b, "price": price})
+        for i, x, p, c, b, price in rows
+    ]
+
+
+def ids(hits: list[Hit]) -> list[int]:
+    return [h.id for h in hits]
+
+
+def test_search_returns_euclidean_distance_ascending(index: VectorIndex) -> None:
+    index.upsert(catalog())
+    hits = index.search(vec(0, 0), limit=3)
+    assert ids(hits) == [1, 2, 3]
+    assert [h.distance for h in hits] == pytest.approx([1.0, 2.0, 3.0])
+    assert hits[0].payload["product_id"] == 10 and hits[0].payload["category"] == "dress"
+    assert index.search(vec(0, 3), limit=1)[0].distance == pytest.approx(np.hypot(1, 3), rel=1e-5)
+
+
+def test_filters_or_within_a_field_and_across_fields(index: VectorIndex) -> None:
+    index.upsert(catalog())
+    assert ids(index.search(vec(0), limit=10, where=SearchFilter(categories=("hat", "shoes")))) == [3, 5]
+    both = SearchFilter(categories=("dress",), brands=("zeta",))
+    assert ids(index.search(vec(0), limit=10, where=both)) == [4]
+    priced = SearchFilter(price_min=10.0, price_max=30.0)
+    assert ids(index.search(vec(0), limit=10, where=priced)) == [1, 2, 3]
+    assert ids(index.search(vec(0), limit=10, where=SearchFilter(exclude_product_ids=(10, 30)))) == [3, 5]
+    assert ids(index.search(vec(0), limit=10, max_distance=2.5)) == [1, 2]
+
+
+def test_upsert_is_idempotent_and_replaces(index: VectorIndex) -> None:
+    index.upsert(catalog())
+    index.upsert(catalog())
+    assert index.count() == 5
+    index.upsert([IndexPoint(1, vec(9.0), {"product_id": 10, "category": "dress", "brand": None, "price": None})])
+    assert index.count() == 5
+    assert index.vectors([1])[1][0] == pytest.approx(9.0)
+    assert ids(index.search(vec(0), limit=1)) == [2]
+
+
+def test_delete_by_id_and_by_product(index: VectorIndex) -> None:
+    index.upsert(catalog())
+    index.delete([3, 999])
+    assert index.ids() == {1, 2, 4, 5}
+    index.delete_product(10)
+    assert index.ids() == {4, 5}
+    assert index.vectors([1, 4]).keys() == {4}
+
+
+def test_set_product_payload_changes_what_filters_see(index: VectorIndex) -> None:
+    index.upsert(catalog())
+    index.set_product_payload(10, {"category": "hat", "price": 99.0})
+    assert ids(index.search(vec(0), limit=10, where=SearchFilter(categories=("hat",)))) == [1, 2, 3]
+    assert ids(index.search(vec(0), limit=10, where=SearchFilter(price_min=90.0))) == [1, 2]
+    assert index.search(vec(0), limit=1)[0].payload["brand"] == "acme"  # untouched fields stay
+
+
+def test_many_points_and_scroll(index: VectorIndex) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(1500, DIM)).astype(np.float32)
+    index.upsert([IndexPoint(i + 1, data[i], {"product_id": i}) for i in range(len(data))])
+    assert index.count() == 1500 and index.ids() == set(range(1, 1501))
+    exact = np.argsort(np.linalg.norm(data - data[7], axis=1))[:5] + 1
+    assert ids(index.search(data[7], limit=5)) == exact.tolist()
+
+
+def test_edge_shard_survives_reopen(tmp_path: Path) -> None:
+    first = EdgeIndex(tmp_path, "persist")
+    first.upsert(catalog())
+    first.close()
+    again = EdgeIndex(tmp_path, "persist")
+    assert again.count() == 5 and ids(again.search(vec(0), limit=2)) == [1, 2]
+    again.close()

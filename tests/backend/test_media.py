@@ -1,0 +1,70 @@
+"""Photo checks by content, and storage under server-made names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import ImageFile
+
+from backend.errors import ApiError
+from backend.media import MediaStorage, check_image, sniff_format
+from tests.utils import images
+
+LIMITS = {"max_bytes": 5 * 1024 * 1024, "max_pixels": 40_000_000}
+
+
+def test_accepts_real_images_by_content_whatever_the_name() -> None:
+    checked = check_image(images.jpeg(1), filename="photo.png", **LIMITS)
+    assert (checked.format, checked.content_type, checked.width, checked.height) == ("JPEG", "image/jpeg", 96, 96)
+    assert len(checked.sha256) == 64 and checked.original_filename == "photo.png"
+    assert sniff_format(images.png(1)) == "PNG"
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "code"),
+    [
+        (b"GIF8 nope", 415, "unsupported_media_type"),
+        (b"%PDF-1.7 ...", 415, "unsupported_media_type"),
+        (b"", 400, "empty_image"),
+        (images.truncated_jpeg(), 400, "invalid_image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, 400, "invalid_image"),
+    ],
+)
+def test_rejections(data: bytes, status: int, code: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        check_image(data, filename="x", **LIMITS)
+    assert caught.value.status_code == status and caught.value.extra_data["error"] == code
+
+
+def test_too_many_bytes_is_413() -> None:
+    with pytest.raises(ApiError) as caught:
+        check_image(images.png(1), filename="x", max_bytes=100, max_pixels=10**9)
+    assert caught.value.status_code == 413
+
+
+def test_decompression_bomb_rejected_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded = []
+    original = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(1) or original(self))
+    with pytest.raises(ApiError) as caught:
+        check_image(images.bomb_png(), filename="bomb.png", **LIMITS)
+    assert caught.value.status_code == 400 and "12000x12000 pixels" in caught.value.message
+    assert caught.value.extra_data["error"] == "image_too_large"
+    assert decoded == []
+    check_image(images.png(1), filename="ok.png", **LIMITS)
+    assert decoded == [1]  # the spy does see a normal decode
+
+
+def test_storage_names_and_round_trip(tmp_path: Path) -> None:
+    storage = MediaStorage(tmp_path)
+    checked = check_image(images.png(4), filename="../../evil name.png", **LIMITS)
+    name = storage.save(checked)
+    assert name.endswith(".png") and "evil" not in name and storage.read(name) == images.png(4)
+    assert storage.path(name).parent.parent == tmp_path
+    for bad in ("../x.png", "ab/../../etc/passwd", "/etc/passwd"):
+        with pytest.raises(ValueError):
+            storage.path(bad)
+    storage.delete(name)
+    storage.delete(name)  # deleting twice is harmless
+    assert not storage.path(name).exists()

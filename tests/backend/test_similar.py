@@ -1,0 +1,100 @@
+"""Grouping by product: exact against brute force, stable pagination, never the query product."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from backend.index import IndexPoint, SearchFilter
+from backend.index.edge import EdgeIndex
+from backend.similar import nearest_products
+from tests.utils import images
+from tests.utils.api import upload
+
+DIM = 1000
+
+
+def brute_force(data: np.ndarray, owners: np.ndarray, queries: np.ndarray, exclude: int) -> list[tuple[int, float]]:
+    best: dict[int, float] = {}
+    for q in queries:
+        for d, owner in zip(np.linalg.norm(data - q, axis=1), owners, strict=True):
+            if owner != exclude and d < best.get(int(owner), np.inf):
+                best[int(owner)] = float(d)
+    return sorted(best.items(), key=lambda kv: (kv[1], kv[0]))
+
+
+@pytest.fixture
+def clustered(tmp_path: Path) -> tuple[EdgeIndex, np.ndarray, np.ndarray]:
+    """300 products with 1-6 photos each, in clusters, so many photos of one product are close."""
+    rng = np.random.default_rng(42)
+    centres = rng.normal(size=(8, DIM)) * 5
+    owners, rows = [], []
+    for product in range(300):
+        centre = centres[product % 8] + rng.normal(size=DIM)
+        for _ in range(rng.integers(1, 7)):
+            owners.append(product)
+            rows.append(centre + rng.normal(size=DIM) * 0.3)
+    data = np.asarray(rows, dtype=np.float32)
+    index = EdgeIndex(tmp_path, "similar")
+    index.upsert([IndexPoint(i, data[i], {"product_id": int(o)}) for i, o in enumerate(owners)])
+    yield index, data, np.asarray(owners)
+    index.close()
+
+
+def test_grouping_is_exact_for_multi_photo_queries(clustered: Any) -> None:
+    index, data, owners = clustered
+    query_product = 17
+    queries = data[owners == query_product]
+    assert len(queries) >= 1
+    expected = brute_force(data, owners, queries, exclude=query_product)[:25]
+    got = nearest_products(index=index, vectors=list(queries), where=SearchFilter(exclude_product_ids=(17,)), limit=25)
+    assert [n.product_id for n in got] == [p for p, _ in expected]
+    assert [n.distance for n in got] == pytest.approx([d for _, d in expected], rel=1e-4)
+    assert len({n.product_id for n in got}) == 25 and query_product not in {n.product_id for n in got}
+
+
+def test_pages_concatenate_to_the_whole_list(clustered: Any) -> None:
+    index, data, owners = clustered
+    queries = list(data[owners == 3])
+    where = SearchFilter(exclude_product_ids=(3,))
+    whole = nearest_products(index=index, vectors=queries, where=where, limit=60)
+    pages = [nearest_products(index=index, vectors=queries, where=where, limit=7, offset=o) for o in range(0, 60, 7)]
+    flat = [n.product_id for page in pages for n in page][:60]
+    assert flat == [n.product_id for n in whole]
+    assert len(set(flat)) == 60
+
+
+def test_similar_endpoint_orders_near_copy_first(client: Any) -> None:
+    base = images.noise(5)
+    query = upload(client, "Q", images.encode(base)).json
+    upload(client, "FAR", images.encode(images.stripes()))
+    upload(client, "NEAR", images.encode(images.near_copy(base)))
+    body = client.get(f"/api/v1/products/{query['id']}/similar?limit=5").json
+    assert [i["product"]["sku"] for i in body["items"]] == ["NEAR", "FAR"]
+    distances = [i["distance"] for i in body["items"]]
+    assert distances == sorted(distances)
+    assert body["model_version"].startswith("untrained-") and body["limit"] == 5 and body["offset"] == 0
+    assert body["items"][0]["image_id"] == body["items"][0]["product"]["images"][0]["id"]
+
+
+def test_one_item_per_product_using_its_closest_photo(client: Any) -> None:
+    base = images.noise(8)
+    query = upload(client, "Q", images.encode(base)).json
+    multi = upload(client, "MULTI", images.encode(images.stripes()), images.encode(images.near_copy(base))).json
+    upload(client, "OTHER", images.png(99))
+    items = client.get(f"/api/v1/products/{query['id']}/similar").json["items"]
+    assert [i["product"]["sku"] for i in items] == ["MULTI", "OTHER"]
+    assert items[0]["image_id"] == multi["images"][1]["id"]
+
+
+def test_similar_parameter_errors(client: Any) -> None:
+    upload(client, "Q", images.png(1))
+    for bad in ("limit=0", "limit=101", "limit=abc", "offset=-1", "price_min=-3", "max_distance=x"):
+        response = client.get(f"/api/v1/products/1/similar?{bad}")
+        assert response.status_code == 400, bad
+        assert response.json["field"] == bad.split("=")[0]
+    response = client.get("/api/v1/products/1/similar?price_min=5&price_max=1")
+    assert response.status_code == 400 and response.json["field"] == "price_min"
