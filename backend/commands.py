@@ -10,6 +10,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 from tqdm import tqdm
+from werkzeug.serving import run_simple
 
 
 @click.command("serve")
@@ -27,7 +28,9 @@ def serve(host: str | None, port: int | None) -> None:
     click.echo(f" * Database: {settings.database_url.split('@')[-1]}")
     click.echo(f" * Vector index: {settings.qdrant_url or 'Qdrant Edge at ' + str(settings.qdrant_path)}")
     click.echo(f" * Tasks: {'in-process' if settings.tasks_in_process else 'Celery on ' + settings.redis_url}")
-    current_app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+    click.echo(f" * API on http://{host}:{port}/api/v1  (docs: http://{host}:{port}/docs)")
+    # One process with threads: the embedded Qdrant store is locked to the process that opened it.
+    run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)  # type: ignore[attr-defined]
 
 
 @click.command("import")

@@ -1,9 +1,11 @@
 """Extension objects, bound to an app in the factory."""
 
+from typing import Any
+
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 
 # Named constraints so that Alembic can drop them again on every backend.
 NAMING = {
@@ -20,4 +22,7 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+# What data-access functions take: a plain session, or Flask-SQLAlchemy's scoped `db.session`.
+DbSession = Session | scoped_session[Any]
 migrate = Migrate()

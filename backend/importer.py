@@ -8,10 +8,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy.orm import Session
-
 from backend.config import Settings
 from backend.errors import ApiError
+from backend.extensions import DbSession
 from backend.media import MediaStorage, check_image
 from backend.products import ProductIn, create_product, sku_taken
 
@@ -51,7 +50,7 @@ def walk(root: Path, summary: ImportSummary) -> Iterator[tuple[str, Path]]:
 
 def import_tree(
     *,
-    session: Session,
+    session: DbSession,
     settings: Settings,
     root: Path,
     enqueue: Callable[[list[int]], None],

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import joinedload
 
+from backend.extensions import DbSession
 from backend.index import IndexPoint, VectorIndex
 from backend.media import MediaStorage, open_image
 from backend.models import ImageStatus, ProductImage
@@ -32,7 +33,7 @@ def point_payload(image: ProductImage, model_version: str) -> dict[str, object]:
 
 def index_images(
     *,
-    session: Session,
+    session: DbSession,
     index: VectorIndex,
     embedder: Embedder,
     storage: MediaStorage,
@@ -77,9 +78,7 @@ def index_images(
         return report
 
     vectors = embedder.embed(decoded)
-    index.upsert(
-        [IndexPoint(row.id, vectors[i], point_payload(row, version)) for i, row in enumerate(ready)]
-    )
+    index.upsert([IndexPoint(row.id, vectors[i], point_payload(row, version)) for i, row in enumerate(ready)])
 
     # A photo deleted while we embedded must not keep a point: the delete already ran.
     ready_ids = [row.id for row in ready]
@@ -100,7 +99,7 @@ def index_images(
     return report
 
 
-def mark_failed(*, session: Session, image_ids: Sequence[int], reason: str) -> None:
+def mark_failed(*, session: DbSession, image_ids: Sequence[int], reason: str) -> None:
     """Record a failure for photos that are not indexed yet (already indexed ones keep their point)."""
     for row in session.scalars(select(ProductImage).where(ProductImage.id.in_(list(image_ids)))):
         if row.status != ImageStatus.indexed:

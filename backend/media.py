@@ -131,7 +131,4 @@ class MediaStorage:
         return self.path(stored_name).read_bytes()
 
     def delete(self, stored_name: str) -> None:
-        try:
-            self.path(stored_name).unlink()
-        except FileNotFoundError:
-            pass
+        self.path(stored_name).unlink(missing_ok=True)

@@ -10,9 +10,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import selectinload
 
 from backend.errors import ApiError
+from backend.extensions import DbSession
 from backend.index import IndexUnavailable, VectorIndex
 from backend.media import CheckedImage, MediaStorage
 from backend.models import ImageStatus, Product, ProductImage
@@ -32,26 +33,26 @@ class ProductIn:
     attributes: dict[str, Any] | None = None
 
 
-def get_product(*, session: Session, product_id: int) -> Product:
+def get_product(*, session: DbSession, product_id: int) -> Product:
     product = session.get(Product, product_id, options=[selectinload(Product.images)])
     if product is None:
         raise ApiError(404, "not_found", f"product {product_id} not found")
     return product
 
 
-def get_image(*, session: Session, image_id: int) -> ProductImage:
+def get_image(*, session: DbSession, image_id: int) -> ProductImage:
     image = session.get(ProductImage, image_id)
     if image is None:
         raise ApiError(404, "not_found", f"image {image_id} not found")
     return image
 
 
-def sku_taken(*, session: Session, sku: str) -> bool:
+def sku_taken(*, session: DbSession, sku: str) -> bool:
     return session.scalar(select(func.count()).where(Product.sku == sku)) != 0
 
 
 def _store_images(
-    *, session: Session, storage: MediaStorage, product: Product, images: Sequence[CheckedImage]
+    *, session: DbSession, storage: MediaStorage, product: Product, images: Sequence[CheckedImage]
 ) -> list[str]:
     stored: list[str] = []
     for checked in images:
@@ -73,7 +74,7 @@ def _store_images(
     return stored
 
 
-def _commit_or_undo(*, session: Session, storage: MediaStorage, stored: list[str], sku: str) -> None:
+def _commit_or_undo(*, session: DbSession, storage: MediaStorage, stored: list[str], sku: str) -> None:
     """Commit; on failure remove the files written for this request so nothing is left half-done."""
     try:
         session.commit()
@@ -90,7 +91,7 @@ def _commit_or_undo(*, session: Session, storage: MediaStorage, stored: list[str
 
 
 def create_product(
-    *, session: Session, storage: MediaStorage, product_in: ProductIn, images: Sequence[CheckedImage]
+    *, session: DbSession, storage: MediaStorage, product_in: ProductIn, images: Sequence[CheckedImage]
 ) -> Product:
     """Create a product and its photos (status pending) in one transaction."""
     if sku_taken(session=session, sku=product_in.sku):
@@ -110,7 +111,7 @@ def create_product(
 
 
 def add_images(
-    *, session: Session, storage: MediaStorage, product: Product, images: Sequence[CheckedImage]
+    *, session: DbSession, storage: MediaStorage, product: Product, images: Sequence[CheckedImage]
 ) -> list[ProductImage]:
     before = {image.id for image in product.images}
     stored = _store_images(session=session, storage=storage, product=product, images=images)
@@ -118,7 +119,7 @@ def add_images(
     return [image for image in product.images if image.id not in before]
 
 
-def update_product(*, session: Session, index: VectorIndex, product: Product, changes: dict[str, Any]) -> Product:
+def update_product(*, session: DbSession, index: VectorIndex, product: Product, changes: dict[str, Any]) -> Product:
     """Apply field changes; mirror category, brand and price into the product's points."""
     if "sku" in changes and changes["sku"] != product.sku and sku_taken(session=session, sku=changes["sku"]):
         raise ApiError(409, "duplicate_sku", f"a product with sku {changes['sku']!r} already exists", field="sku")
@@ -139,7 +140,7 @@ def update_product(*, session: Session, index: VectorIndex, product: Product, ch
     return product
 
 
-def delete_product(*, session: Session, index: VectorIndex, storage: MediaStorage, product: Product) -> None:
+def delete_product(*, session: DbSession, index: VectorIndex, storage: MediaStorage, product: Product) -> None:
     """Delete the rows first (the record of truth), then the points and the files."""
     product_id = product.id
     names = [image.stored_name for image in product.images]
@@ -153,7 +154,7 @@ def delete_product(*, session: Session, index: VectorIndex, storage: MediaStorag
         storage.delete(name)
 
 
-def delete_image(*, session: Session, index: VectorIndex, storage: MediaStorage, image: ProductImage) -> None:
+def delete_image(*, session: DbSession, index: VectorIndex, storage: MediaStorage, image: ProductImage) -> None:
     image_id, name = image.id, image.stored_name
     session.delete(image)
     session.commit()
@@ -165,22 +166,19 @@ def delete_image(*, session: Session, index: VectorIndex, storage: MediaStorage,
 
 
 def list_products(
-    *, session: Session, page: int, per_page: int, categories: Sequence[str] = ()
+    *, session: DbSession, page: int, per_page: int, categories: Sequence[str] = ()
 ) -> tuple[list[Product], int]:
     query = select(Product)
     if categories:
         query = query.where(Product.category.in_(list(categories)))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     items = session.scalars(
-        query.options(selectinload(Product.images))
-        .order_by(Product.id)
-        .offset((page - 1) * per_page)
-        .limit(per_page)
+        query.options(selectinload(Product.images)).order_by(Product.id).offset((page - 1) * per_page).limit(per_page)
     ).all()
     return list(items), total
 
 
-def image_status_counts(*, session: Session, product_id: int | None = None) -> dict[str, int]:
+def image_status_counts(*, session: DbSession, product_id: int | None = None) -> dict[str, int]:
     query = select(ProductImage.status, func.count()).group_by(ProductImage.status)
     if product_id is not None:
         query = query.where(ProductImage.product_id == product_id)

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import selectinload
 
+from backend.extensions import DbSession
 from backend.index import SearchFilter, VectorIndex
 from backend.models import Product
 
@@ -64,7 +65,7 @@ def exclude_product(where: SearchFilter, product_id: int) -> SearchFilter:
     return replace(where, exclude_product_ids=(*where.exclude_product_ids, product_id))
 
 
-def hydrate(*, session: Session, neighbours: Sequence[Neighbour]) -> list[tuple[Neighbour, Product]]:
+def hydrate(*, session: DbSession, neighbours: Sequence[Neighbour]) -> list[tuple[Neighbour, Product]]:
     """Load the neighbours' products in one query; drop points whose product is gone."""
     ids = [n.product_id for n in neighbours]
     products = {

@@ -58,7 +58,7 @@ class Embedder:
         self.info = EmbedderInfo(model_version, trained, image_size, str(self.device))
         self.use_amp = self.device.type == "cuda"
         if self.use_amp:
-            self.network = self.network.to(memory_format=torch.channels_last)
+            self.network = self.network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     @classmethod
     def untrained(cls, *, seed: int = 0, image_size: int = 224, device: str = "auto", batch_size: int = 32) -> Embedder:
@@ -70,7 +70,9 @@ class Embedder:
             version,
         )
         network = build_backbone("none", seed=seed)
-        return cls(network, model_version=version, trained=False, image_size=image_size, device=device, batch_size=batch_size)
+        return cls(
+            network, model_version=version, trained=False, image_size=image_size, device=device, batch_size=batch_size
+        )
 
     @property
     def model_version(self) -> str:

@@ -13,8 +13,20 @@ from flask_migrate import upgrade
 from sqlalchemy import text
 
 # Tests choose every setting themselves: nothing from the developer's shell or .env leaks in.
-for _name in ("DATABASE_URL", "REDIS_URL", "QDRANT_URL", "QDRANT_API_KEY", "QDRANT_PATH", "MEDIA_ROOT",
-              "ADMIN_TOKEN", "SECRET_KEY", "VAR_DIR", "ENVIRONMENT", "DEVICE", "EMBED_IMAGE_SIZE"):
+for _name in (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "QDRANT_URL",
+    "QDRANT_API_KEY",
+    "QDRANT_PATH",
+    "MEDIA_ROOT",
+    "ADMIN_TOKEN",
+    "SECRET_KEY",
+    "VAR_DIR",
+    "ENVIRONMENT",
+    "DEVICE",
+    "EMBED_IMAGE_SIZE",
+):
     os.environ.pop(_name, None)
 
 from backend import create_app  # noqa: E402

@@ -7,7 +7,15 @@ from typing import Any
 from apiflask import APIBlueprint
 
 from backend.api import checked_uploads, enqueue_embedding, index, storage
-from backend.api.schemas import ImagesIn, ImagesOut, ListQuery, ProductCreateIn, ProductOut, ProductPageOut, ProductPatchIn
+from backend.api.schemas import (
+    ImagesIn,
+    ImagesOut,
+    ListQuery,
+    ProductCreateIn,
+    ProductOut,
+    ProductPageOut,
+    ProductPatchIn,
+)
 from backend.auth import admin_auth
 from backend.extensions import db
 from backend.products import (
@@ -86,4 +94,6 @@ def add_photos(product_id: int, form: dict[str, Any]) -> Any:
     ids = [image.id for image in added]
     enqueue_embedding(ids)
     db.session.expire_all()
-    return {"items": [image for image in get_product(session=db.session, product_id=product_id).images if image.id in ids]}
+    return {
+        "items": [image for image in get_product(session=db.session, product_id=product_id).images if image.id in ids]
+    }

@@ -64,7 +64,12 @@ class VectorIndex(Protocol):
         """Update payload fields on every point of a product."""
 
     def search(
-        self, vector: Sequence[float], *, limit: int, where: SearchFilter | None = None, max_distance: float | None = None
+        self,
+        vector: Sequence[float],
+        *,
+        limit: int,
+        where: SearchFilter | None = None,
+        max_distance: float | None = None,
     ) -> list[Hit]:
         """Nearest points in ascending distance."""
 

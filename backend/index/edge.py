@@ -52,7 +52,13 @@ class EdgeIndex:
                 config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Euclid))
                 self._shard = qe.EdgeShard.create(str(self.path), config)
         except Exception as exc:  # the binding raises plain Exception
-            raise IndexUnavailable(f"cannot open the Qdrant Edge shard at {self.path}: {exc}") from exc
+            hint = (
+                " (another lookalike process holds it: the embedded store is locked to one process;"
+                " stop `lookalike serve` first, or run the full stack with QDRANT_URL)"
+                if "WouldBlock" in str(exc)
+                else ""
+            )
+            raise IndexUnavailable(f"cannot open the Qdrant Edge shard at {self.path}: {exc}{hint}") from exc
         existing = set(self._shard.info().payload_schema)
         for field, kind in PAYLOAD_INDEXES.items():
             if field not in existing:
@@ -84,7 +90,12 @@ class EdgeIndex:
         self._update(qe.UpdateOperation.set_payload_by_filter(_product(product_id), payload))
 
     def search(
-        self, vector: Sequence[float], *, limit: int, where: SearchFilter | None = None, max_distance: float | None = None
+        self,
+        vector: Sequence[float],
+        *,
+        limit: int,
+        where: SearchFilter | None = None,
+        max_distance: float | None = None,
     ) -> list[Hit]:
         request = qe.QueryRequest(
             limit=limit,

@@ -87,7 +87,12 @@ class ServerIndex:
             raise IndexUnavailable(f"Qdrant set_payload failed: {exc}") from exc
 
     def search(
-        self, vector: Sequence[float], *, limit: int, where: SearchFilter | None = None, max_distance: float | None = None
+        self,
+        vector: Sequence[float],
+        *,
+        limit: int,
+        where: SearchFilter | None = None,
+        max_distance: float | None = None,
     ) -> list[Hit]:
         try:
             response = self.client.query_points(

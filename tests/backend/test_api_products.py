@@ -31,8 +31,9 @@ def counts(app: Any, settings: Settings) -> tuple[int, int, int, int]:
 
 
 def test_create_indexes_photos_before_returning(client: Any, settings: Settings) -> None:
-    response = upload(client, "SKU-1", images.png(1), images.jpeg(2), brand="acme", price="19.90",
-                      attributes='{"colour": "red"}')
+    response = upload(
+        client, "SKU-1", images.png(1), images.jpeg(2), brand="acme", price="19.90", attributes='{"colour": "red"}'
+    )
     assert response.status_code == 201, response.json
     body = response.json
     assert body["sku"] == "SKU-1" and body["brand"] == "acme" and body["price"] == 19.9
@@ -124,12 +125,17 @@ def test_upload_over_size_limit_is_413(client: Any, app: Any, settings: Settings
 
 def test_request_over_total_limit_is_413(client: Any, settings: Settings) -> None:
     huge = b"\0" * (settings.max_upload_bytes * settings.max_images_per_request + 2 * 1024 * 1024)
-    response = client.post("/api/v1/products", data=huge, headers={**AUTH, "Content-Type": "multipart/form-data; boundary=x"})
+    response = client.post(
+        "/api/v1/products", data=huge, headers={**AUTH, "Content-Type": "multipart/form-data; boundary=x"}
+    )
     assert response.status_code == 413 and response.json["error"] == "request_too_large"
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}],
-                         ids=["missing", "wrong", "not-bearer"])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}],
+    ids=["missing", "wrong", "not-bearer"],
+)
 def test_writes_need_the_admin_token(client: Any, app: Any, settings: Settings, headers: dict[str, str]) -> None:
     product = upload(client, "T1", images.png(1)).json
     before = counts(app, settings)

@@ -77,7 +77,9 @@ def test_upload_over_http_and_near_copy_comes_first(server: tuple[str, str]) -> 
             assert response.status_code == 201, response.text
             assert response.json()["images"][0]["status"] == "indexed"
             ids[sku] = response.json()["id"]
-        assert http.post("/api/v1/products", data={"sku": "X"}, headers={"Authorization": "Bearer no"}).status_code == 401
+        assert (
+            http.post("/api/v1/products", data={"sku": "X"}, headers={"Authorization": "Bearer no"}).status_code == 401
+        )
         body = http.get(f"/api/v1/products/{ids['ORIGINAL']}/similar", params={"limit": 10}).json()
         assert [item["product"]["sku"] for item in body["items"]] == ["NEAR-COPY", "DIFFERENT"]
         assert body["items"][0]["distance"] < body["items"][1]["distance"]

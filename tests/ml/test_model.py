@@ -62,7 +62,10 @@ def test_checkpoint_round_trip_reproduces_embeddings_exactly(tmp_path: Path) -> 
     direct = Embedder(model.backbone, model_version=version, trained=True, image_size=64, device="cpu")
     assert loaded.model_version == version and loaded.info.trained
     assert np.array_equal(loaded.embed(photos(3)), direct.embed(photos(3)))
-    assert save_checkpoint(tmp_path / "again.pt", model, class_names=list("abcd"), image_size=64, weights="none") == version
+    assert (
+        save_checkpoint(tmp_path / "again.pt", model, class_names=list("abcd"), image_size=64, weights="none")
+        == version
+    )
 
 
 def test_bad_choices_fail_with_the_valid_ones(tmp_path: Path) -> None:
