@@ -42,6 +42,8 @@ def test_create_indexes_photos_before_returning(client: Any, settings: Settings)
     assert {i["content_type"] for i in body["images"]} == {"image/png", "image/jpeg"}
     assert body["images"][0]["original_filename"] == "SKU-1-0.png"
     assert all(i["model_version"].startswith("untrained-") for i in body["images"])
+    # Timestamps carry their UTC offset on SQLite as on PostgreSQL.
+    assert body["created_at"].endswith("+00:00") and body["images"][0]["indexed_at"].endswith("+00:00")
     photo = client.get(body["images"][0]["url"])
     assert photo.status_code == 200 and photo.data == images.png(1)
     # The server names files itself: the client's filename never reaches the disk.
