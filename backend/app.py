@@ -68,7 +68,8 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     celery_init_app(app)
 
     from backend.commands import COMMANDS
+    from backend.ml_commands import ML_COMMANDS
 
-    for command in COMMANDS:
+    for command in COMMANDS + ML_COMMANDS:
         app.cli.add_command(command)
     return app

@@ -38,7 +38,7 @@ class LookalikeNet(nn.Module):
 def build_backbone(weights: str, *, seed: int = 0) -> nn.Module:
     """A ResNet50 with `weights` = 'imagenet', 'none' (seeded random) or a path to a state dict."""
     if weights == "imagenet":
-        return resnet50(weights=ResNet50_Weights.IMAGENET1K_V2)
+        return _imagenet_backbone()
     if weights == "none":
         # Seeded so that every process builds the same untrained network and so the
         # same vectors: an index built by one worker stays valid for another.
@@ -52,6 +52,24 @@ def build_backbone(weights: str, *, seed: int = 0) -> nn.Module:
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model
+
+
+class WeightsUnavailable(RuntimeError):
+    """ImageNet weights are neither cached nor downloadable."""
+
+
+def _imagenet_backbone() -> nn.Module:
+    """torchvision's IMAGENET1K_V2, from its cache ($TORCH_HOME/hub/checkpoints) or downloaded there."""
+    weights = ResNet50_Weights.IMAGENET1K_V2
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    try:
+        return resnet50(weights=weights)
+    except (OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError
+        raise WeightsUnavailable(
+            f"ImageNet weights for ResNet50 are not cached at {cached} and could not be downloaded ({exc}). "
+            "Offline, use --weights none (random initialisation) or --weights PATH "
+            "(a torchvision ResNet50 state dict on disk), or place the file at that path."
+        ) from exc
 
 
 def build_model(num_classes: int, weights: str = "none", *, seed: int = 0) -> LookalikeNet:

@@ -19,7 +19,7 @@ from backend.similar import exclude_product, hydrate, nearest_products
 bp = APIBlueprint("similar", __name__, url_prefix="/api/v1", tag="Similar items")
 
 
-def search_filter(query: dict[str, Any]) -> SearchFilter:
+def search_filter(query: dict[str, Any], model_version: str) -> SearchFilter:
     if query["price_min"] is not None and query["price_max"] is not None and query["price_min"] > query["price_max"]:
         raise ApiError(400, "invalid_field", "price_min: must not be greater than price_max", field="price_min")
     return SearchFilter(
@@ -27,6 +27,7 @@ def search_filter(query: dict[str, Any]) -> SearchFilter:
         brands=tuple(query["brand"]),
         price_min=query["price_min"],
         price_max=query["price_max"],
+        model_version=model_version,
     )
 
 
@@ -36,9 +37,9 @@ def search_filter(query: dict[str, Any]) -> SearchFilter:
 @bp.doc(responses={409: "the product has no indexed photo yet"})
 def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
     """Products that look like this one, nearest first, one entry per product, never itself."""
-    where = search_filter(query)
-    product = get_product(session=db.session, product_id=product_id)
     model_version = current_embedder(settings()).model_version
+    where = search_filter(query, model_version)
+    product = get_product(session=db.session, product_id=product_id)
     indexed = [i.id for i in product.images if i.status == ImageStatus.indexed and i.model_version == model_version]
     vectors = list(index().vectors(indexed).values()) if indexed else []
     if not vectors:

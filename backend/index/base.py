@@ -8,7 +8,13 @@ from typing import Any, Protocol
 
 EMBEDDING_DIM = 1000
 # product_id is an integer payload with an integer index (exact match); the others as DESIGN.md says.
-PAYLOAD_INDEXES = {"category": "keyword", "brand": "keyword", "product_id": "integer", "price": "float"}
+PAYLOAD_INDEXES = {
+    "category": "keyword",
+    "brand": "keyword",
+    "product_id": "integer",
+    "price": "float",
+    "model_version": "keyword",
+}
 
 
 class IndexUnavailable(RuntimeError):
@@ -38,10 +44,11 @@ class SearchFilter:
     price_min: float | None = None
     price_max: float | None = None
     exclude_product_ids: tuple[int, ...] = field(default=())
+    model_version: str | None = None  # only points embedded by this model: vectors of two models never mix
 
     @property
     def empty(self) -> bool:
-        return not (self.categories or self.brands or self.exclude_product_ids) and (
+        return not (self.categories or self.brands or self.exclude_product_ids or self.model_version) and (
             self.price_min is None and self.price_max is None
         )
 

@@ -28,6 +28,8 @@ def edge_filter(where: SearchFilter | None) -> qe.Filter | None:
         must.append(qe.FieldCondition("brand", match=qe.MatchAny(list(where.brands))))
     if where.price_min is not None or where.price_max is not None:
         must.append(qe.FieldCondition("price", range=qe.RangeFloat(gte=where.price_min, lte=where.price_max)))
+    if where.model_version is not None:
+        must.append(qe.FieldCondition("model_version", match=qe.MatchValue(where.model_version)))
     must_not: list[Any] = []
     if where.exclude_product_ids:
         must_not.append(qe.FieldCondition("product_id", match=qe.MatchAny(list(where.exclude_product_ids))))

@@ -28,6 +28,8 @@ def server_filter(where: SearchFilter | None) -> models.Filter | None:
         must.append(models.FieldCondition(key="brand", match=models.MatchAny(any=list(where.brands))))
     if where.price_min is not None or where.price_max is not None:
         must.append(models.FieldCondition(key="price", range=models.Range(gte=where.price_min, lte=where.price_max)))
+    if where.model_version is not None:
+        must.append(models.FieldCondition(key="model_version", match=models.MatchValue(value=where.model_version)))
     must_not: list[Any] = []
     if where.exclude_product_ids:
         must_not.append(

@@ -114,3 +114,10 @@ def test_edge_shard_survives_reopen(tmp_path: Path) -> None:
     again = EdgeIndex(tmp_path, "persist")
     assert again.count() == 5 and ids(again.search(vec(0), limit=2)) == [1, 2]
     again.close()
+
+
+def test_model_version_filter_keeps_models_apart(index: VectorIndex) -> None:
+    index.upsert([IndexPoint(i, vec(float(i)), {"product_id": i, "model_version": "old"}) for i in (1, 2)])
+    index.upsert([IndexPoint(i, vec(float(i)), {"product_id": i, "model_version": "new"}) for i in (3, 4)])
+    assert ids(index.search(vec(0), limit=10, where=SearchFilter(model_version="new"))) == [3, 4]
+    assert ids(index.search(vec(0), limit=10, where=SearchFilter(model_version="old"))) == [1, 2]

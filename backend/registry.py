@@ -1,0 +1,58 @@
+"""The model registry: checkpoints known to the service, and the one that embeds (active)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from backend.extensions import DbSession
+from backend.models import ModelVersion
+from ml.checkpoint import load_checkpoint
+
+
+class RegistryError(ValueError):
+    pass
+
+
+def register_model(*, session: DbSession, path: Path) -> ModelVersion:
+    """Record a checkpoint under its content-hash version; registering the same weights twice is refused."""
+    path = Path(path).resolve()
+    try:
+        checkpoint = load_checkpoint(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise RegistryError(str(exc)) from exc
+    except Exception as exc:  # a file torch cannot read at all
+        raise RegistryError(f"{path} is not a readable checkpoint: {exc}") from exc
+    version = checkpoint["model_version"]
+    existing = session.scalar(select(ModelVersion).where(ModelVersion.version == version))
+    if existing is not None:
+        raise RegistryError(f"model {version} is already registered (from {existing.path})")
+    model = ModelVersion(
+        version=version,
+        path=str(path),
+        class_names=list(checkpoint["class_names"]),
+        metrics=dict(checkpoint.get("metrics", {})),
+        active=False,
+    )
+    session.add(model)
+    session.commit()
+    return model
+
+
+def list_models(*, session: DbSession) -> list[ModelVersion]:
+    return list(session.scalars(select(ModelVersion).order_by(ModelVersion.created_at, ModelVersion.id)))
+
+
+def activate_model(*, session: DbSession, version: str) -> ModelVersion:
+    """Make `version` the one model that embeds; every other is deactivated in the same transaction."""
+    model = session.scalar(select(ModelVersion).where(ModelVersion.version == version))
+    if model is None:
+        known = ", ".join(m.version for m in list_models(session=session)) or "none registered"
+        raise RegistryError(f"unknown model version {version!r} (known: {known})")
+    if not Path(model.path).is_file():
+        raise RegistryError(f"the checkpoint of {version} is missing: {model.path}")
+    session.execute(update(ModelVersion).where(ModelVersion.id != model.id).values(active=False))
+    model.active = True
+    session.commit()
+    return model

@@ -1,0 +1,221 @@
+"""Evaluate a checkpoint: classification accuracy, and retrieval quality against two baselines.
+
+Retrieval: every photo of the split queries all the others (leave-one-out); relevant means
+same category. Baselines measured in the same run: the untrained network's features, and a
+colour histogram.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ml.checkpoint import load_checkpoint
+from ml.datasets import ImageDataset, Sample, collate_skipping, load_catalog
+from ml.embedder import resolve_device
+from ml.model import build_backbone, build_model
+from ml.plots import plot_confusion, plot_neighbours
+from ml.presets import EvalPreset
+
+
+def retrieval_metrics(features: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+    """P@k and mAP@k by Euclidean distance, each photo querying all others (itself excluded).
+
+    AP@k = sum_{i<=k} P@i * rel_i / min(k, R), with R the number of other photos of its category.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    y = torch.from_numpy(labels)
+    n, k_max = len(x), min(max(ks), len(x) - 1)
+    relevant_total = torch.bincount(y, minlength=int(y.max()) + 1)[y] - 1
+    precision = {k: 0.0 for k in ks}
+    average_precision = {k: 0.0 for k in ks}
+    for start in range(0, n, 1024):
+        chunk = torch.cdist(x[start : start + 1024], x)
+        rows = torch.arange(len(chunk))
+        chunk[rows, rows + start] = float("inf")  # the query is not its own neighbour
+        order = chunk.topk(k_max, dim=1, largest=False).indices
+        rel = (y[order] == y[start : start + 1024, None]).float()
+        hits = rel.cumsum(dim=1)
+        ranks = torch.arange(1, k_max + 1, dtype=torch.float32)
+        for k in ks:
+            kk = min(k, k_max)
+            precision[k] += float((hits[:, kk - 1] / kk).sum())
+            denominator = torch.clamp(torch.minimum(relevant_total[start : start + 1024], torch.tensor(kk)), min=1)
+            ap = ((hits[:, :kk] / ranks[:kk]) * rel[:, :kk]).sum(dim=1) / denominator
+            average_precision[k] += float(ap.sum())
+    out = {f"P@{k}": precision[k] / n for k in ks}
+    out |= {f"mAP@{k}": average_precision[k] / n for k in ks}
+    return out
+
+
+def l2_normalize(features: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.maximum(norms, 1e-12)
+
+
+def colour_histogram(path: Path, image_size: int, bins: int = 8) -> np.ndarray:
+    """A bins^3 RGB histogram of the same centre crop the networks see, summing to 1."""
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+        scale = round(image_size * 256 / 224) / min(rgb.size)
+        rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))))
+        left, top = (rgb.width - image_size) // 2, (rgb.height - image_size) // 2
+        pixels = np.asarray(rgb.crop((left, top, left + image_size, top + image_size))).reshape(-1, 3)
+    quantized = (pixels.astype(np.int64) * bins) // 256
+    codes = quantized[:, 0] * bins * bins + quantized[:, 1] * bins + quantized[:, 2]
+    hist = np.bincount(codes, minlength=bins**3).astype(np.float32)
+    return hist / hist.sum()
+
+
+@torch.inference_mode()
+def run_network(
+    network: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]],
+    samples: list[Sample],
+    image_size: int,
+    device: torch.device,
+    *,
+    batch_size: int,
+    workers: int,
+    desc: str,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray | None, list[int]]:
+    """Embeddings (and logits, when the network has a head) for every decodable sample."""
+    loader = DataLoader(
+        ImageDataset(samples, EvalPreset(image_size)),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate_skipping,
+    )
+    embeddings, logits, kept = [], [], []
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
+        if batch.indices:
+            emb, out = network(batch.images.to(device))
+            embeddings.append(emb.float().cpu().numpy())
+            if out is not None:
+                logits.append(out.float().cpu().numpy())
+            kept.extend(batch.indices)
+    return np.concatenate(embeddings), (np.concatenate(logits) if logits else None), kept
+
+
+def main(
+    *,
+    model_path: Path,
+    data: Path,
+    split: str = "validation",
+    out: Path | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    workers: int = 2,
+    grid_queries: int = 6,
+    grid_neighbours: int = 6,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate; write eval.json, confusion.png and neighbours.png into `out` (default: beside the model)."""
+    started = time.monotonic()
+    checkpoint = load_checkpoint(model_path)
+    out = Path(out) if out else Path(model_path).parent
+    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    class_names: list[str] = checkpoint["class_names"]
+    image_size = int(checkpoint["image_size"])
+    catalog = load_catalog(data)
+    if catalog.class_names != class_names:
+        raise ValueError(f"the model knows classes {class_names}, the data has {catalog.class_names}")
+    samples = catalog.split(split)
+
+    model = build_model(len(class_names), "none")
+    model.load_state_dict(checkpoint["model"])
+    model.eval().to(dev)
+    untrained = build_backbone("none", seed=0).eval().to(dev)
+
+    def trained_net(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = model.embed(x)
+        return emb, model.head(emb)
+
+    common = {"batch_size": batch_size, "workers": workers, "progress": progress}
+    emb, logits, kept = run_network(trained_net, samples, image_size, dev, desc="fine-tuned", **common)
+    base, _, base_kept = run_network(
+        lambda x: (untrained(x), None), samples, image_size, dev, desc="untrained", **common
+    )
+    assert base_kept == kept, "both passes decode the same photos"
+    kept_samples = [samples[i] for i in kept]
+    hist = np.stack([colour_histogram(s.path, image_size) for s in tqdm(kept_samples, desc="histogram", leave=False,
+                                                                         disable=not progress)])  # fmt: skip
+    labels = np.array([s.label for s in kept_samples])
+    assert logits is not None
+
+    top = np.argsort(-logits, axis=1)
+    n_classes = len(class_names)
+    classification = {
+        "top1": float((top[:, 0] == labels).mean()),
+        "top3": float((top[:, : min(3, n_classes)] == labels[:, None]).any(axis=1).mean()),
+    }
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (labels, top[:, 0]), 1)
+
+    retrieval = {
+        "fine-tuned": {"raw": retrieval_metrics(emb, labels), "l2": retrieval_metrics(l2_normalize(emb), labels)},
+        "untrained": {"raw": retrieval_metrics(base, labels), "l2": retrieval_metrics(l2_normalize(base), labels)},
+        "colour-histogram": {
+            "raw": retrieval_metrics(hist, labels),
+            "l2": retrieval_metrics(l2_normalize(hist), labels),
+        },
+    }
+    result = {
+        "model": str(model_path),
+        "model_version": checkpoint["model_version"],
+        "data": str(data),
+        "split": split,
+        "photos": len(kept_samples),
+        "skipped": len(samples) - len(kept_samples),
+        "classification": classification,
+        "retrieval": retrieval,
+        "chance": {
+            "top1": 1 / n_classes,
+            "P@10 (class share)": float(np.mean(np.bincount(labels)[labels] - 1) / max(len(labels) - 1, 1)),
+        },  # fmt: skip
+        "seconds": time.monotonic() - started,
+    }
+    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    plot_confusion(confusion, class_names, out / "confusion.png", f"{split}: top-1 {classification['top1']:.3f}")
+    plot_neighbours(
+        neighbour_rows(emb, kept_samples, class_names, grid_queries, grid_neighbours),
+        out / "neighbours.png",
+        f"nearest photos by Euclidean distance of the 1000-d fc features ({checkpoint['model_version']})",
+    )
+    return result
+
+
+def neighbour_rows(
+    features: np.ndarray, samples: list[Sample], class_names: list[str], queries: int, k: int
+) -> list[dict[str, Any]]:
+    """One query per class where possible (spread over the split), with its k nearest other photos."""
+    rng = np.random.default_rng(0)
+    by_class: dict[int, list[int]] = {}
+    for i, s in enumerate(samples):
+        by_class.setdefault(s.label, []).append(i)
+    chosen = [int(rng.choice(idx)) for _, idx in sorted(by_class.items())][:queries]
+    rows = []
+    for q in chosen:
+        distances = np.linalg.norm(features - features[q], axis=1)
+        distances[q] = np.inf
+        nearest = np.argsort(distances)[:k]
+        rows.append({
+            "path": samples[q].path,
+            "category": class_names[samples[q].label],
+            "neighbours": [
+                {"path": samples[j].path, "distance": float(distances[j]), "category": class_names[samples[j].label],
+                 "same": samples[j].label == samples[q].label}
+                for j in nearest
+            ],
+        })  # fmt: skip
+    return rows

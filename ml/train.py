@@ -1,0 +1,262 @@
+"""Two-phase fine-tuning (the paper's method): train the head on a frozen backbone, then fine-tune all.
+
+Layout after torchvision's references/classification/train.py: flat functions, a checkpoint
+holding model, optimizer, scheduler, epoch and arguments, `--resume` to continue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ml.checkpoint import load_checkpoint, save_checkpoint, state_hash
+from ml.datasets import Catalog, ImageDataset, collate_skipping, load_catalog
+from ml.embedder import resolve_device
+from ml.model import LookalikeNet, build_model
+from ml.plots import plot_curves
+from ml.presets import EvalPreset, TrainPreset
+
+log = logging.getLogger(__name__)
+PHASES = ("head", "finetune")
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    weights: str = "imagenet"
+    epochs_head: int = 10
+    epochs_finetune: int = 10
+    lr_head: float = 1e-3
+    lr_finetune: float = 1e-4
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    image_size: int = 224
+    device: str = "auto"
+    workers: int = 2
+    seed: int = 0
+    val_fraction: float = 0.1
+    resume: bool = False
+    progress: bool = True
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_loader(
+    catalog: Catalog, split: str, transform: Any, *, batch_size: int, workers: int, shuffle: bool, pin: bool
+) -> DataLoader[Any]:
+    generator = torch.Generator().manual_seed(0)
+    return DataLoader(
+        ImageDataset(catalog.split(split), transform),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        collate_fn=collate_skipping,
+        pin_memory=pin,
+        persistent_workers=workers > 0,
+        generator=generator,
+    )
+
+
+def set_phase(model: LookalikeNet, phase: str) -> list[nn.Parameter]:
+    """Phase 'head': backbone and fc frozen (BatchNorm statistics too). Phase 'finetune': all trainable."""
+    frozen = phase == "head"
+    for parameter in model.backbone.parameters():
+        parameter.requires_grad = not frozen
+    return list((model.head if frozen else model).parameters())
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 3)) -> list[int]:
+    k_max = min(max(ks), logits.shape[1])
+    top = logits.topk(k_max, dim=1).indices
+    hits = top.eq(labels[:, None])
+    return [int(hits[:, : min(k, k_max)].any(dim=1).sum()) for k in ks]
+
+
+def train_one_epoch(
+    model: LookalikeNet,
+    loader: DataLoader[Any],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    device: torch.device,
+    *,
+    phase: str,
+    desc: str,
+    progress: bool,
+) -> dict[str, float]:
+    model.train()
+    if phase == "head":
+        model.backbone.eval()  # frozen: keep its BatchNorm statistics as they are
+    criterion = nn.CrossEntropyLoss()
+    total_loss, seen, correct, dropped = 0.0, 0, 0, 0
+    bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress, dynamic_ncols=True)
+    for images, labels, _, skipped in bar:
+        dropped += skipped
+        if len(labels) == 0:
+            continue
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=scaler is not None):
+            logits = model(images)
+            loss = criterion(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        total_loss += loss.item() * len(labels)
+        seen += len(labels)
+        correct += topk_correct(logits.detach(), labels, (1,))[0]
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    return {"train_loss": total_loss / max(seen, 1), "train_top1": correct / max(seen, 1), "train_dropped": dropped}
+
+
+@torch.inference_mode()
+def evaluate(model: LookalikeNet, loader: DataLoader[Any], device: torch.device) -> dict[str, float]:
+    model.eval()
+    criterion = nn.CrossEntropyLoss(reduction="sum")
+    total_loss, seen, top1, top3 = 0.0, 0, 0, 0
+    for images, labels, _, _ in loader:
+        if len(labels) == 0:
+            continue
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            logits = model(images)
+        total_loss += float(criterion(logits.float(), labels))
+        c1, c3 = topk_correct(logits, labels)
+        top1, top3, seen = top1 + c1, top3 + c3, seen + len(labels)
+    return {"val_loss": total_loss / max(seen, 1), "top1": top1 / max(seen, 1), "top3": top3 / max(seen, 1)}
+
+
+def make_optimizer(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+def main(config: TrainConfig) -> dict[str, Any]:
+    """Train; write best.pt, last.pt, metrics.json and curves.png under `config.out`. Returns the metrics."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    catalog = load_catalog(Path(config.data), val_fraction=config.val_fraction, seed=config.seed)
+    if catalog.skipped:
+        log.warning("skipped while reading the dataset: %s", dict(catalog.skipped))
+    val_split = "validation" if "validation" in catalog.splits else "test"
+    pin = device.type == "cuda"
+    train_loader = make_loader(
+        catalog, "train", TrainPreset(config.image_size), batch_size=config.batch_size,
+        workers=config.workers, shuffle=True, pin=pin,
+    )  # fmt: skip
+    val_loader = make_loader(
+        catalog, val_split, EvalPreset(config.image_size), batch_size=config.batch_size,
+        workers=config.workers, shuffle=False, pin=pin,
+    )  # fmt: skip
+
+    model = build_model(len(catalog.class_names), config.weights, seed=config.seed).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    history: list[dict[str, Any]] = []
+    start_phase, start_epoch, resume_state = 0, 0, None
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if config.resume:
+        if not last_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
+        resume_state = load_checkpoint(last_path)
+        model.load_state_dict(resume_state["model"])
+        history = list(resume_state["history"])
+        start_phase, start_epoch = PHASES.index(resume_state["phase"]), int(resume_state["epoch"]) + 1
+        log.info("resuming after phase %s epoch %d", resume_state["phase"], start_epoch)
+
+    best_top1 = max((h["top1"] for h in history), default=-1.0)
+    epochs = {"head": config.epochs_head, "finetune": config.epochs_finetune}
+    lrs = {"head": config.lr_head, "finetune": config.lr_finetune}
+    started = time.monotonic() - sum(h["seconds"] for h in history)
+    meta = {
+        "class_names": catalog.class_names,
+        "image_size": config.image_size,
+        "weights": config.weights,
+    }
+    for phase_index in range(start_phase, len(PHASES)):
+        phase = PHASES[phase_index]
+        if epochs[phase] <= 0:
+            continue
+        optimizer = make_optimizer(set_phase(model, phase), lrs[phase], config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs[phase])
+        scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+        first_epoch = 0
+        if resume_state is not None and phase_index == start_phase:
+            if start_epoch >= epochs[phase]:
+                continue
+            optimizer.load_state_dict(resume_state["optimizer"])
+            scheduler.load_state_dict(resume_state["scheduler"])
+            first_epoch = start_epoch
+        for epoch in range(first_epoch, epochs[phase]):
+            tick = time.monotonic()
+            desc = f"{phase} {epoch + 1}/{epochs[phase]}"
+            row: dict[str, Any] = {"phase": phase, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+            row |= train_one_epoch(
+                model, train_loader, optimizer, scaler, device, phase=phase, desc=desc, progress=config.progress
+            )
+            row |= evaluate(model, val_loader, device)
+            scheduler.step()
+            row["seconds"] = time.monotonic() - tick
+            history.append(row)
+            log.info(
+                "%s: train loss %.4f, val loss %.4f, top-1 %.3f, top-3 %.3f (%.0f s)",
+                desc, row["train_loss"], row["val_loss"], row["top1"], row["top3"], row["seconds"],
+            )  # fmt: skip
+            row["model_version"] = state_hash(model.state_dict())
+            row["best"] = row["top1"] > best_top1
+            best_top1 = max(best_top1, row["top1"])
+            metrics = {"top1": row["top1"], "top3": row["top3"], "val_loss": row["val_loss"], "epoch": len(history)}
+            state = {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "phase": phase,
+                "epoch": epoch,
+                "history": history,
+                "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+            }
+            save_checkpoint(last_path, model, metrics=metrics, extra=state, **meta)
+            if row["best"]:
+                save_checkpoint(best_path, model, metrics=metrics, extra={"history": history}, **meta)
+            write_metrics(out, history, catalog, config, started)
+    return write_metrics(out, history, catalog, config, started)
+
+
+def write_metrics(
+    out: Path, history: list[dict[str, Any]], catalog: Catalog, config: TrainConfig, started: float
+) -> dict[str, Any]:
+    best = max(history, key=lambda h: h["top1"], default=None)
+    metrics = {
+        "class_names": catalog.class_names,
+        "samples": {name: len(samples) for name, samples in catalog.splits.items()},
+        "skipped": dict(catalog.skipped),
+        "config": {k: v for k, v in asdict(config).items() if k != "progress"},
+        "epochs": history,
+        "best": best,
+        "seconds": time.monotonic() - started,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if history:
+        plot_curves(history, out / "curves.png")
+    return metrics

@@ -1,0 +1,99 @@
+"""Training on a CPU: loss falls, accuracy beats chance, checkpoints and resume, ImageNet weights offline."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.models import resnet50
+
+from ml.checkpoint import load_checkpoint
+from ml.model import WeightsUnavailable, build_backbone
+from ml.train import TrainConfig, main
+
+FAST = {"image_size": 32, "batch_size": 16, "workers": 0, "device": "cpu", "progress": False}
+
+
+@pytest.mark.slow
+def test_short_training_learns(split_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = TrainConfig(
+        data=str(split_tree), out=str(out), weights="none", epochs_head=4, epochs_finetune=3,
+        lr_head=3e-3, lr_finetune=1e-3, **FAST,
+    )  # fmt: skip
+    metrics = main(config)
+    history = metrics["epochs"]
+    assert [h["phase"] for h in history] == ["head"] * 4 + ["finetune"] * 3
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert metrics["best"]["top1"] > 0.5  # four classes: chance is 0.25
+    for name in ("best.pt", "last.pt", "metrics.json", "curves.png"):
+        assert (out / name).is_file(), name
+    best = load_checkpoint(out / "best.pt")
+    assert best["class_names"] == ["blue", "green", "red", "yellow"] and best["image_size"] == 32
+    assert best["metrics"]["top1"] == metrics["best"]["top1"]
+    assert json.loads((out / "metrics.json").read_text())["best"]["top1"] == metrics["best"]["top1"]
+
+
+def test_head_phase_freezes_backbone_and_resume_continues(split_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = main(
+        TrainConfig(data=str(split_tree), out=str(out), weights="none", epochs_head=1, epochs_finetune=0, **FAST)
+    )
+    after_head = load_checkpoint(out / "last.pt")["model"]
+    untouched = build_backbone("none", seed=0).state_dict()
+    assert torch.equal(after_head["backbone.conv1.weight"], untouched["conv1.weight"])  # frozen in phase 1
+    assert torch.equal(after_head["backbone.bn1.running_mean"], untouched["bn1.running_mean"])
+    assert len(first["epochs"]) == 1
+
+    resumed = main(
+        TrainConfig(data=str(split_tree), out=str(out), weights="none", epochs_head=2, epochs_finetune=1,
+                    resume=True, **FAST)
+    )  # fmt: skip
+    assert [(h["phase"], h["epoch"]) for h in resumed["epochs"]] == [("head", 0), ("head", 1), ("finetune", 0)]
+    assert resumed["epochs"][0] == first["epochs"][0]  # history carried over, not redone
+    final = load_checkpoint(out / "last.pt")["model"]
+    assert not torch.equal(final["backbone.conv1.weight"], untouched["conv1.weight"])  # phase 2 trains it
+
+
+def test_resume_without_checkpoint_fails(split_tree: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        main(TrainConfig(data=str(split_tree), out=str(tmp_path / "x"), weights="none", resume=True, **FAST))
+
+
+def test_imagenet_weights_load_from_the_torch_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(123)
+    reference = resnet50(weights=None).state_dict()
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(reference, cache / "resnet50-11ad3fa6.pth")
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("must not download when the file is cached")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    loaded = build_backbone("imagenet").state_dict()
+    assert all(torch.equal(loaded[k], reference[k]) for k in reference)
+
+
+def test_imagenet_offline_and_uncached_names_the_alternatives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args: object, **kwargs: object) -> None:  # the network is the edge that cannot run here
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(WeightsUnavailable) as caught:
+        build_backbone("imagenet")
+    assert "--weights none" in str(caught.value) and "--weights PATH" in str(caught.value)
+
+
+def test_weights_from_a_path(tmp_path: Path) -> None:
+    torch.manual_seed(7)
+    state = resnet50(weights=None).state_dict()
+    torch.save(state, tmp_path / "r50.pth")
+    loaded = build_backbone(str(tmp_path / "r50.pth")).state_dict()
+    assert torch.equal(loaded["fc.weight"], state["fc.weight"])
