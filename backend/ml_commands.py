@@ -32,8 +32,13 @@ def _fail(exc: Exception) -> None:
 @click.option("--device", default="auto", show_default=True, type=DEVICES)
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="DataLoader workers.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--val-fraction", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True),
-              help="Validation share when the data has no split of its own.")  # fmt: skip
+@click.option(
+    "--val-fraction",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Validation share when the data has no split of its own.",
+)
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 def train_command(**options: object) -> None:
     """Fine-tune ResNet50 in two phases; writes best.pt, last.pt, metrics.json, curves.png."""
@@ -76,9 +81,8 @@ def evaluate_command(**options: object) -> None:
     for name, variants in result["retrieval"].items():
         for variant, m in variants.items():
             click.echo(f"{name:<18} {variant:<4} {m['P@1']:6.3f} {m['P@10']:6.3f} {m['mAP@10']:7.3f}")
-    click.echo(
-        f"written: eval.json, confusion.png, neighbours.png in {options['out'] or Path(str(options['model_path'])).parent}"
-    )
+    folder = options["out"] or Path(str(options["model_path"])).parent
+    click.echo(f"written: eval.json, confusion.png, neighbours.png in {folder}")
 
 
 @click.command("embed")
@@ -129,10 +133,16 @@ def model_list() -> None:
     from backend.registry import list_models
 
     rows = [
-        {"version": m.version, "active": m.active, "path": m.path, "classes": len(m.class_names),
-         "top1": m.metrics.get("top1"), "top3": m.metrics.get("top3")}
+        {
+            "version": m.version,
+            "active": m.active,
+            "path": m.path,
+            "classes": len(m.class_names),
+            "top1": m.metrics.get("top1"),
+            "top3": m.metrics.get("top3"),
+        }
         for m in list_models(session=db.session)
-    ]  # fmt: skip
+    ]
     click.echo(json.dumps(rows, indent=2))
 
 

@@ -30,7 +30,9 @@ def embed_directory(
         collate_fn=collate_skipping,
         pin_memory=embedder.device.type == "cuda",
     )
-    chunks, ids, skipped = [], [], 0
+    chunks: list[np.ndarray] = []
+    ids: list[str] = []
+    skipped = 0
     for batch in tqdm(loader, desc="embed", unit="batch"):
         skipped += batch.dropped
         if batch.indices:

@@ -240,11 +240,11 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int, int] | None]):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int] | None:
         sample = self.samples[i]
         try:
-            with Image.open(sample.path) as image:
-                image = image.convert("RGB")
-                if sample.bbox is not None:
-                    image = image.crop(sample.bbox)
-                return self.transform(image), sample.label, i
+            with Image.open(sample.path) as opened:
+                image = opened.convert("RGB")
+            if sample.bbox is not None:
+                image = image.crop(sample.bbox)
+            return self.transform(image), sample.label, i
         except Exception:
             return None
 

@@ -141,15 +141,19 @@ def main(
         emb = model.embed(x)
         return emb, model.head(emb)
 
-    common = {"batch_size": batch_size, "workers": workers, "progress": progress}
+    common: dict[str, Any] = {"batch_size": batch_size, "workers": workers, "progress": progress}
     emb, logits, kept = run_network(trained_net, samples, image_size, dev, desc="fine-tuned", **common)
     base, _, base_kept = run_network(
         lambda x: (untrained(x), None), samples, image_size, dev, desc="untrained", **common
     )
     assert base_kept == kept, "both passes decode the same photos"
     kept_samples = [samples[i] for i in kept]
-    hist = np.stack([colour_histogram(s.path, image_size) for s in tqdm(kept_samples, desc="histogram", leave=False,
-                                                                         disable=not progress)])  # fmt: skip
+    hist = np.stack(
+        [
+            colour_histogram(s.path, image_size)
+            for s in tqdm(kept_samples, desc="histogram", leave=False, disable=not progress)
+        ]
+    )
     labels = np.array([s.label for s in kept_samples])
     assert logits is not None
 
@@ -182,7 +186,7 @@ def main(
         "chance": {
             "top1": 1 / n_classes,
             "P@10 (class share)": float(np.mean(np.bincount(labels)[labels] - 1) / max(len(labels) - 1, 1)),
-        },  # fmt: skip
+        },
         "seconds": time.monotonic() - started,
     }
     (out / "eval.json").write_text(json.dumps(result, indent=2))
@@ -209,13 +213,19 @@ def neighbour_rows(
         distances = np.linalg.norm(features - features[q], axis=1)
         distances[q] = np.inf
         nearest = np.argsort(distances)[:k]
-        rows.append({
-            "path": samples[q].path,
-            "category": class_names[samples[q].label],
-            "neighbours": [
-                {"path": samples[j].path, "distance": float(distances[j]), "category": class_names[samples[j].label],
-                 "same": samples[j].label == samples[q].label}
-                for j in nearest
-            ],
-        })  # fmt: skip
+        rows.append(
+            {
+                "path": samples[q].path,
+                "category": class_names[samples[q].label],
+                "neighbours": [
+                    {
+                        "path": samples[j].path,
+                        "distance": float(distances[j]),
+                        "category": class_names[samples[j].label],
+                        "same": samples[j].label == samples[q].label,
+                    }
+                    for j in nearest
+                ],
+            }
+        )
     return rows

@@ -54,7 +54,7 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, t
             for j in range(n):
                 if matrix[i, j]:
                     color = "white" if normalized[i, j] > 0.5 else "black"
-                    ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8, color=color)
+                    ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8, color=color)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -65,10 +65,13 @@ def plot_neighbours(rows: Sequence[dict[str, Any]], path: Path, title: str) -> N
     k = max(len(r["neighbours"]) for r in rows)
     fig, axes = plt.subplots(len(rows), k + 1, figsize=(1.9 * (k + 1), 2.2 * len(rows)), squeeze=False)
     for r, row in enumerate(rows):
-        cells = [(row["path"], f"query\n{row['category']}", "black"), *[
-            (n["path"], f"{n['distance']:.2f}\n{n['category']}", "green" if n["same"] else "red")
-            for n in row["neighbours"]
-        ]]  # fmt: skip
+        cells = [
+            (row["path"], f"query\n{row['category']}", "black"),
+            *[
+                (n["path"], f"{n['distance']:.2f}\n{n['category']}", "green" if n["same"] else "red")
+                for n in row["neighbours"]
+            ],
+        ]
         for c, ax in enumerate(axes[r]):
             ax.set_xticks([])
             ax.set_yticks([])

@@ -163,13 +163,23 @@ def main(config: TrainConfig) -> dict[str, Any]:
     val_split = "validation" if "validation" in catalog.splits else "test"
     pin = device.type == "cuda"
     train_loader = make_loader(
-        catalog, "train", TrainPreset(config.image_size), batch_size=config.batch_size,
-        workers=config.workers, shuffle=True, pin=pin,
-    )  # fmt: skip
+        catalog,
+        "train",
+        TrainPreset(config.image_size),
+        batch_size=config.batch_size,
+        workers=config.workers,
+        shuffle=True,
+        pin=pin,
+    )
     val_loader = make_loader(
-        catalog, val_split, EvalPreset(config.image_size), batch_size=config.batch_size,
-        workers=config.workers, shuffle=False, pin=pin,
-    )  # fmt: skip
+        catalog,
+        val_split,
+        EvalPreset(config.image_size),
+        batch_size=config.batch_size,
+        workers=config.workers,
+        shuffle=False,
+        pin=pin,
+    )
 
     model = build_model(len(catalog.class_names), config.weights, seed=config.seed).to(device)
     if device.type == "cuda":
@@ -190,11 +200,6 @@ def main(config: TrainConfig) -> dict[str, Any]:
     epochs = {"head": config.epochs_head, "finetune": config.epochs_finetune}
     lrs = {"head": config.lr_head, "finetune": config.lr_finetune}
     started = time.monotonic() - sum(h["seconds"] for h in history)
-    meta = {
-        "class_names": catalog.class_names,
-        "image_size": config.image_size,
-        "weights": config.weights,
-    }
     for phase_index in range(start_phase, len(PHASES)):
         phase = PHASES[phase_index]
         if epochs[phase] <= 0:
@@ -222,8 +227,13 @@ def main(config: TrainConfig) -> dict[str, Any]:
             history.append(row)
             log.info(
                 "%s: train loss %.4f, val loss %.4f, top-1 %.3f, top-3 %.3f (%.0f s)",
-                desc, row["train_loss"], row["val_loss"], row["top1"], row["top3"], row["seconds"],
-            )  # fmt: skip
+                desc,
+                row["train_loss"],
+                row["val_loss"],
+                row["top1"],
+                row["top3"],
+                row["seconds"],
+            )
             row["model_version"] = state_hash(model.state_dict())
             row["best"] = row["top1"] > best_top1
             best_top1 = max(best_top1, row["top1"])
@@ -236,11 +246,16 @@ def main(config: TrainConfig) -> dict[str, Any]:
                 "history": history,
                 "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
             }
-            save_checkpoint(last_path, model, metrics=metrics, extra=state, **meta)
+            save_checkpoint(last_path, model, metrics=metrics, extra=state, **meta(catalog, config))
             if row["best"]:
-                save_checkpoint(best_path, model, metrics=metrics, extra={"history": history}, **meta)
+                save_checkpoint(best_path, model, metrics=metrics, extra={"history": history}, **meta(catalog, config))
             write_metrics(out, history, catalog, config, started)
     return write_metrics(out, history, catalog, config, started)
+
+
+def meta(catalog: Catalog, config: TrainConfig) -> dict[str, Any]:
+    """What every checkpoint carries besides the weights, for embedding without the training data."""
+    return {"class_names": catalog.class_names, "image_size": config.image_size, "weights": config.weights}
 
 
 def write_metrics(

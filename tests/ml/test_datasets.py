@@ -115,7 +115,7 @@ def test_deepfashion_layout_with_boxes(tmp_path: Path) -> None:
     assert {k: len(v) for k, v in catalog.splits.items()} == {"train": 8, "validation": 2, "test": 2}
     sample = catalog.split("train")[0]
     assert sample.bbox == (10, 5, 50, 45)
-    tensor, label, _ = ImageDataset([sample], lambda im: EvalPreset(32)(im) if im.size == (40, 40) else None)[0]
+    tensor, _label, _ = ImageDataset([sample], lambda im: EvalPreset(32)(im) if im.size == (40, 40) else None)[0]
     assert tensor.shape == (3, 32, 32)  # the crop (40x40) reached the transform
 
 
@@ -123,11 +123,11 @@ def test_deepfashion_failures(tmp_path: Path) -> None:
     make_deepfashion(tmp_path / "a")
     labels = tmp_path / "a" / "Anno" / "list_category_img.txt"
     labels.write_text(labels.read_text().replace("01.jpg 3", "01.jpg 7", 1))
-    with pytest.raises(DatasetError, match="not in 1..3"):
+    with pytest.raises(DatasetError, match=r"not in 1\.\.3"):
         load_catalog(tmp_path / "a")
     make_deepfashion(tmp_path / "b")
     (tmp_path / "b" / "Eval" / "list_eval_partition.txt").unlink()
-    with pytest.raises(DatasetError, match="list_eval_partition.txt not found"):
+    with pytest.raises(DatasetError, match=r"list_eval_partition\.txt not found"):
         load_catalog(tmp_path / "b")
     make_deepfashion(tmp_path / "c")
     (tmp_path / "c" / "img" / "item_3" / "01.jpg").unlink()
