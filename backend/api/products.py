@@ -40,7 +40,7 @@ def create(form: dict[str, Any]) -> Any:
     images = checked_uploads(form.pop("images"))
     product = create_product(session=db.session, storage=storage(), product_in=ProductIn(**form), images=images)
     enqueue_embedding([image.id for image in product.images])
-    db.session.refresh(product)
+    # The commit expired the product: reading it again shows the photos' status after embedding.
     return get_product(session=db.session, product_id=product.id)
 
 

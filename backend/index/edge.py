@@ -48,7 +48,7 @@ class EdgeIndex:
         self.path = Path(path) / name
         self._lock = threading.Lock()  # serialises writes; queries run concurrently
         try:
-            if (self.path / "edge_config.json").exists() or any(self.path.glob("*")):
+            if self.path.is_dir() and any(self.path.iterdir()):
                 self._shard = qe.EdgeShard.load(str(self.path))
             else:
                 config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Euclid))
@@ -115,7 +115,10 @@ class EdgeIndex:
     def vectors(self, ids: Sequence[int]) -> dict[int, list[float]]:
         if not ids:
             return {}
-        records = self._shard.retrieve(list(ids), False, True)
+        try:
+            records = self._shard.retrieve(list(ids), False, True)
+        except Exception as exc:
+            raise IndexUnavailable(f"Qdrant Edge retrieve failed: {exc}") from exc
         return {int(r.id): list(r.vector) for r in records if r.vector is not None}  # type: ignore[arg-type]
 
     def ids(self) -> set[int]:
