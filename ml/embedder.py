@@ -28,6 +28,11 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+def untrained_version(seed: int, image_size: int) -> str:
+    """The model version of the deterministic untrained network."""
+    return "untrained-" + hashlib.sha256(f"resnet50-none-seed{seed}-{image_size}".encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True)
 class EmbedderInfo:
     model_version: str
@@ -63,7 +68,7 @@ class Embedder:
     @classmethod
     def untrained(cls, *, seed: int = 0, image_size: int = 224, device: str = "auto", batch_size: int = 32) -> Embedder:
         """The deterministic untrained ResNet50, used until a trained model is registered."""
-        version = "untrained-" + hashlib.sha256(f"resnet50-none-seed{seed}-{image_size}".encode()).hexdigest()[:12]
+        version = untrained_version(seed, image_size)
         log.warning(
             "no trained model is registered: embedding with an untrained ResNet50 (%s); "
             "similar items will only reflect raw pixels until `lookalike train` and `lookalike model activate`",

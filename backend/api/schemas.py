@@ -70,6 +70,10 @@ class ProductPatchIn(Schema):
         return _strip(data)
 
 
+class PhotoIn(Schema):
+    image = fields.File(required=True, metadata={"description": "the photo to search with"})
+
+
 class ListQuery(Schema):
     page = fields.Integer(load_default=1, validate=validators.Range(min=1))
     per_page = fields.Integer(load_default=20, validate=validators.Range(min=1, max=100))

@@ -1,4 +1,4 @@
-"""Similar items: the nearest other products to a product's photos."""
+"""Similar items: the nearest other products to a product, to one of its photos, or to an uploaded photo."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ from typing import Any
 
 from apiflask import APIBlueprint
 
-from backend.api import index, settings
-from backend.api.schemas import SimilarOut, SimilarQuery
+from backend.api import checked_uploads, index, settings
+from backend.api.schemas import PhotoIn, SimilarOut, SimilarQuery
 from backend.embedding import current_embedder
 from backend.errors import ApiError
 from backend.extensions import db
 from backend.index import SearchFilter
+from backend.media import open_image
 from backend.models import ImageStatus
-from backend.products import get_product, image_status_counts
+from backend.products import get_image, get_product, image_status_counts
 from backend.similar import exclude_product, hydrate, nearest_products
 
 bp = APIBlueprint("similar", __name__, url_prefix="/api/v1", tag="Similar items")
@@ -31,12 +32,29 @@ def search_filter(query: dict[str, Any], model_version: str) -> SearchFilter:
     )
 
 
+def answer(vectors: list[list[float]], where: SearchFilter, query: dict[str, Any], model_version: str) -> Any:
+    """Nearest products to the query vectors, hydrated from the database in one query."""
+    neighbours = nearest_products(
+        index=index(),
+        vectors=vectors,
+        where=where,
+        limit=query["limit"],
+        offset=query["offset"],
+        max_distance=query["max_distance"],
+    )
+    items = [
+        {"product": found, "distance": n.distance, "image_id": n.image_id}
+        for n, found in hydrate(session=db.session, neighbours=neighbours)
+    ]
+    return {"items": items, "model_version": model_version, "limit": query["limit"], "offset": query["offset"]}
+
+
 @bp.get("/products/<int:product_id>/similar")
 @bp.input(SimilarQuery, location="query", arg_name="query")
 @bp.output(SimilarOut)
-@bp.doc(responses={409: "the product has no indexed photo yet"})
+@bp.doc(responses={404: "unknown product", 409: "the product has no photo indexed by the active model yet"})
 def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
-    """Products that look like this one, nearest first, one entry per product, never itself."""
+    """Products that look like this one: each of its photos queries, a product counts by its closest photo."""
     model_version = current_embedder(settings()).model_version
     where = search_filter(query, model_version)
     product = get_product(session=db.session, product_id=product_id)
@@ -49,16 +67,40 @@ def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
             f"product {product_id} has no photo indexed by the active model yet",
             status=image_status_counts(session=db.session, product_id=product_id),
         )
-    neighbours = nearest_products(
-        index=index(),
-        vectors=vectors,
-        where=exclude_product(where, product_id),
-        limit=query["limit"],
-        offset=query["offset"],
-        max_distance=query["max_distance"],
-    )
-    items = [
-        {"product": found, "distance": n.distance, "image_id": n.image_id}
-        for n, found in hydrate(session=db.session, neighbours=neighbours)
-    ]
-    return {"items": items, "model_version": model_version, "limit": query["limit"], "offset": query["offset"]}
+    return answer(vectors, exclude_product(where, product_id), query, model_version)
+
+
+@bp.get("/images/<int:image_id>/similar")
+@bp.input(SimilarQuery, location="query", arg_name="query")
+@bp.output(SimilarOut)
+@bp.doc(responses={404: "unknown photo", 409: "the photo is not indexed by the active model yet"})
+def similar_to_image(image_id: int, query: dict[str, Any]) -> Any:
+    """Products that look like this one photo (its own product left out)."""
+    model_version = current_embedder(settings()).model_version
+    where = search_filter(query, model_version)
+    image = get_image(session=db.session, image_id=image_id)
+    indexed = image.status == ImageStatus.indexed and image.model_version == model_version
+    vectors = list(index().vectors([image_id]).values()) if indexed else []
+    if not vectors:
+        raise ApiError(
+            409,
+            "not_indexed",
+            f"photo {image_id} is not indexed by the active model yet",
+            status=image.status,
+            reason=image.error,
+        )
+    return answer(vectors, exclude_product(where, image.product_id), query, model_version)
+
+
+@bp.post("/search")
+@bp.input(SimilarQuery, location="query", arg_name="query")
+@bp.input(PhotoIn, location="files", arg_name="upload")
+@bp.output(SimilarOut)
+@bp.doc(responses={400: "a bad photo or parameter", 413: "photo too large", 415: "not an image"})
+def search_by_photo(query: dict[str, Any], upload: dict[str, Any]) -> Any:
+    """Products that look like an uploaded photo (multipart field `image`); filters in the query string."""
+    cfg = settings()
+    embedder = current_embedder(cfg)
+    checked = checked_uploads([upload["image"]])[0]
+    vector = embedder.embed([open_image(checked.data, cfg.max_image_pixels)])[0]
+    return answer([vector.tolist()], search_filter(query, embedder.model_version), query, embedder.model_version)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from backend.extensions import db
 from backend.index import IndexPoint, SearchFilter
 from backend.index.edge import EdgeIndex
 from backend.similar import nearest_products
@@ -98,3 +100,42 @@ def test_similar_parameter_errors(client: Any) -> None:
         assert response.json["field"] == bad.split("=")[0]
     response = client.get("/api/v1/products/1/similar?price_min=5&price_max=1")
     assert response.status_code == 400 and response.json["field"] == "price_min"
+
+
+def test_similar_to_one_photo_leaves_its_product_out(client: Any) -> None:
+    base = images.noise(11)
+    query = upload(client, "Q", images.encode(base), images.encode(images.stripes())).json
+    upload(client, "NEAR", images.encode(images.near_copy(base)))
+    upload(client, "STRIPES", images.encode(images.stripes(color=(250, 250, 240))))
+    by_noise = client.get(f"/api/v1/images/{query['images'][0]['id']}/similar").json
+    assert by_noise["items"][0]["product"]["sku"] == "NEAR"
+    by_stripes = client.get(f"/api/v1/images/{query['images'][1]['id']}/similar").json
+    assert by_stripes["items"][0]["product"]["sku"] == "STRIPES"
+    assert "Q" not in {i["product"]["sku"] for i in by_stripes["items"]}
+    assert client.get("/api/v1/images/999/similar").status_code == 404
+    assert client.get(f"/api/v1/images/{query['images'][0]['id']}/similar?limit=0").status_code == 400
+
+
+def test_search_by_uploaded_photo(client: Any, app: Any, settings: Any) -> None:
+    base = images.noise(12)
+    upload(client, "FAR", images.encode(images.stripes()), category="hat")
+    upload(client, "NEAR", images.encode(images.near_copy(base)), category="dress")
+    photo = images.encode(base, "JPEG")
+
+    def search(data: bytes, params: str = "") -> Any:
+        return client.post(
+            f"/api/v1/search{params}", data={"image": (io.BytesIO(data), "q.jpg")}, content_type="multipart/form-data"
+        )
+
+    body = search(photo).json
+    assert [i["product"]["sku"] for i in body["items"]] == ["NEAR", "FAR"]
+    assert [i["product"]["sku"] for i in search(photo, "?category=hat").json["items"]] == ["FAR"]
+    assert search(b"plain text").status_code == 415
+    assert search(images.truncated_jpeg()).status_code == 400
+    assert search(photo, "?limit=500").json["field"] == "limit"
+    missing = client.post("/api/v1/search", data={}, content_type="multipart/form-data")
+    assert missing.status_code == 400 and missing.json["field"] == "image"
+    with app.app_context():  # searching stores nothing
+        from backend.models import ProductImage
+
+        assert db.session.query(ProductImage).count() == 2
