@@ -40,7 +40,8 @@ def create(form: dict[str, Any]) -> Any:
     images = checked_uploads(form.pop("images"))
     product = create_product(session=db.session, storage=storage(), product_in=ProductIn(**form), images=images)
     enqueue_embedding([image.id for image in product.images])
-    # The commit expired the product: reading it again shows the photos' status after embedding.
+    # An in-process task has updated the rows through its own session: read them again.
+    db.session.expire_all()
     return get_product(session=db.session, product_id=product.id)
 
 
