@@ -64,6 +64,9 @@ def import_command(directory: Path) -> None:
         for reason, count in summary.skipped.most_common():
             click.echo(f"  {count:6d}  {reason}  (e.g. {', '.join(summary.examples[reason])})")
     if settings.tasks_in_process:
+        from backend.index import open_index
+
+        open_index(settings).optimize()  # build the search graph once, after the bulk load
         db.session.expire_all()
         click.echo("photos: " + json.dumps(image_status_counts(session=db.session)))
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from apiflask import APIBlueprint
+from flask import current_app
 
 from backend.api import checked_uploads, index, settings
 from backend.api.schemas import PhotoIn, SimilarOut, SimilarQuery
@@ -46,7 +47,9 @@ def answer(vectors: list[list[float]], where: SearchFilter, query: dict[str, Any
         {"product": found, "distance": n.distance, "image_id": n.image_id}
         for n, found in hydrate(session=db.session, neighbours=neighbours)
     ]
-    return {"items": items, "model_version": model_version, "limit": query["limit"], "offset": query["offset"]}
+    body = {"items": items, "model_version": model_version, "limit": query["limit"], "offset": query["offset"]}
+    # Already in the shape of SimilarOut (see public_products): skip the schema dump on the hot path.
+    return current_app.json.response(body)
 
 
 @bp.get("/products/<int:product_id>/similar")

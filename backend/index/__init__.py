@@ -34,7 +34,7 @@ def _connect(settings: Settings) -> VectorIndex:
         from backend.index.edge import EdgeIndex
 
         assert settings.qdrant_path is not None
-        return EdgeIndex(settings.qdrant_path, settings.qdrant_collection)
+        return EdgeIndex(settings.qdrant_path, settings.qdrant_collection, hnsw_ef=settings.hnsw_ef)
     from qdrant_client import QdrantClient
 
     from backend.index.server import ServerIndex
@@ -43,7 +43,7 @@ def _connect(settings: Settings) -> VectorIndex:
         client = QdrantClient(location=":memory:")
     else:
         client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key, timeout=10)
-    return ServerIndex(client, settings.qdrant_collection)
+    return ServerIndex(client, settings.qdrant_collection, hnsw_ef=settings.hnsw_ef)
 
 
 def close_all() -> None:

@@ -17,6 +17,12 @@ PAYLOAD_INDEXES = {
 }
 
 
+def as_floats(vector: Sequence[float]) -> list[float]:
+    """A plain list of floats; numpy arrays convert in C (300k x 1000 floats add up)."""
+    tolist = getattr(vector, "tolist", None)
+    return tolist() if tolist is not None else [float(x) for x in vector]  # type: ignore[no-any-return]
+
+
 class IndexUnavailable(RuntimeError):
     """The vector store could not be reached or refused the operation; worth retrying later."""
 
@@ -32,7 +38,7 @@ class IndexPoint:
 class Hit:
     id: int
     distance: float
-    payload: dict[str, Any]
+    product_id: int
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,16 @@ class VectorIndex(Protocol):
     ) -> list[Hit]:
         """Nearest points in ascending distance."""
 
+    def search_batch(
+        self,
+        vectors: Sequence[Sequence[float]],
+        *,
+        limit: int,
+        where: SearchFilter | None = None,
+        max_distance: float | None = None,
+    ) -> list[list[Hit]]:
+        """One `search` per vector, planned and run as one batch."""
+
     def vectors(self, ids: Sequence[int]) -> dict[int, list[float]]:
         """Stored vectors by image id; missing ids are left out."""
 
@@ -88,6 +104,9 @@ class VectorIndex(Protocol):
 
     def count(self) -> int:
         """Number of points."""
+
+    def optimize(self) -> None:
+        """Build the search index (HNSW) for points added since; a no-op where the store does it itself."""
 
     def close(self) -> None:
         """Release files or connections."""

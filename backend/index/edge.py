@@ -9,13 +9,24 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from backend.index.base import EMBEDDING_DIM, PAYLOAD_INDEXES, Hit, IndexPoint, IndexUnavailable, SearchFilter
+from backend.index.base import (
+    EMBEDDING_DIM,
+    PAYLOAD_INDEXES,
+    Hit,
+    IndexPoint,
+    IndexUnavailable,
+    SearchFilter,
+    as_floats,
+)
 
 SCHEMA_TYPES = {
     "keyword": qe.PayloadSchemaType.Keyword,
     "integer": qe.PayloadSchemaType.Integer,
     "float": qe.PayloadSchemaType.Float,
 }
+
+
+PRODUCT_ONLY = qe.PayloadSelector.Include(["product_id"])
 
 
 def edge_filter(where: SearchFilter | None) -> qe.Filter | None:
@@ -43,8 +54,9 @@ def _product(product_id: int) -> qe.Filter:
 class EdgeIndex:
     """A VectorIndex over one Qdrant Edge shard. The shard is locked to this process."""
 
-    def __init__(self, path: Path, name: str, dim: int = EMBEDDING_DIM) -> None:
+    def __init__(self, path: Path, name: str, dim: int = EMBEDDING_DIM, hnsw_ef: int = 128) -> None:
         self.name = name
+        self._params = qe.SearchParams(hnsw_ef=hnsw_ef)
         self.path = Path(path) / name
         self._lock = threading.Lock()  # serialises writes; queries run concurrently
         try:
@@ -76,9 +88,7 @@ class EdgeIndex:
     def upsert(self, points: Sequence[IndexPoint]) -> None:
         if points:
             self._update(
-                qe.UpdateOperation.upsert_points(
-                    [qe.Point(p.id, [float(x) for x in p.vector], p.payload) for p in points]
-                )
+                qe.UpdateOperation.upsert_points([qe.Point(p.id, as_floats(p.vector), p.payload) for p in points])
             )
 
     def delete(self, ids: Sequence[int]) -> None:
@@ -99,18 +109,38 @@ class EdgeIndex:
         where: SearchFilter | None = None,
         max_distance: float | None = None,
     ) -> list[Hit]:
-        request = qe.QueryRequest(
-            limit=limit,
-            query=qe.Query.Nearest([float(x) for x in vector]),
-            filter=edge_filter(where),
-            with_payload=True,
-            score_threshold=max_distance,
-        )
+        return self.search_batch([vector], limit=limit, where=where, max_distance=max_distance)[0]
+
+    def search_batch(
+        self,
+        vectors: Sequence[Sequence[float]],
+        *,
+        limit: int,
+        where: SearchFilter | None = None,
+        max_distance: float | None = None,
+    ) -> list[list[Hit]]:
+        if not vectors:
+            return []
+        condition = edge_filter(where)
+        requests = [
+            qe.QueryRequest(
+                limit=limit,
+                query=qe.Query.Nearest(as_floats(vector)),
+                filter=condition,
+                with_payload=PRODUCT_ONLY,  # the database holds the rest; fetching it doubles the cost
+                score_threshold=max_distance,
+                params=self._params,
+            )
+            for vector in vectors
+        ]
         try:
-            points = self._shard.query(request)
+            results = self._shard.query_batch(qe.QueryBatchRequest(requests))
         except Exception as exc:
             raise IndexUnavailable(f"Qdrant Edge query failed: {exc}") from exc
-        return [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in points]  # type: ignore[arg-type]
+        return [
+            [Hit(int(p.id), float(p.score), int(p.payload["product_id"])) for p in points]  # type: ignore[arg-type,index]
+            for points in results
+        ]
 
     def vectors(self, ids: Sequence[int]) -> dict[int, list[float]]:
         if not ids:
@@ -132,6 +162,14 @@ class EdgeIndex:
 
     def count(self) -> int:
         return int(self._shard.count(qe.CountRequest(exact=True)))
+
+    def optimize(self) -> None:
+        """Merge segments and build HNSW: Edge does this only when asked (after bulk loads, by the sweep)."""
+        with self._lock:
+            try:
+                self._shard.optimize()
+            except Exception as exc:
+                raise IndexUnavailable(f"Qdrant Edge optimize failed: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

@@ -8,7 +8,15 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from backend.index.base import EMBEDDING_DIM, PAYLOAD_INDEXES, Hit, IndexPoint, IndexUnavailable, SearchFilter
+from backend.index.base import (
+    EMBEDDING_DIM,
+    PAYLOAD_INDEXES,
+    Hit,
+    IndexPoint,
+    IndexUnavailable,
+    SearchFilter,
+    as_floats,
+)
 
 SCHEMA_TYPES = {
     "keyword": models.PayloadSchemaType.KEYWORD,
@@ -45,9 +53,10 @@ def _product(product_id: int) -> models.Filter:
 class ServerIndex:
     """A VectorIndex over one collection of a Qdrant server."""
 
-    def __init__(self, client: QdrantClient, name: str, dim: int = EMBEDDING_DIM) -> None:
+    def __init__(self, client: QdrantClient, name: str, dim: int = EMBEDDING_DIM, hnsw_ef: int = 128) -> None:
         self.client = client
         self.name = name
+        self._params = models.SearchParams(hnsw_ef=hnsw_ef)
         try:
             if not client.collection_exists(name):
                 client.create_collection(
@@ -63,7 +72,7 @@ class ServerIndex:
     def upsert(self, points: Sequence[IndexPoint]) -> None:
         if not points:
             return
-        structs = [models.PointStruct(id=p.id, vector=[float(x) for x in p.vector], payload=p.payload) for p in points]
+        structs = [models.PointStruct(id=p.id, vector=as_floats(p.vector), payload=p.payload) for p in points]
         try:
             self.client.upsert(self.name, structs, wait=True)
         except TRANSIENT as exc:
@@ -96,18 +105,38 @@ class ServerIndex:
         where: SearchFilter | None = None,
         max_distance: float | None = None,
     ) -> list[Hit]:
-        try:
-            response = self.client.query_points(
-                self.name,
-                query=[float(x) for x in vector],
-                query_filter=server_filter(where),
+        return self.search_batch([vector], limit=limit, where=where, max_distance=max_distance)[0]
+
+    def search_batch(
+        self,
+        vectors: Sequence[Sequence[float]],
+        *,
+        limit: int,
+        where: SearchFilter | None = None,
+        max_distance: float | None = None,
+    ) -> list[list[Hit]]:
+        if not vectors:
+            return []
+        condition = server_filter(where)
+        requests = [
+            models.QueryRequest(
+                query=as_floats(vector),
+                filter=condition,
                 limit=limit,
-                with_payload=True,
+                with_payload=["product_id"],
                 score_threshold=max_distance,
+                params=self._params,
             )
+            for vector in vectors
+        ]
+        try:
+            responses = self.client.query_batch_points(self.name, requests)
         except TRANSIENT as exc:
             raise IndexUnavailable(f"Qdrant query failed: {exc}") from exc
-        return [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+        return [
+            [Hit(int(p.id), float(p.score), int((p.payload or {})["product_id"])) for p in response.points]
+            for response in responses
+        ]
 
     def vectors(self, ids: Sequence[int]) -> dict[int, list[float]]:
         if not ids:
@@ -132,6 +161,9 @@ class ServerIndex:
             return int(self.client.count(self.name, exact=True).count)
         except TRANSIENT as exc:
             raise IndexUnavailable(f"Qdrant count failed: {exc}") from exc
+
+    def optimize(self) -> None:
+        """The server builds its index in the background."""
 
     def close(self) -> None:
         self.client.close()

@@ -56,7 +56,7 @@ def test_search_returns_euclidean_distance_ascending(index: VectorIndex) -> None
     hits = index.search(vec(0, 0), limit=3)
     assert ids(hits) == [1, 2, 3]
     assert [h.distance for h in hits] == pytest.approx([1.0, 2.0, 3.0])
-    assert hits[0].payload["product_id"] == 10 and hits[0].payload["category"] == "dress"
+    assert [h.product_id for h in hits] == [10, 10, 20]
     assert index.search(vec(0, 3), limit=1)[0].distance == pytest.approx(np.hypot(1, 3), rel=1e-5)
 
 
@@ -95,7 +95,14 @@ def test_set_product_payload_changes_what_filters_see(index: VectorIndex) -> Non
     index.set_product_payload(10, {"category": "hat", "price": 99.0})
     assert ids(index.search(vec(0), limit=10, where=SearchFilter(categories=("hat",)))) == [1, 2, 3]
     assert ids(index.search(vec(0), limit=10, where=SearchFilter(price_min=90.0))) == [1, 2]
-    assert index.search(vec(0), limit=1)[0].payload["brand"] == "acme"  # untouched fields stay
+    assert ids(index.search(vec(0), limit=10, where=SearchFilter(brands=("acme",)))) == [1, 2, 3]  # others stay
+
+
+def test_search_batch_answers_each_vector(index: VectorIndex) -> None:
+    index.upsert(catalog())
+    batches = index.search_batch([vec(0), vec(5.2)], limit=2, where=SearchFilter(exclude_product_ids=(20,)))
+    assert [ids(hits) for hits in batches] == [[1, 2], [5, 4]]
+    assert index.search_batch([], limit=3) == []
 
 
 def test_many_points_and_scroll(index: VectorIndex) -> None:

@@ -139,3 +139,17 @@ def test_search_by_uploaded_photo(client: Any, app: Any, settings: Any) -> None:
         from backend.models import ProductImage
 
         assert db.session.query(ProductImage).count() == 2
+
+
+def test_public_products_match_the_product_schema(client: Any, app: Any) -> None:
+    from backend.api.schemas import ProductOut
+    from backend.products import get_product
+    from backend.similar import public_products
+
+    upload(client, "S1", images.png(1), images.png(2), brand="acme", price="12.5", attributes='{"a": [1, 2]}')
+    upload(client, "S2", images.png(3))
+    with app.test_request_context():
+        fast = public_products(session=db.session, product_ids=[1, 2, 99])
+        for pid in (1, 2):
+            assert fast[pid] == ProductOut().dump(get_product(session=db.session, product_id=pid))
+        assert set(fast) == {1, 2}

@@ -1,0 +1,346 @@
+"""Similar-items latency at catalog scale, over HTTP on 127.0.0.1, against the index alone and exact search.
+
+    uv run python bench/query_latency.py --photos 300000
+
+Loads N synthetic clustered photo vectors (products of 1-5 photos, 10 categories, stored in
+the database as indexed, so the API serves them as real products) into the embedded store,
+builds the HNSW graph, then in one run measures:
+  - the index query alone (one Qdrant Edge search, top 10), with and without a category filter;
+  - recall@10 of that search against an exact NumPy brute force over the same vectors;
+  - GET /api/v1/products/<id>/similar?limit=10 over HTTP (keep-alive), with and without a
+    category filter: p50, p95, p99 and requests/s, and product-level recall against exact grouping.
+Targets on 2 cores: p50 <= 10 ms, p99 <= 30 ms over HTTP; recall@10 >= 0.95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flask_migrate import upgrade
+from sqlalchemy import insert
+from tqdm import tqdm
+
+from backend import create_app
+from backend.config import Settings
+from backend.extensions import db
+from backend.index import IndexPoint, SearchFilter, close_all, open_index
+from backend.models import Product, ProductImage
+from ml.embedder import untrained_version
+
+CATEGORIES = ["dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes", "shorts", "skirt", "t-shirt"]
+DIM = 1000
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, default=300_000)
+    parser.add_argument("--clusters", type=int, default=1000, help="groups of look-alike products")
+    parser.add_argument("--queries", type=int, default=500, help="HTTP requests per variant")
+    parser.add_argument("--recall-queries", type=int, default=200)
+    parser.add_argument("--var-dir", type=Path, help="keep the catalog here (default: a temporary folder)")
+    parser.add_argument("--reuse", action="store_true", help="reuse a catalog already built in --var-dir")
+    parser.add_argument("--production", action="store_true", help="serve with gunicorn instead of the dev server")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    return parser
+
+
+def percentiles(samples_s: list[float]) -> dict[str, float]:
+    ms = np.array(samples_s) * 1000
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+    }
+
+
+def synthesize(n_photos: int, clusters: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Photo vectors, the product of each photo, and each product's category index."""
+    rng = np.random.default_rng(seed)
+    sizes = []
+    while sum(sizes) < n_photos:
+        sizes.append(int(rng.integers(1, 6)))
+    sizes[-1] -= sum(sizes) - n_photos
+    sizes = [s for s in sizes if s > 0]
+    n_products = len(sizes)
+    centres = rng.normal(0, 1, (clusters, DIM)).astype(np.float32) * 4
+    cluster_of = rng.integers(0, clusters, n_products)
+    categories = (cluster_of % len(CATEGORIES)).astype(np.int64)
+    owner = np.repeat(np.arange(n_products), sizes)
+    vectors = np.empty((n_photos, DIM), dtype=np.float32)
+    for start in range(0, n_photos, 20_000):
+        rows = owner[start : start + 20_000]
+        noise = rng.normal(0, 1, (len(rows), DIM)).astype(np.float32)
+        vectors[start : start + len(rows)] = centres[cluster_of[rows]] + noise
+    return vectors, owner, categories
+
+
+def build_catalog(settings: Settings, n_photos: int, clusters: int, seed: int) -> dict[str, float]:
+    vectors, owner, categories = synthesize(n_photos, clusters, seed)
+    version = untrained_version(settings.untrained_seed, settings.embed_image_size)
+    app = create_app(settings)
+    timings = {}
+    with app.app_context():
+        upgrade()
+        tick = time.perf_counter()
+        rng = np.random.default_rng(seed + 1)
+        n_products = int(owner.max()) + 1
+        prices = np.round(rng.uniform(5, 300, n_products), 2)
+        for start in range(0, n_products, 50_000):
+            db.session.execute(
+                insert(Product),
+                [
+                    {
+                        "id": i + 1,
+                        "sku": f"SKU-{i + 1:07d}",
+                        "title": f"Product {i + 1}",
+                        "category": CATEGORIES[categories[i]],
+                        "brand": f"brand-{i % 40}",
+                        "price": float(prices[i]),
+                        "attributes": {},
+                    }
+                    for i in range(start, min(start + 50_000, n_products))
+                ],
+            )
+        for start in range(0, n_photos, 50_000):
+            db.session.execute(
+                insert(ProductImage),
+                [
+                    {
+                        "id": j + 1,
+                        "product_id": int(owner[j]) + 1,
+                        "stored_name": f"{j:032x}"[:2] + f"/{j:032x}.jpg",
+                        "sha256": f"{j:064x}",
+                        "width": 256,
+                        "height": 256,
+                        "content_type": "image/jpeg",
+                        "size_bytes": 1,
+                        "status": "indexed",
+                        "attempts": 1,
+                        "model_version": version,
+                    }
+                    for j in range(start, min(start + 50_000, n_photos))
+                ],
+            )
+        db.session.commit()
+        timings["database_s"] = time.perf_counter() - tick
+
+        index = open_index(settings)
+        tick = time.perf_counter()
+        for start in tqdm(range(0, n_photos, 2000), desc="upsert", unit="batch"):
+            stop = min(start + 2000, n_photos)
+            index.upsert(
+                [
+                    IndexPoint(
+                        j + 1,
+                        vectors[j],
+                        {
+                            "product_id": int(owner[j]) + 1,
+                            "image_id": j + 1,
+                            "category": CATEGORIES[categories[owner[j]]],
+                            "brand": f"brand-{owner[j] % 40}",
+                            "price": float(prices[owner[j]]),
+                            "model_version": version,
+                        },
+                    )
+                    for j in range(start, stop)
+                ]
+            )
+        timings["upsert_s"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        index.optimize()
+        timings["hnsw_build_s"] = time.perf_counter() - tick
+    close_all()
+    np.save(Path(settings.var_dir) / "bench-vectors.npy", vectors)
+    np.save(Path(settings.var_dir) / "bench-owner.npy", owner)
+    np.save(Path(settings.var_dir) / "bench-categories.npy", categories)
+    return timings
+
+
+def exact_top(
+    vectors: np.ndarray, sq_norms: np.ndarray, query: np.ndarray, k: int, mask: np.ndarray | None
+) -> np.ndarray:
+    distances = sq_norms - 2 * vectors @ query
+    if mask is not None:
+        distances = np.where(mask, distances, np.inf)
+    top = np.argpartition(distances, k)[:k]
+    return top[np.argsort(distances[top])]
+
+
+def exact_products(
+    vectors: np.ndarray,
+    sq_norms: np.ndarray,
+    owner: np.ndarray,
+    queries: np.ndarray,
+    exclude: int,
+    k: int,
+    mask: np.ndarray | None,
+) -> list[int]:
+    """Exact grouping: a product's distance is its closest photo to any query photo."""
+    best = np.full(int(owner.max()) + 1, np.inf, dtype=np.float64)
+    for q in queries:
+        d = sq_norms - 2 * vectors @ q + float(q @ q)  # true squared distances: comparable across queries
+        if mask is not None:
+            d = np.where(mask, d, np.inf)
+        np.minimum.at(best, owner, d)
+    best[exclude] = np.inf
+    top = np.argpartition(best, k)[:k]
+    return [int(p) + 1 for p in top[np.argsort(best[top])]]
+
+
+def index_alone(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    vectors = np.load(Path(settings.var_dir) / "bench-vectors.npy", mmap_mode="r")
+    categories = np.load(Path(settings.var_dir) / "bench-categories.npy")
+    owner = np.load(Path(settings.var_dir) / "bench-owner.npy")
+    vectors = np.ascontiguousarray(vectors)
+    sq_norms = np.einsum("ij,ij->i", vectors, vectors)
+    index = open_index(settings)
+    version = untrained_version(settings.untrained_seed, settings.embed_image_size)
+    rng = np.random.default_rng(args.seed + 2)
+    picks = rng.choice(len(vectors), args.recall_queries, replace=False)
+    out: dict[str, Any] = {"points": index.count()}
+    for label, with_category in (("no filter", False), ("category filter", True)):
+        latencies, exact_latencies, recalls = [], [], []
+        for j in picks:
+            category = CATEGORIES[categories[owner[j]]]
+            where = SearchFilter(model_version=version, categories=(category,) if with_category else ())
+            tick = time.perf_counter()
+            hits = index.search(vectors[j], limit=10, where=where)
+            latencies.append(time.perf_counter() - tick)
+            mask = (categories[owner] == categories[owner[j]]) if with_category else None
+            tick = time.perf_counter()
+            exact = exact_top(vectors, sq_norms, vectors[j], 10, mask)
+            exact_latencies.append(time.perf_counter() - tick)
+            recalls.append(len({h.id - 1 for h in hits} & set(exact.tolist())) / 10)
+        out[label] = {
+            "index": percentiles(latencies),
+            "numpy_exact": percentiles(exact_latencies),
+            "recall_at_10": float(np.mean(recalls)),
+        }
+    close_all()
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def over_http(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    vectors = np.ascontiguousarray(np.load(Path(settings.var_dir) / "bench-vectors.npy"))
+    owner = np.load(Path(settings.var_dir) / "bench-owner.npy")
+    categories = np.load(Path(settings.var_dir) / "bench-categories.npy")
+    sq_norms = np.einsum("ij,ij->i", vectors, vectors)
+    port = free_port()
+    env = {**os.environ, "VAR_DIR": str(settings.var_dir), "PORT": str(port), "ADMIN_TOKEN": "b" * 24}
+    command = [str(Path(sys.executable).with_name("lookalike")), "serve"] + (
+        ["--production"] if args.production else []
+    )
+    log = open(Path(settings.var_dir) / "serve.log", "w")  # noqa: SIM115
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                connection.request("GET", "/api/v1/health")
+                if connection.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"server did not start: {(Path(settings.var_dir) / 'serve.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        rng = np.random.default_rng(args.seed + 3)
+        n_products = int(owner.max()) + 1
+        products = rng.choice(n_products, args.queries, replace=False) + 1
+        out: dict[str, Any] = {"server": "gunicorn" if args.production else "werkzeug threaded"}
+        for label, with_category in (("no filter", False), ("category filter", True)):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            for warm in products[:20]:  # warm-up: the embedder, connections, caches
+                connection.request("GET", f"/api/v1/products/{warm}/similar?limit=10")
+                connection.getresponse().read()
+            latencies, recalls, errors = [], [], 0
+            started = time.perf_counter()
+            for i, pid in enumerate(products):
+                category = CATEGORIES[categories[pid - 1]]
+                path = f"/api/v1/products/{pid}/similar?limit=10" + (f"&category={category}" if with_category else "")
+                tick = time.perf_counter()
+                connection.request("GET", path)
+                response = connection.getresponse()
+                body = response.read()
+                latencies.append(time.perf_counter() - tick)
+                if response.status != 200:
+                    errors += 1
+                    continue
+                if i < args.recall_queries // 4:
+                    got = [item["product"]["id"] for item in json.loads(body)["items"]]
+                    photos = np.nonzero(owner == pid - 1)[0]
+                    mask = (categories[owner] == categories[pid - 1]) if with_category else None
+                    exact = exact_products(vectors, sq_norms, owner, vectors[photos], pid - 1, 10, mask)
+                    recalls.append(len(set(got) & set(exact)) / 10)
+            elapsed = time.perf_counter() - started
+            out[label] = {
+                **percentiles(latencies),
+                "requests_per_s": len(products) / elapsed,
+                "errors": errors,
+                "product_recall_at_10": float(np.mean(recalls)),
+            }
+        return out
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    var_dir = args.var_dir or Path(tempfile.mkdtemp(prefix="lookalike-bench-"))
+    settings = Settings(_env_file=None, var_dir=var_dir, admin_token="b" * 24)  # type: ignore[call-arg]
+    result: dict[str, Any] = {"photos": args.photos}
+    try:
+        if not args.reuse:
+            result["build"] = build_catalog(settings, args.photos, args.clusters, args.seed)
+        result["index_alone"] = index_alone(settings, args)
+        result["http"] = over_http(settings, args)
+    finally:
+        if args.var_dir is None:
+            shutil.rmtree(var_dir, ignore_errors=True)
+    report(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def report(result: dict[str, Any]) -> None:
+    print(f"\n{result['photos']} photos; {json.dumps(result.get('build', {}))}")
+    for label in ("no filter", "category filter"):
+        alone, http_ = result["index_alone"][label], result["http"][label]
+        print(f"[{label}]")
+        print(
+            f"  index query alone  p50 {alone['index']['p50_ms']:6.2f} ms  p99 {alone['index']['p99_ms']:6.2f} ms"
+            f"  recall@10 {alone['recall_at_10']:.3f}"
+        )
+        print(f"  numpy exact        p50 {alone['numpy_exact']['p50_ms']:6.2f} ms")
+        print(
+            f"  HTTP /similar      p50 {http_['p50_ms']:6.2f} ms  p95 {http_['p95_ms']:6.2f} ms"
+            f"  p99 {http_['p99_ms']:6.2f} ms  {http_['requests_per_s']:6.1f} req/s"
+            f"  product recall@10 {http_['product_recall_at_10']:.3f}  errors {http_['errors']}"
+        )
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
