@@ -16,9 +16,12 @@ from werkzeug.serving import run_simple
 @click.command("serve")
 @click.option("--host", default=None, help="Address to bind (default: HOST, 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default: PORT, 8000).")
+@click.option("--production", is_flag=True, help="Serve with gunicorn (gthread workers) instead of the dev server.")
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="gunicorn processes (embedded: 1).")
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="Threads per gunicorn process.")
 @with_appcontext
-def serve(host: str | None, port: int | None) -> None:
-    """Serve the API (one process, threads; the embedded store is locked to this process)."""
+def serve(host: str | None, port: int | None, production: bool, workers: int | None, threads: int | None) -> None:
+    """Serve the API: one process with threads on the embedded store; `--production` runs gunicorn."""
     settings = current_app.config["SETTINGS"]
     host = host or settings.host
     port = port or settings.port
@@ -29,6 +32,14 @@ def serve(host: str | None, port: int | None) -> None:
     click.echo(f" * Vector index: {settings.qdrant_url or 'Qdrant Edge at ' + str(settings.qdrant_path)}")
     click.echo(f" * Tasks: {'in-process' if settings.tasks_in_process else 'Celery on ' + settings.redis_url}")
     click.echo(f" * API on http://{host}:{port}/api/v1  (docs: http://{host}:{port}/docs)")
+    if production:
+        from backend.production import run
+
+        try:
+            run(settings, host=host, port=port, workers=workers, threads=threads)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+        return
     # One process with threads: the embedded Qdrant store is locked to the process that opened it.
     run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)  # type: ignore[attr-defined]
 

@@ -212,6 +212,8 @@ def index_alone(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed + 2)
     picks = rng.choice(len(vectors), args.recall_queries, replace=False)
     out: dict[str, Any] = {"points": index.count()}
+    for j in picks:  # warm-up: a reopened shard pages its files in on first touch
+        index.search(vectors[j], limit=10, where=SearchFilter(model_version=version))
     for label, with_category in (("no filter", False), ("category filter", True)):
         latencies, exact_latencies, recalls = [], [], []
         for j in picks:

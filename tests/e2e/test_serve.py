@@ -25,15 +25,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
+@pytest.fixture(params=["dev", "production"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
     env = {k: v for k, v in os.environ.items() if k not in {"ADMIN_TOKEN", "DATABASE_URL", "REDIS_URL", "QDRANT_URL"}}
     env.update(VAR_DIR=str(tmp_path / "var"), EMBED_IMAGE_SIZE="64", DEVICE="cpu", PYTHONUNBUFFERED="1")
     subprocess.run([LOOKALIKE, "db", "upgrade"], env=env, cwd=tmp_path, check=True, capture_output=True, timeout=120)
     port = free_port()
     log = (tmp_path / "serve.log").open("w+")
     process = subprocess.Popen(
-        [LOOKALIKE, "serve", "--port", str(port)], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+        [LOOKALIKE, "serve", "--port", str(port), *(["--production"] if request.param == "production" else [])],
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -52,7 +56,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
         yield base, match.group(1)
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        assert process.wait(timeout=30) == 0, Path(log.name).read_text()[-2000:]  # a clean shutdown
         log.close()
 
 
