@@ -10,6 +10,7 @@ from apiflask import APIFlask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from backend.api.schemas import ErrorOut
 from backend.config import Settings
 from backend.errors import register_error_processor
 from backend.extensions import db, migrate
@@ -46,6 +47,9 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         # Whole request: every photo at its limit plus the form fields.
         MAX_CONTENT_LENGTH=settings.max_upload_bytes * settings.max_images_per_request + 1024 * 1024,
         VALIDATION_ERROR_STATUS_CODE=400,
+        VALIDATION_ERROR_DESCRIPTION="Invalid field or parameter",
+        VALIDATION_ERROR_SCHEMA=ErrorOut,
+        HTTP_ERROR_SCHEMA=ErrorOut,
     )
     for folder in (settings.var_dir, settings.media_root, settings.qdrant_path):
         Path(folder).mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]

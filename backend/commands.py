@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def serve(host: str | None, port: int | None, production: bool, workers: int | N
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
         return
+    # A process manager stops us with SIGTERM: exit cleanly so that atexit flushes and closes the store.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     # One process with threads: the embedded Qdrant store is locked to the process that opened it.
     run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)  # type: ignore[attr-defined]
 

@@ -276,9 +276,9 @@ def over_http(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
             for warm in products[:20]:  # warm-up: the embedder, connections, caches
                 connection.request("GET", f"/api/v1/products/{warm}/similar?limit=10")
                 connection.getresponse().read()
-            latencies, recalls, errors = [], [], 0
+            latencies, bodies, errors = [], [], 0
             started = time.perf_counter()
-            for i, pid in enumerate(products):
+            for pid in products:
                 category = CATEGORIES[categories[pid - 1]]
                 path = f"/api/v1/products/{pid}/similar?limit=10" + (f"&category={category}" if with_category else "")
                 tick = time.perf_counter()
@@ -288,14 +288,16 @@ def over_http(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
                 latencies.append(time.perf_counter() - tick)
                 if response.status != 200:
                     errors += 1
-                    continue
-                if i < args.recall_queries // 4:
-                    got = [item["product"]["id"] for item in json.loads(body)["items"]]
-                    photos = np.nonzero(owner == pid - 1)[0]
-                    mask = (categories[owner] == categories[pid - 1]) if with_category else None
-                    exact = exact_products(vectors, sq_norms, owner, vectors[photos], pid - 1, 10, mask)
-                    recalls.append(len(set(got) & set(exact)) / 10)
+                elif len(bodies) < args.recall_queries // 4:
+                    bodies.append((pid, body))
             elapsed = time.perf_counter() - started
+            recalls = []  # after the timed loop: the exact grouping is slow and must not count
+            for pid, body in bodies:
+                got = [item["product"]["id"] for item in json.loads(body)["items"]]
+                photos = np.nonzero(owner == pid - 1)[0]
+                mask = (categories[owner] == categories[pid - 1]) if with_category else None
+                exact = exact_products(vectors, sq_norms, owner, vectors[photos], pid - 1, 10, mask)
+                recalls.append(len(set(got) & set(exact)) / 10)
             out[label] = {
                 **percentiles(latencies),
                 "requests_per_s": len(products) / elapsed,

@@ -56,14 +56,14 @@ def list_(query: dict[str, Any]) -> Any:
     return {"items": items, "total": total, "page": query["page"], "per_page": query["per_page"]}
 
 
-@bp.get("/<int:product_id>")
+@bp.get("/<int(max=2147483647):product_id>")
 @bp.output(ProductOut)
 def get(product_id: int) -> Any:
     """One product with its photos and their indexing status."""
     return get_product(session=db.session, product_id=product_id)
 
 
-@bp.patch("/<int:product_id>")
+@bp.patch("/<int(max=2147483647):product_id>")
 @bp.auth_required(admin_auth)
 @bp.input(ProductPatchIn, arg_name="changes")
 @bp.output(ProductOut)
@@ -73,7 +73,7 @@ def patch(product_id: int, changes: dict[str, Any]) -> Any:
     return update_product(session=db.session, index=index(), product=product, changes=changes)
 
 
-@bp.delete("/<int:product_id>")
+@bp.delete("/<int(max=2147483647):product_id>")
 @bp.auth_required(admin_auth)
 @bp.output({}, status_code=204)
 def delete(product_id: int) -> Any:
@@ -83,7 +83,7 @@ def delete(product_id: int) -> Any:
     return ""
 
 
-@bp.post("/<int:product_id>/images")
+@bp.post("/<int(max=2147483647):product_id>/images")
 @bp.auth_required(admin_auth)
 @bp.input(ImagesIn, location="form_and_files", arg_name="form")
 @bp.output(ImagesOut, status_code=201)

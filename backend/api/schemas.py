@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from apiflask import Schema, fields, validators
@@ -10,7 +11,11 @@ from flask import url_for
 from marshmallow import ValidationError, post_load
 
 SKU = validators.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,63}$", error="1-64 letters, digits or . _ - /")
-NAME = validators.Length(min=1, max=64)
+# No control characters (PostgreSQL cannot store NUL; none belongs in a name or a title).
+PRINTABLE = validators.Regexp(r"^[^\x00-\x1f\x7f]*$", error="must not contain control characters")
+NAME = [validators.Length(min=1, max=64), PRINTABLE]
+TITLE = [validators.Length(min=1, max=200), PRINTABLE]
+PRICE = validators.Range(min=0, max=1e10)
 
 
 class JsonObjectText(fields.Field):
@@ -29,17 +34,19 @@ class JsonObjectText(fields.Field):
 
 
 def _strip(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
+    """Trim text; prices become exact 2-place decimals, as the database stores them."""
+    out = {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
+    if out.get("price") is not None:
+        out["price"] = Decimal(str(out["price"])).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return out
 
 
 class ProductFields(Schema):
     sku = fields.String(required=True, validate=SKU, metadata={"example": "DRESS-0042"})
-    title = fields.String(required=True, validate=validators.Length(min=1, max=200))
+    title = fields.String(required=True, validate=TITLE)
     category = fields.String(required=True, validate=NAME, metadata={"example": "dress"})
     brand = fields.String(load_default=None, allow_none=True, validate=NAME)
-    price = fields.Decimal(
-        load_default=None, allow_none=True, places=2, allow_nan=False, validate=validators.Range(min=0, max=10**10)
-    )
+    price = fields.Float(load_default=None, allow_none=True, allow_nan=False, validate=PRICE)
     attributes = JsonObjectText(load_default=None, metadata={"description": "a JSON object, as text in multipart"})
 
     @post_load
@@ -59,10 +66,10 @@ class ImagesIn(Schema):
 
 class ProductPatchIn(Schema):
     sku = fields.String(validate=SKU)
-    title = fields.String(validate=validators.Length(min=1, max=200))
+    title = fields.String(validate=TITLE)
     category = fields.String(validate=NAME)
     brand = fields.String(allow_none=True, validate=NAME)
-    price = fields.Decimal(allow_none=True, places=2, allow_nan=False, validate=validators.Range(min=0, max=10**10))
+    price = fields.Float(allow_none=True, allow_nan=False, validate=PRICE)
     attributes = JsonObjectText()
 
     @post_load
@@ -70,12 +77,22 @@ class ProductPatchIn(Schema):
         return _strip(data)
 
 
+class ErrorOut(Schema):
+    """Every error: a machine-readable code and a sentence; `field` names the bad input where there is one."""
+
+    error = fields.String(required=True, metadata={"example": "invalid_field"})
+    message = fields.String(required=True)
+    field = fields.String(metadata={"description": "the request field or parameter at fault"})
+    status = fields.Raw(metadata={"description": "409 not_indexed: the photos' indexing status"})
+    reason = fields.String(allow_none=True, metadata={"description": "409 not_indexed on a photo: why it failed"})
+
+
 class PhotoIn(Schema):
     image = fields.File(required=True, metadata={"description": "the photo to search with"})
 
 
 class ListQuery(Schema):
-    page = fields.Integer(load_default=1, validate=validators.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validators.Range(min=1, max=1_000_000))
     per_page = fields.Integer(load_default=20, validate=validators.Range(min=1, max=100))
     category = fields.List(fields.String(validate=NAME), load_default=list)
 

@@ -52,7 +52,7 @@ def answer(vectors: list[list[float]], where: SearchFilter, query: dict[str, Any
     return current_app.json.response(body)
 
 
-@bp.get("/products/<int:product_id>/similar")
+@bp.get("/products/<int(max=2147483647):product_id>/similar")
 @bp.input(SimilarQuery, location="query", arg_name="query")
 @bp.output(SimilarOut)
 @bp.doc(responses={404: "unknown product", 409: "the product has no photo indexed by the active model yet"})
@@ -73,7 +73,7 @@ def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
     return answer(vectors, exclude_product(where, product_id), query, model_version)
 
 
-@bp.get("/images/<int:image_id>/similar")
+@bp.get("/images/<int(max=2147483647):image_id>/similar")
 @bp.input(SimilarQuery, location="query", arg_name="query")
 @bp.output(SimilarOut)
 @bp.doc(responses={404: "unknown photo", 409: "the photo is not indexed by the active model yet"})

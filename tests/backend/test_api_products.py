@@ -58,6 +58,7 @@ def test_list_paginates_and_filters_by_category(client: Any) -> None:
     dresses = client.get("/api/v1/products?category=dress&category=hat").json
     assert [p["sku"] for p in dresses["items"]] == ["L0", "L1", "L2", "L4"]
     assert client.get("/api/v1/products?per_page=0").status_code == 400
+    assert client.get("/api/v1/products?page=99999999999999999999").json["field"] == "page"
 
 
 def test_get_patch_and_payload_mirrored(client: Any, app: Any, settings: Settings) -> None:
@@ -158,6 +159,8 @@ def test_writes_need_the_admin_token(client: Any, app: Any, settings: Settings, 
         ({"sku": ""}, "sku"),
         ({"sku": "has space"}, "sku"),
         ({"title": ""}, "title"),
+        ({"title": "nul\x00byte"}, "title"),
+        ({"brand": "tab\there"}, "brand"),
         ({"category": "x" * 65}, "category"),
         ({"attributes": "[1, 2]"}, "attributes"),
         ({"attributes": "{not json"}, "attributes"),
@@ -202,3 +205,6 @@ def test_unknown_ids_are_404(client: Any) -> None:
     assert client.get("/api/v1/products/999/similar").status_code == 404
     assert add_photos(client, 999, images.png(1)).status_code == 404
     assert client.get("/media/ab/../../etc/passwd").status_code == 404
+    # Past the database's integer range: still a plain 404, never a 500.
+    assert client.get("/api/v1/products/18446744073709551615").status_code == 404
+    assert client.get("/api/v1/images/18446744073709551615/similar").status_code == 404

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,49 +9,13 @@ import httpx
 import pytest
 
 from tests.utils import images
-
-LOOKALIKE = str(Path(sys.executable).with_name("lookalike"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.utils.server import running_server
 
 
 @pytest.fixture(params=["dev", "production"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    env = {k: v for k, v in os.environ.items() if k not in {"ADMIN_TOKEN", "DATABASE_URL", "REDIS_URL", "QDRANT_URL"}}
-    env.update(VAR_DIR=str(tmp_path / "var"), EMBED_IMAGE_SIZE="64", DEVICE="cpu", PYTHONUNBUFFERED="1")
-    subprocess.run([LOOKALIKE, "db", "upgrade"], env=env, cwd=tmp_path, check=True, capture_output=True, timeout=120)
-    port = free_port()
-    log = (tmp_path / "serve.log").open("w+")
-    process = subprocess.Popen(
-        [LOOKALIKE, "serve", "--port", str(port), *(["--production"] if request.param == "production" else [])],
-        env=env,
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, Path(log.name).read_text()
-            assert time.monotonic() < deadline, "server did not come up in 60 s"
-            time.sleep(0.3)
-        match = re.search(r"Development admin token: (\S+)", Path(log.name).read_text())
-        assert match, "the development admin token is printed at start-up"
-        yield base, match.group(1)
-    finally:
-        process.terminate()
-        assert process.wait(timeout=30) == 0, Path(log.name).read_text()[-2000:]  # a clean shutdown
-        log.close()
+    with running_server(tmp_path, production=request.param == "production") as started:
+        yield started
 
 
 def test_upload_over_http_and_near_copy_comes_first(server: tuple[str, str]) -> None:

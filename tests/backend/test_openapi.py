@@ -1,0 +1,46 @@
+"""The OpenAPI document: generated from the code, lists the interface, declares the real error shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask_migrate import upgrade
+
+from backend import create_app
+from backend.index import close_all
+from tests.conftest import make_settings
+from tests.utils import images
+from tests.utils.api import upload
+
+
+@pytest.fixture(scope="module")
+def api_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    app = create_app(make_settings(tmp_path_factory.mktemp("openapi") / "var"))
+    with app.app_context():
+        upgrade()
+    client = app.test_client()
+    for i in range(3):  # real ids for the generated requests to find
+        upload(client, f"SEED-{i}", images.png(i), brand="acme", price="10")
+    yield app
+    close_all()
+
+
+def test_document_lists_the_interface(api_app: Any) -> None:
+    spec = api_app.test_client().get("/openapi.json").json
+    assert spec["openapi"].startswith("3.")
+    for path in (
+        "/api/v1/products",
+        "/api/v1/products/{product_id}/similar",
+        "/api/v1/images/{image_id}/similar",
+        "/api/v1/search",
+        "/api/v1/health",
+        "/api/v1/stats",
+    ):
+        assert path in spec["paths"], path
+    search = spec["paths"]["/api/v1/search"]["post"]
+    assert {p["name"] for p in search["parameters"]} >= {"category", "brand", "price_min", "price_max", "limit"}
+    assert "multipart/form-data" in search["requestBody"]["content"]
+    error = spec["components"]["schemas"]["ErrorOut"]
+    assert set(error["required"]) == {"error", "message"}
+    assert api_app.test_client().get("/docs").status_code == 200
