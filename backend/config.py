@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     embed_image_size: int = Field(default=224, ge=32)
     untrained_seed: int = 0
     device: DeviceChoice = DeviceChoice.auto
-    hnsw_ef: int = Field(default=128, ge=8, le=4096)
+    hnsw_ef: int = Field(default=64, ge=8, le=4096)
 
     @field_validator("database_url")
     @classmethod

@@ -44,6 +44,7 @@ def collect_stats() -> dict[str, Any]:
             "backend": "qdrant-edge" if cfg.embedded_index else "qdrant-server",
             "collection": cfg.qdrant_collection,
             "points": index().count(),
+            "warm": getattr(index(), "warm", None) is None or index().warm.is_set(),  # type: ignore[attr-defined]
         },
         "model": {
             "version": embedder.model_version,

@@ -54,7 +54,7 @@ def _product(product_id: int) -> qe.Filter:
 class EdgeIndex:
     """A VectorIndex over one Qdrant Edge shard. The shard is locked to this process."""
 
-    def __init__(self, path: Path, name: str, dim: int = EMBEDDING_DIM, hnsw_ef: int = 128) -> None:
+    def __init__(self, path: Path, name: str, dim: int = EMBEDDING_DIM, hnsw_ef: int = 64) -> None:
         self.name = name
         self._params = qe.SearchParams(hnsw_ef=hnsw_ef)
         self.path = Path(path) / name
@@ -73,10 +73,25 @@ class EdgeIndex:
                 else ""
             )
             raise IndexUnavailable(f"cannot open the Qdrant Edge shard at {self.path}: {exc}{hint}") from exc
+        # Pages of a memory-mapped shard arrive on first touch: at 300k photos a cold query took
+        # tens of milliseconds. Read the files once in the background so queries find them in memory.
+        self.warm = threading.Event()
+        threading.Thread(target=self._read_files_once, name="edge-warm-up", daemon=True).start()
         existing = set(self._shard.info().payload_schema)
         for field, kind in PAYLOAD_INDEXES.items():
             if field not in existing:
                 self._shard.update(qe.UpdateOperation.create_field_index(field, SCHEMA_TYPES[kind]))
+
+    def _read_files_once(self) -> None:
+        try:
+            for file in sorted(p for p in self.path.rglob("*") if p.is_file()):
+                with open(file, "rb") as fh:
+                    while fh.read(8 << 20):
+                        pass
+        except OSError:
+            pass  # a file replaced by the optimizer meanwhile: warming is best effort
+        finally:
+            self.warm.set()
 
     def _update(self, operation: qe.UpdateOperation) -> None:
         with self._lock:
@@ -119,11 +134,12 @@ class EdgeIndex:
         where: SearchFilter | None = None,
         max_distance: float | None = None,
     ) -> list[list[Hit]]:
-        if not vectors:
-            return []
         condition = edge_filter(where)
-        requests = [
-            qe.QueryRequest(
+        # One query per vector: measured on 300k points, Edge's query_batch took 15.8 ms for a
+        # product's three photos where three single queries took 3.9 ms.
+        results = []
+        for vector in vectors:
+            request = qe.QueryRequest(
                 limit=limit,
                 query=qe.Query.Nearest(as_floats(vector)),
                 filter=condition,
@@ -131,16 +147,14 @@ class EdgeIndex:
                 score_threshold=max_distance,
                 params=self._params,
             )
-            for vector in vectors
-        ]
-        try:
-            results = self._shard.query_batch(qe.QueryBatchRequest(requests))
-        except Exception as exc:
-            raise IndexUnavailable(f"Qdrant Edge query failed: {exc}") from exc
-        return [
-            [Hit(int(p.id), float(p.score), int(p.payload["product_id"])) for p in points]  # type: ignore[arg-type,index]
-            for points in results
-        ]
+            try:
+                points = self._shard.query(request)
+            except Exception as exc:
+                raise IndexUnavailable(f"Qdrant Edge query failed: {exc}") from exc
+            results.append(
+                [Hit(int(p.id), float(p.score), int(p.payload["product_id"])) for p in points]  # type: ignore[arg-type,index]
+            )
+        return results
 
     def vectors(self, ids: Sequence[int]) -> dict[int, list[float]]:
         if not ids:

@@ -53,7 +53,7 @@ def _product(product_id: int) -> models.Filter:
 class ServerIndex:
     """A VectorIndex over one collection of a Qdrant server."""
 
-    def __init__(self, client: QdrantClient, name: str, dim: int = EMBEDDING_DIM, hnsw_ef: int = 128) -> None:
+    def __init__(self, client: QdrantClient, name: str, dim: int = EMBEDDING_DIM, hnsw_ef: int = 64) -> None:
         self.client = client
         self.name = name
         self._params = models.SearchParams(hnsw_ef=hnsw_ef)
