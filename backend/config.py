@@ -24,6 +24,11 @@ class DeviceChoice(StrEnum):
     cuda = "cuda"
 
 
+class ProductQuery(StrEnum):
+    mean = "mean"  # one query with the mean of the product's photo vectors
+    closest = "closest"  # every photo queries; a product counts by its closest photo
+
+
 class Settings(BaseSettings):
     """Everything the service reads from its environment.
 
@@ -53,6 +58,7 @@ class Settings(BaseSettings):
     embed_image_size: int = Field(default=224, ge=32)
     untrained_seed: int = 0
     device: DeviceChoice = DeviceChoice.auto
+    product_query: ProductQuery = ProductQuery.mean
     hnsw_ef: int = Field(default=64, ge=8, le=4096)
 
     @field_validator("database_url")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from apiflask import APIBlueprint
 from flask import current_app
 
 from backend.api import checked_uploads, index, settings
 from backend.api.schemas import PhotoIn, SimilarOut, SimilarQuery
+from backend.config import ProductQuery
 from backend.embedding import current_embedder
 from backend.errors import ApiError
 from backend.extensions import db
@@ -57,12 +59,15 @@ def answer(vectors: list[list[float]], where: SearchFilter, query: dict[str, Any
 @bp.output(SimilarOut)
 @bp.doc(responses={404: "unknown product", 409: "the product has no photo indexed by the active model yet"})
 def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
-    """Products that look like this one: each of its photos queries, a product counts by its closest photo."""
+    """Products that look like this one (by the mean of its photos' vectors), each once, by its closest photo."""
     model_version = current_embedder(settings()).model_version
     where = search_filter(query, model_version)
     product = get_product(session=db.session, product_id=product_id)
     indexed = [i.id for i in product.images if i.status == ImageStatus.indexed and i.model_version == model_version]
     vectors = list(index().vectors(indexed).values()) if indexed else []
+    if vectors and settings().product_query is ProductQuery.mean:
+        # As good as querying every photo on clothing-small, at one search (bench/multi_photo_query.py).
+        vectors = [np.mean(np.asarray(vectors, dtype=np.float32), axis=0)]
     if not vectors:
         raise ApiError(
             409,

@@ -153,3 +153,31 @@ def test_public_products_match_the_product_schema(client: Any, app: Any) -> None
         for pid in (1, 2):
             assert fast[pid] == ProductOut().dump(get_product(session=db.session, product_id=pid))
         assert set(fast) == {1, 2}
+
+
+@pytest.mark.parametrize("strategy", ["mean", "closest"])
+def test_multi_photo_product_query_strategies(tmp_path: Path, strategy: str) -> None:
+    from flask_migrate import upgrade
+
+    from backend import create_app
+    from backend.index import close_all, open_index
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path / "var", product_query=strategy)
+    app = create_app(settings)
+    with app.app_context():
+        upgrade()
+    client = app.test_client()
+    base = images.noise(30)
+    query = upload(client, "Q", images.encode(base), images.encode(images.stripes())).json
+    near = upload(client, "NEAR", images.encode(images.near_copy(base))).json
+    item = client.get(f"/api/v1/products/{query['id']}/similar").json["items"][0]
+    assert item["product"]["sku"] == "NEAR"
+    with app.app_context():
+        stored = open_index(settings).vectors([i["id"] for i in query["images"]] + [near["images"][0]["id"]])
+    q1, q2, n = (np.asarray(stored[i], dtype=np.float32) for i in sorted(stored))
+    expected = (
+        np.linalg.norm(n - (q1 + q2) / 2) if strategy == "mean" else min(np.linalg.norm(n - q1), np.linalg.norm(n - q2))
+    )
+    assert item["distance"] == pytest.approx(float(expected), rel=1e-4)
+    close_all()
