@@ -59,6 +59,30 @@ class SearchFilter:
         )
 
 
+class SearchOne:
+    """`search` for one vector, in terms of the implementation's `search_batch`."""
+
+    def search_batch(
+        self,
+        vectors: Sequence[Sequence[float]],
+        *,
+        limit: int,
+        where: SearchFilter | None = None,
+        max_distance: float | None = None,
+    ) -> list[list[Hit]]:
+        raise NotImplementedError
+
+    def search(
+        self,
+        vector: Sequence[float],
+        *,
+        limit: int,
+        where: SearchFilter | None = None,
+        max_distance: float | None = None,
+    ) -> list[Hit]:
+        return self.search_batch([vector], limit=limit, where=where, max_distance=max_distance)[0]
+
+
 class VectorIndex(Protocol):
     """One collection of 1000-d Euclidean points keyed by image id."""
 

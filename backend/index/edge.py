@@ -16,6 +16,7 @@ from backend.index.base import (
     IndexPoint,
     IndexUnavailable,
     SearchFilter,
+    SearchOne,
     as_floats,
 )
 
@@ -51,7 +52,7 @@ def _product(product_id: int) -> qe.Filter:
     return qe.Filter(must=[qe.FieldCondition("product_id", match=qe.MatchValue(product_id))])
 
 
-class EdgeIndex:
+class EdgeIndex(SearchOne):
     """A VectorIndex over one Qdrant Edge shard. The shard is locked to this process."""
 
     def __init__(self, path: Path, name: str, dim: int = EMBEDDING_DIM, hnsw_ef: int = 64) -> None:
@@ -115,16 +116,6 @@ class EdgeIndex:
 
     def set_product_payload(self, product_id: int, payload: dict[str, Any]) -> None:
         self._update(qe.UpdateOperation.set_payload_by_filter(_product(product_id), payload))
-
-    def search(
-        self,
-        vector: Sequence[float],
-        *,
-        limit: int,
-        where: SearchFilter | None = None,
-        max_distance: float | None = None,
-    ) -> list[Hit]:
-        return self.search_batch([vector], limit=limit, where=where, max_distance=max_distance)[0]
 
     def search_batch(
         self,

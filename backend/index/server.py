@@ -15,6 +15,7 @@ from backend.index.base import (
     IndexPoint,
     IndexUnavailable,
     SearchFilter,
+    SearchOne,
     as_floats,
 )
 
@@ -50,7 +51,7 @@ def _product(product_id: int) -> models.Filter:
     return models.Filter(must=[models.FieldCondition(key="product_id", match=models.MatchValue(value=product_id))])
 
 
-class ServerIndex:
+class ServerIndex(SearchOne):
     """A VectorIndex over one collection of a Qdrant server."""
 
     def __init__(self, client: QdrantClient, name: str, dim: int = EMBEDDING_DIM, hnsw_ef: int = 64) -> None:
@@ -96,16 +97,6 @@ class ServerIndex:
             self.client.set_payload(self.name, payload, points=_product(product_id), wait=True)
         except TRANSIENT as exc:
             raise IndexUnavailable(f"Qdrant set_payload failed: {exc}") from exc
-
-    def search(
-        self,
-        vector: Sequence[float],
-        *,
-        limit: int,
-        where: SearchFilter | None = None,
-        max_distance: float | None = None,
-    ) -> list[Hit]:
-        return self.search_batch([vector], limit=limit, where=where, max_distance=max_distance)[0]
 
     def search_batch(
         self,
