@@ -78,15 +78,12 @@ def _commit_or_undo(*, session: DbSession, storage: MediaStorage, stored: list[s
     """Commit; on failure remove the files written for this request so nothing is left half-done."""
     try:
         session.commit()
-    except IntegrityError as exc:
+    except BaseException as exc:
         session.rollback()
         for name in stored:
             storage.delete(name)
-        raise ApiError(409, "duplicate_sku", f"a product with sku {sku!r} already exists", field="sku") from exc
-    except BaseException:
-        session.rollback()
-        for name in stored:
-            storage.delete(name)
+        if isinstance(exc, IntegrityError):
+            raise ApiError(409, "duplicate_sku", f"a product with sku {sku!r} already exists", field="sku") from exc
         raise
 
 

@@ -37,14 +37,15 @@ def health() -> Any:
 def collect_stats() -> dict[str, Any]:
     cfg = settings()
     embedder = current_embedder(cfg)
+    vectors = index()
     return {
         "products": db.session.scalar(select(func.count()).select_from(Product)),
         "images": image_status_counts(session=db.session),
         "index": {
             "backend": "qdrant-edge" if cfg.embedded_index else "qdrant-server",
             "collection": cfg.qdrant_collection,
-            "points": index().count(),
-            "warm": getattr(index(), "warm", None) is None or index().warm.is_set(),  # type: ignore[attr-defined]
+            "points": vectors.count(),
+            "warm": vectors.ready,
         },
         "model": {
             "version": embedder.model_version,

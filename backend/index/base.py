@@ -132,5 +132,9 @@ class VectorIndex(Protocol):
     def optimize(self) -> None:
         """Build the search index (HNSW) for points added since; a no-op where the store does it itself."""
 
+    @property
+    def ready(self) -> bool:
+        """Whether the store's data is in memory (Edge warms its files at open; a server always answers)."""
+
     def close(self) -> None:
         """Release files or connections."""

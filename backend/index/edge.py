@@ -166,7 +166,14 @@ class EdgeIndex(SearchOne):
                 return found
 
     def count(self) -> int:
-        return int(self._shard.count(qe.CountRequest(exact=True)))
+        try:
+            return int(self._shard.count(qe.CountRequest(exact=True)))
+        except Exception as exc:
+            raise IndexUnavailable(f"Qdrant Edge count failed: {exc}") from exc
+
+    @property
+    def ready(self) -> bool:
+        return self.warm.is_set()
 
     def optimize(self) -> None:
         """Merge segments and build HNSW: Edge does this only when asked (after bulk loads, by the sweep)."""

@@ -156,5 +156,9 @@ class ServerIndex(SearchOne):
     def optimize(self) -> None:
         """The server builds its index in the background."""
 
+    @property
+    def ready(self) -> bool:
+        return True
+
     def close(self) -> None:
         self.client.close()

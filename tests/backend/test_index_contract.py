@@ -128,3 +128,11 @@ def test_model_version_filter_keeps_models_apart(index: VectorIndex) -> None:
     index.upsert([IndexPoint(i, vec(float(i)), {"product_id": i, "model_version": "new"}) for i in (3, 4)])
     assert ids(index.search(vec(0), limit=10, where=SearchFilter(model_version="new"))) == [3, 4]
     assert ids(index.search(vec(0), limit=10, where=SearchFilter(model_version="old"))) == [1, 2]
+
+
+def test_ready_once_the_data_is_in_memory(index: VectorIndex) -> None:
+    index.upsert(catalog())
+    warm = getattr(index, "warm", None)  # Edge reads its files in the background; a server is ready at once
+    if warm is not None:
+        assert warm.wait(timeout=30)
+    assert index.ready is True
