@@ -73,7 +73,8 @@ def create_app(settings: Settings | None = None) -> APIFlask:
 
     from backend.commands import COMMANDS
     from backend.ml_commands import ML_COMMANDS
+    from backend.pipeline_commands import PIPELINE_COMMANDS
 
-    for command in COMMANDS + ML_COMMANDS:
+    for command in COMMANDS + ML_COMMANDS + PIPELINE_COMMANDS:
         app.cli.add_command(command)
     return app

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -41,10 +43,28 @@ def serve(host: str | None, port: int | None, production: bool, workers: int | N
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
         return
+    from backend.maintenance import start_in_process_sweep
+
+    start_in_process_sweep(current_app._get_current_object())  # type: ignore[attr-defined]
     # A process manager stops us with SIGTERM: exit cleanly so that atexit flushes and closes the store.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     # One process with threads: the embedded Qdrant store is locked to the process that opened it.
     run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)  # type: ignore[attr-defined]
+
+
+@contextmanager
+def progress_bar(desc: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """A photo progress bar on stderr whose total is known later: yields (update, set_total)."""
+    with tqdm(unit="photo", desc=desc, file=sys.stderr, dynamic_ncols=True) as bar:
+
+        def set_total(n: int) -> None:
+            bar.total = n
+            bar.refresh()
+
+        def update(n: int) -> None:
+            bar.update(n)
+
+        yield update, set_total
 
 
 @click.command("import")
@@ -58,18 +78,13 @@ def import_command(directory: Path) -> None:
     from backend.products import image_status_counts
 
     settings = current_app.config["SETTINGS"]
-    with tqdm(unit="photo", desc="import", file=sys.stderr, dynamic_ncols=True) as bar:
-
-        def set_total(n: int) -> None:
-            bar.total = n
-            bar.refresh()
-
+    with progress_bar("import") as (update, set_total):
         summary = import_tree(
             session=db.session,
             settings=settings,
             root=directory,
             enqueue=enqueue_embedding,
-            progress=bar.update,
+            progress=update,
             on_total=set_total,
         )
     click.echo(f"imported {summary.imported} products")
@@ -78,13 +93,13 @@ def import_command(directory: Path) -> None:
         for reason, count in summary.skipped.most_common():
             click.echo(f"  {count:6d}  {reason}  (e.g. {', '.join(summary.examples[reason])})")
     if settings.tasks_in_process:
-        from backend.index import open_index
+        from backend.active_index import active_index
 
-        open_index(settings).optimize()  # build the search graph once, after the bulk load
+        active_index(session=db.session, settings=settings)[1].optimize()  # build the graph once, after the load
         db.session.expire_all()
         click.echo("photos: " + json.dumps(image_status_counts(session=db.session)))
     else:
-        click.echo(f"enqueued {len(summary.image_ids)} photos for embedding")
+        click.echo(f"enqueued {len(summary.image_ids)} photos for embedding; `lookalike stats` shows progress")
 
 
 COMMANDS = [serve, import_command]

@@ -60,6 +60,20 @@ class Settings(BaseSettings):
     device: DeviceChoice = DeviceChoice.auto
     product_query: ProductQuery = ProductQuery.mean
     hnsw_ef: int = Field(default=64, ge=8, le=4096)
+    # The indexing pipeline (workers, retries, sweep). Times in seconds.
+    task_soft_time_limit_s: int = Field(default=300, ge=5)
+    broker_visibility_timeout_s: int = Field(default=3600, ge=30)
+    task_max_retries: int = Field(default=5, ge=0, le=50)
+    retry_backoff_s: float = Field(default=2.0, gt=0)
+    retry_backoff_max_s: float = Field(default=120.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    pending_stale_s: int = Field(default=600, ge=1)
+    sweep_interval_s: float = Field(default=60.0, gt=0)
+    sweep_full_interval_s: float = Field(default=3600.0, gt=0)
+    worker_concurrency: int | None = Field(default=None, ge=1)
+    flower_basic_auth: str | None = None
+    flower_address: str = "127.0.0.1"
+    flower_port: int = Field(default=5555, ge=1, le=65535)
 
     @field_validator("database_url")
     @classmethod
@@ -77,6 +91,19 @@ class Settings(BaseSettings):
             self.qdrant_path = self.var_dir / "qdrant"
         if self.media_root is None:
             self.media_root = self.var_dir / "media"
+        if self.task_time_limit_s >= self.broker_visibility_timeout_s:
+            raise ValueError(
+                f"BROKER_VISIBILITY_TIMEOUT_S ({self.broker_visibility_timeout_s}) must exceed the task time limit"
+                f" ({self.task_time_limit_s} = TASK_SOFT_TIME_LIMIT_S + 30): Redis would hand a running task"
+                " to a second worker"
+            )
+        if self.retry_backoff_max_s >= self.broker_visibility_timeout_s:
+            raise ValueError(
+                f"RETRY_BACKOFF_MAX_S ({self.retry_backoff_max_s}) must stay below BROKER_VISIBILITY_TIMEOUT_S"
+                f" ({self.broker_visibility_timeout_s}): a retry waiting longer would be delivered twice"
+            )
+        if self.flower_basic_auth is not None and ":" not in self.flower_basic_auth:
+            raise ValueError("FLOWER_BASIC_AUTH must be user:password")
         if self.environment is Environment.production:
             if self.secret_key == DEFAULT_SECRET_KEY or len(self.secret_key) < 16:
                 raise ValueError("SECRET_KEY must be set to a random value of 16+ characters in production")
@@ -91,6 +118,16 @@ class Settings(BaseSettings):
     @property
     def tasks_in_process(self) -> bool:
         return self.redis_url is None
+
+    @property
+    def task_time_limit_s(self) -> int:
+        """The hard limit: the worker process is killed past it (the soft limit raises first)."""
+        return self.task_soft_time_limit_s + 30
+
+    @property
+    def claim_lease_s(self) -> int:
+        """How long a worker's claim on photos holds: past the hard limit, its process is gone."""
+        return self.task_time_limit_s + 30
 
     @property
     def max_upload_bytes(self) -> int:

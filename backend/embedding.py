@@ -1,4 +1,4 @@
-"""The process-wide embedder for the active model version, loaded once per process."""
+"""The process-wide embedder of a model version, loaded once per process."""
 
 from __future__ import annotations
 
@@ -11,33 +11,38 @@ from backend.config import Settings
 from backend.extensions import db
 from backend.models import ModelVersion
 from ml.checkpoint import embedder_from_checkpoint
-from ml.embedder import Embedder
+from ml.embedder import Embedder, untrained_version
 
 _embedders: dict[str, Embedder] = {}
 _lock = threading.Lock()
 
 
-def active_model() -> ModelVersion | None:
-    return db.session.scalar(select(ModelVersion).where(ModelVersion.active.is_(True)))
+class UnknownModel(LookupError):
+    """A collection names a model version this installation cannot load."""
 
 
-def current_embedder(settings: Settings) -> Embedder:
-    """The embedder of the active model, or the deterministic untrained network when none is active."""
-    active = active_model()
-    key = active.version if active else f"untrained:{settings.untrained_seed}:{settings.embed_image_size}"
+def embedder_for(settings: Settings, version: str) -> Embedder:
+    """The embedder of `version`: a registered checkpoint, or the deterministic untrained network."""
     with _lock:
-        embedder = _embedders.get(key)
-        if embedder is None:
-            if active is not None:
-                embedder = embedder_from_checkpoint(
-                    Path(active.path), device=settings.device.value, batch_size=settings.embed_batch_size
+        embedder = _embedders.get(version)
+        if embedder is not None:
+            return embedder
+        if version == untrained_version(settings.untrained_seed, settings.embed_image_size):
+            embedder = Embedder.untrained(
+                seed=settings.untrained_seed,
+                image_size=settings.embed_image_size,
+                device=settings.device.value,
+                batch_size=settings.embed_batch_size,
+            )
+        else:
+            model = db.session.scalar(select(ModelVersion).where(ModelVersion.version == version))
+            if model is None:
+                raise UnknownModel(
+                    f"model {version} is not registered here, and it is not the untrained network of"
+                    f" UNTRAINED_SEED={settings.untrained_seed}, EMBED_IMAGE_SIZE={settings.embed_image_size}"
                 )
-            else:
-                embedder = Embedder.untrained(
-                    seed=settings.untrained_seed,
-                    image_size=settings.embed_image_size,
-                    device=settings.device.value,
-                    batch_size=settings.embed_batch_size,
-                )
-            _embedders[key] = embedder
+            embedder = embedder_from_checkpoint(
+                Path(model.path), device=settings.device.value, batch_size=settings.embed_batch_size
+            )
+        _embedders[version] = embedder
         return embedder

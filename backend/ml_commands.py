@@ -149,19 +149,19 @@ def model_list() -> None:
 @model_group.command("activate")
 @click.argument("version")
 @with_appcontext
-def model_activate(version: str) -> None:
-    """Make VERSION the model that embeds new photos and answers queries."""
+@click.option("--drop-wait", default=120.0, show_default=True, help="Seconds to wait for the old collection.")
+def model_activate(version: str, drop_wait: float) -> None:
+    """Make VERSION the model that embeds and answers: reindex every photo with it, then switch."""
     from backend.extensions import db
-    from backend.products import image_status_counts
-    from backend.registry import RegistryError, activate_model
+    from backend.pipeline_commands import run_reindex
+    from backend.registry import RegistryError, check_activatable
 
     try:
-        model = activate_model(session=db.session, version=version)
+        check_activatable(session=db.session, version=version)
     except RegistryError as exc:
         _fail(exc)
-    click.echo(f"active model: {model.version}")
-    if sum(image_status_counts(session=db.session).values()):
-        click.echo("photos embedded by another model are not searched until they are embedded again with this one")
+    run_reindex(version, drop_wait)
+    click.echo(f"active model: {version}")
 
 
 ML_COMMANDS = [train_command, evaluate_command, embed_command, model_group]

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -103,10 +104,49 @@ class ProductImage(db.Model):  # type: ignore[name-defined,misc]
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     model_version: Mapped[str | None] = mapped_column(String(80))
+    # transient (the store or the database was down: the sweep retries) or permanent (the photo itself)
+    failure_kind: Mapped[str | None] = mapped_column(String(16))
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A worker's lease on the photo while it embeds it: "host:pid:token" until claimed_until.
+    claimed_by: Mapped[str | None] = mapped_column(String(160))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     indexed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     product: Mapped[Product] = relationship(back_populates="images")
+
+
+class FailureKind(StrEnum):
+    transient = "transient"
+    permanent = "permanent"
+
+
+class CollectionState(StrEnum):
+    building = "building"  # a reindex is filling it; never queried
+    active = "active"  # the one collection queries and new photos use
+    retired = "retired"  # replaced by a reindex; dropped once no process holds it
+
+
+class IndexCollection(db.Model):  # type: ignore[name-defined,misc]
+    """The vector collections, one per model version and build; the active row is the switch."""
+
+    __tablename__ = "index_collections"
+    __table_args__ = (
+        # At most one active collection: the switch is one transaction on these rows.
+        Index(
+            "uq_index_collections_one_active",
+            "state",
+            unique=True,
+            sqlite_where=text("state = 'active'"),
+            postgresql_where=text("state = 'active'"),
+        ),
+    )
+
+    name: Mapped[str] = mapped_column(String(160), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(80))
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    switched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ModelVersion(db.Model):  # type: ignore[name-defined,misc]

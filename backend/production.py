@@ -32,8 +32,11 @@ class ProductionServer(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         from backend.app import create_app
+        from backend.maintenance import start_in_process_sweep
 
-        return create_app(self.settings)
+        app = create_app(self.settings)  # in the gunicorn worker process, the one that holds the store
+        start_in_process_sweep(app)
+        return app
 
 
 def run(settings: Settings, *, host: str, port: int, workers: int | None, threads: int | None) -> None:

@@ -14,7 +14,6 @@ from sqlalchemy.orm import selectinload
 
 from backend.errors import ApiError
 from backend.extensions import DbSession
-from backend.index import IndexUnavailable, VectorIndex
 from backend.media import CheckedImage, MediaStorage
 from backend.models import ImageStatus, Product, ProductImage
 
@@ -116,8 +115,8 @@ def add_images(
     return [image for image in product.images if image.id not in before]
 
 
-def update_product(*, session: DbSession, index: VectorIndex, product: Product, changes: dict[str, Any]) -> Product:
-    """Apply field changes; mirror category, brand and price into the product's points."""
+def update_product(*, session: DbSession, product: Product, changes: dict[str, Any]) -> tuple[Product, bool]:
+    """Apply field changes; returns the product and whether its points' payload must follow."""
     if "sku" in changes and changes["sku"] != product.sku and sku_taken(session=session, sku=changes["sku"]):
         raise ApiError(409, "duplicate_sku", f"a product with sku {changes['sku']!r} already exists", field="sku")
     payload_changed = any(k in changes and changes[k] != getattr(product, k) for k in PAYLOAD_FIELDS)
@@ -128,38 +127,26 @@ def update_product(*, session: DbSession, index: VectorIndex, product: Product, 
     except IntegrityError as exc:
         session.rollback()
         raise ApiError(409, "duplicate_sku", f"a product with sku {changes.get('sku')!r} already exists") from exc
-    if payload_changed:
-        try:
-            index.set_product_payload(product.id, product.index_payload())
-        except IndexUnavailable as exc:
-            # The database holds the truth; the sweep re-applies payloads that drifted.
-            log.warning("payload of product %s not updated in the index: %s", product.id, exc)
-    return product
+    return product, payload_changed
 
 
-def delete_product(*, session: DbSession, index: VectorIndex, storage: MediaStorage, product: Product) -> None:
-    """Delete the rows first (the record of truth), then the points and the files."""
-    product_id = product.id
+def delete_product(*, session: DbSession, storage: MediaStorage, product: Product) -> list[int]:
+    """Delete the rows first (the record of truth) and the files; returns the image ids whose points must go."""
+    ids = [image.id for image in product.images]
     names = [image.stored_name for image in product.images]
     session.delete(product)
     session.commit()
-    try:
-        index.delete_product(product_id)
-    except IndexUnavailable as exc:
-        log.warning("points of deleted product %s left in the index: %s", product_id, exc)
     for name in names:
         storage.delete(name)
+    return ids
 
 
-def delete_image(*, session: DbSession, index: VectorIndex, storage: MediaStorage, image: ProductImage) -> None:
+def delete_image(*, session: DbSession, storage: MediaStorage, image: ProductImage) -> list[int]:
     image_id, name = image.id, image.stored_name
     session.delete(image)
     session.commit()
-    try:
-        index.delete([image_id])
-    except IndexUnavailable as exc:
-        log.warning("point of deleted image %s left in the index: %s", image_id, exc)
     storage.delete(name)
+    return [image_id]
 
 
 def list_products(

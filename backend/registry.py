@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from backend.extensions import DbSession
 from backend.models import ModelVersion
@@ -44,15 +44,12 @@ def list_models(*, session: DbSession) -> list[ModelVersion]:
     return list(session.scalars(select(ModelVersion).order_by(ModelVersion.created_at, ModelVersion.id)))
 
 
-def activate_model(*, session: DbSession, version: str) -> ModelVersion:
-    """Make `version` the one model that embeds; every other is deactivated in the same transaction."""
+def check_activatable(*, session: DbSession, version: str) -> ModelVersion:
+    """The registered model `version`, if its checkpoint is there. Activation itself is a reindex."""
     model = session.scalar(select(ModelVersion).where(ModelVersion.version == version))
     if model is None:
         known = ", ".join(m.version for m in list_models(session=session)) or "none registered"
         raise RegistryError(f"unknown model version {version!r} (known: {known})")
     if not Path(model.path).is_file():
         raise RegistryError(f"the checkpoint of {version} is missing: {model.path}")
-    session.execute(update(ModelVersion).where(ModelVersion.id != model.id).values(active=False))
-    model.active = True
-    session.commit()
     return model

@@ -33,9 +33,10 @@ from sqlalchemy import insert
 from tqdm import tqdm
 
 from backend import create_app
+from backend.active_index import active_index
 from backend.config import ProductQuery, Settings
 from backend.extensions import db
-from backend.index import IndexPoint, SearchFilter, close_all, open_index
+from backend.index import IndexPoint, SearchFilter, VectorIndex, close_all
 from backend.models import Product, ProductImage
 from ml.embedder import untrained_version
 
@@ -138,7 +139,7 @@ def build_catalog(settings: Settings, n_photos: int, clusters: int, seed: int) -
         db.session.commit()
         timings["database_s"] = time.perf_counter() - tick
 
-        index = open_index(settings)
+        index = active_index(session=db.session, settings=settings)[1]
         tick = time.perf_counter()
         for start in tqdm(range(0, n_photos, 2000), desc="upsert", unit="batch"):
             stop = min(start + 2000, n_photos)
@@ -201,13 +202,19 @@ def exact_products(
     return [int(p) + 1 for p in top[np.argsort(best[top])]]
 
 
+def live_index(settings: Settings) -> VectorIndex:
+    """The active collection of the catalog (the database names it)."""
+    with create_app(settings).app_context():
+        return active_index(session=db.session, settings=settings)[1]
+
+
 def index_alone(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     vectors = np.load(Path(settings.var_dir) / "bench-vectors.npy", mmap_mode="r")
     categories = np.load(Path(settings.var_dir) / "bench-categories.npy")
     owner = np.load(Path(settings.var_dir) / "bench-owner.npy")
     vectors = np.ascontiguousarray(vectors)
     sq_norms = np.einsum("ij,ij->i", vectors, vectors)
-    index = open_index(settings)
+    index = live_index(settings)
     version = untrained_version(settings.untrained_seed, settings.embed_image_size)
     rng = np.random.default_rng(args.seed + 2)
     picks = rng.choice(len(vectors), args.recall_queries, replace=False)

@@ -92,7 +92,8 @@ def app(settings: Settings) -> Iterator[object]:
     yield app
     with app.app_context():
         if db.engine.dialect.name == "postgresql":
-            db.session.execute(text("TRUNCATE product_images, products, model_versions RESTART IDENTITY CASCADE"))
+            tables = "product_images, products, model_versions, index_collections"
+            db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
             db.session.commit()
         db.session.remove()
         db.engine.dispose()

@@ -1,13 +1,26 @@
-"""The Celery app, bound to a Flask app so that every task runs inside its app context."""
+"""The Celery app, bound to a Flask app so that every task runs inside its app context.
+
+The settings that keep a photo from being lost, in one place:
+- a task is acknowledged only after it ran (`acks_late`), and given back if its process died
+  (`task_reject_on_worker_lost`); each process reserves one task at a time (prefetch 1);
+- Redis hands an unacknowledged task to another worker after the visibility timeout, so every
+  time limit and retry wait stays below it (Settings checks this at start-up);
+- a soft time limit raises inside the task, the hard limit 30 s later kills its process.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from celery import Celery, Task
+from celery.signals import worker_process_init
 from flask import Flask
+from kombu import Queue
 
 from backend.config import Settings
+
+EMBED_QUEUE = "embed"  # the GPU worker's queue
+INDEX_QUEUE = "index"  # deletes, payload syncs, the sweep: short tasks on the vector store
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -24,13 +37,42 @@ def celery_init_app(app: Flask) -> Celery:
         task_always_eager=settings.tasks_in_process,
         task_eager_propagates=True,
         broker_url=settings.redis_url or "memory://",
+        result_backend=settings.redis_url,  # only `lookalike sweep` waits for a result
         task_ignore_result=True,
+        result_expires=3600,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_routes={"lookalike.embed_images": {"queue": "embed"}},
+        task_soft_time_limit=settings.task_soft_time_limit_s,
+        task_time_limit=settings.task_time_limit_s,
+        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
+        result_backend_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
+        task_queues=[Queue(EMBED_QUEUE), Queue(INDEX_QUEUE)],
+        task_default_queue=INDEX_QUEUE,
+        task_routes={"lookalike.embed_images": {"queue": EMBED_QUEUE}},
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a Redis restart: keep trying, then resume consuming
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        beat_schedule={
+            "sweep": {"task": "lookalike.sweep", "schedule": settings.sweep_interval_s},
+            "sweep-full": {
+                "task": "lookalike.sweep",
+                "schedule": settings.sweep_full_interval_s,
+                "kwargs": {"full": True},
+            },
+        },
+        beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
+        worker_hijack_root_logger=False,
     )
     celery_app.set_default()
     app.extensions["celery"] = celery_app
+
+    @worker_process_init.connect(weak=False)
+    def _fresh_connections(**kwargs: Any) -> None:
+        # A forked pool process must not reuse the parent's database connections.
+        from backend.extensions import db
+
+        with app.app_context():
+            db.engine.dispose(close=False)
+
     return celery_app

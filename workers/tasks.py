@@ -3,42 +3,161 @@
 from __future__ import annotations
 
 import logging
+import random
+import uuid
+from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError as DbInterfaceError
 
-from backend.embedding import current_embedder
+from backend.active_index import active_collection, active_index, index_for
+from backend.config import Settings
+from backend.embedding import UnknownModel, embedder_for
 from backend.extensions import db
-from backend.index import IndexUnavailable, open_index
-from backend.indexing import index_images, mark_failed
+from backend.index import IndexUnavailable
+from backend.indexing import index_images, mark_failed, worker_identity
 from backend.media import MediaStorage
+from backend.models import FailureKind, Product
 
 log = logging.getLogger(__name__)
 
+# Worth trying again later: the store, the database or the broker was away; the model file is missing here.
+TRANSIENT = (IndexUnavailable, OperationalError, DbInterfaceError, BrokerError, ConnectionError, UnknownModel)
 
-@shared_task(name="lookalike.embed_images")
-def embed_images(image_ids: list[int]) -> dict[str, int]:
-    """Embed photos by id with the active model and upsert them into the index."""
-    settings = current_app.config["SETTINGS"]
+
+def _settings() -> Settings:
+    return current_app.config["SETTINGS"]  # type: ignore[no-any-return]
+
+
+def backoff_s(settings: Settings, retries: int) -> float:
+    """Exponential backoff with full jitter, capped below the visibility timeout by Settings."""
+    cap = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2**retries)
+    return random.uniform(cap / 2, cap)
+
+
+def _describe(exc: BaseException) -> str:
+    kind = "vector index unavailable" if isinstance(exc, IndexUnavailable) else "temporarily failed"
+    return f"{kind}: {type(exc).__name__}: {exc}"
+
+
+def _safe_rollback() -> None:
     try:
+        db.session.rollback()
+    except DBAPIError:
+        db.session.remove()
+
+
+@shared_task(bind=True, name="lookalike.embed_images")
+def embed_images(self: Task, image_ids: list[int]) -> dict[str, int]:
+    """Embed photos by id with the active collection's model and upsert them into it."""
+    settings = _settings()
+    me = worker_identity(self.request.id or uuid.uuid4().hex)
+    try:
+        active = active_collection(session=db.session, settings=settings)
         report = index_images(
             session=db.session,
-            index=open_index(settings),
-            embedder=current_embedder(settings),
-            storage=MediaStorage(settings.media_root),
+            active=active,
+            index=lambda: index_for(settings, active),  # the collection read above, not a fresh read
+            embedder=lambda: embedder_for(settings, active.model_version),
+            storage=MediaStorage(settings.media_root),  # type: ignore[arg-type]
             image_ids=image_ids,
             max_pixels=settings.max_image_pixels,
+            me=me,
+            lease_s=settings.claim_lease_s,
+            max_attempts=settings.max_attempts,
         )
+    except SoftTimeLimitExceeded:
+        _safe_rollback()
+        if len(image_ids) > 1:  # too slow as one batch: try the halves
+            half = len(image_ids) // 2
+            log.warning("embed_images of %d photos passed the soft time limit: splitting", len(image_ids))
+            enqueue_embedding(image_ids[:half])
+            enqueue_embedding(image_ids[half:])
+            return {"split": len(image_ids)}
+        reason = f"embedding took longer than the soft time limit ({settings.task_soft_time_limit_s} s)"
+        return {
+            "failed": len(
+                mark_failed(session=db.session, image_ids=image_ids, reason=reason, kind=FailureKind.permanent)
+            )
+        }
+    except TRANSIENT as exc:
+        _safe_rollback()
+        if self.request.is_eager or self.request.retries >= settings.task_max_retries:
+            log.warning("embed_images %s: giving up for now: %s", image_ids[:10], exc)
+            tries = f" (after {self.request.retries + 1} tries; the sweep retries it)"
+            failed = mark_failed(
+                session=db.session, image_ids=image_ids, reason=_describe(exc) + tries, kind=FailureKind.transient
+            )
+            return {"failed": len(failed)}
+        countdown = backoff_s(settings, self.request.retries)
+        log.warning("embed_images %s: %s; retry in %.1f s", image_ids[:10], exc, countdown)
+        raise self.retry(exc=exc, countdown=countdown, max_retries=settings.task_max_retries) from exc
     except Exception as exc:
-        # No photo stays pending in silence: record why, the sweep re-enqueues transient failures.
-        db.session.rollback()
-        kind = "vector index unavailable" if isinstance(exc, IndexUnavailable) else "embedding failed"
-        log.exception("embed_images %s: %s", image_ids[:10], kind)
-        mark_failed(session=db.session, image_ids=image_ids, reason=f"{kind}: {type(exc).__name__}: {exc}")
-        return {"failed": len(image_ids)}
-    return {
-        "indexed": len(report.indexed),
-        "skipped": len(report.skipped),
-        "failed": len(report.failed),
-        "vanished": len(report.vanished),
-    }
+        # Not worth retrying (a bug, a broken checkpoint): record why, never leave the photos pending.
+        _safe_rollback()
+        log.exception("embed_images %s failed", image_ids[:10])
+        reason = f"embedding failed: {type(exc).__name__}: {exc}"
+        return {
+            "failed": len(
+                mark_failed(session=db.session, image_ids=image_ids, reason=reason, kind=FailureKind.permanent)
+            )
+        }
+    if report.requeue:
+        enqueue_embedding(report.requeue)
+    return report.counts()
+
+
+def _index_task(self: Task, name: str, action: Any) -> None:
+    """Run `action(index)` on the active collection; retry transient failures, then leave it to the sweep."""
+    settings = _settings()
+    try:
+        _, index = active_index(session=db.session, settings=settings)
+        action(index)
+    except TRANSIENT as exc:
+        _safe_rollback()
+        if self.request.is_eager or self.request.retries >= settings.task_max_retries:
+            log.warning("%s gave up: %s (the sweep repairs the drift)", name, exc)
+            return
+        raise self.retry(exc=exc, countdown=backoff_s(settings, self.request.retries)) from exc
+
+
+@shared_task(bind=True, name="lookalike.delete_points")
+def delete_points(self: Task, image_ids: list[int]) -> None:
+    """Remove the points of deleted photos (the rows are gone already)."""
+    _index_task(self, "delete_points", lambda index: index.delete(image_ids))
+
+
+@shared_task(bind=True, name="lookalike.sync_product")
+def sync_product(self: Task, product_id: int) -> None:
+    """Copy a product's category, brand and price from the database onto its points."""
+
+    def apply(index: Any) -> None:
+        product = db.session.get(Product, product_id)
+        if product is not None:
+            index.set_product_payload(product_id, product.index_payload())
+
+    _index_task(self, "sync_product", apply)
+
+
+@shared_task(name="lookalike.sweep", ignore_result=False)
+def sweep(full: bool = False) -> dict[str, Any]:
+    """Re-enqueue lost and transiently failed photos, repair drift between the database and the index."""
+    from backend.sweep import run_sweep
+
+    return run_sweep(session=db.session, settings=_settings(), enqueue=enqueue_embedding, full=full).as_dict()
+
+
+def enqueue_embedding(image_ids: list[int], *, batch_size: int | None = None) -> None:
+    """Enqueue photos for embedding in batches, recording when; without a broker this runs now, in this process."""
+    from backend.indexing import mark_enqueued
+
+    if not image_ids:
+        return
+    size = batch_size or _settings().embed_batch_size
+    mark_enqueued(session=db.session, image_ids=image_ids)
+    for start in range(0, len(image_ids), size):
+        embed_images.delay(list(image_ids[start : start + size]))

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from flask import current_app
 from werkzeug.datastructures import FileStorage
 
+from backend.active_index import Active, active_collection, active_index, index_for
 from backend.config import Settings
 from backend.errors import ApiError
-from backend.index import VectorIndex, open_index
+from backend.extensions import db
+from backend.index import VectorIndex
 from backend.media import CheckedImage, MediaStorage, check_image
 
 
@@ -21,8 +23,19 @@ def storage() -> MediaStorage:
     return MediaStorage(settings().media_root)  # type: ignore[arg-type]
 
 
-def index() -> VectorIndex:
-    return open_index(settings())
+def live_collection() -> Active:
+    """The active collection from the database, without touching the vector store."""
+    return active_collection(session=db.session, settings=settings())
+
+
+def live_index(active: Active) -> VectorIndex:
+    """The index of `active`, as read once by the request."""
+    return index_for(settings(), active)
+
+
+def live() -> tuple[Active, VectorIndex]:
+    """The active collection (name and model version, read together) and its index."""
+    return active_index(session=db.session, settings=settings())
 
 
 def checked_uploads(files: Sequence[FileStorage], *, required: bool = True) -> list[CheckedImage]:
@@ -44,8 +57,20 @@ def checked_uploads(files: Sequence[FileStorage], *, required: bool = True) -> l
 
 
 def enqueue_embedding(image_ids: list[int]) -> None:
-    """Enqueue after the commit; without a broker this runs now, in this process."""
-    from workers.tasks import embed_images
+    """Enqueue after the commit (one task per batch of photos); without a broker this runs now."""
+    from workers.tasks import enqueue_embedding as enqueue
+
+    enqueue(image_ids)
+
+
+def enqueue_point_deletes(image_ids: list[int]) -> None:
+    from workers.tasks import delete_points
 
     if image_ids:
-        embed_images.delay(image_ids)
+        delete_points.delay(image_ids)
+
+
+def enqueue_payload_sync(product_id: int) -> None:
+    from workers.tasks import sync_product
+
+    sync_product.delay(product_id)

@@ -7,7 +7,7 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import send_from_directory
 
-from backend.api import index, settings, storage
+from backend.api import enqueue_point_deletes, settings, storage
 from backend.auth import admin_auth
 from backend.errors import ApiError
 from backend.extensions import db
@@ -24,7 +24,7 @@ media_bp = APIBlueprint("media", __name__, url_prefix="/media", enable_openapi=F
 def delete(image_id: int) -> Any:
     """Delete one photo and its point."""
     image = get_image(session=db.session, image_id=image_id)
-    delete_image(session=db.session, index=index(), storage=storage(), image=image)
+    enqueue_point_deletes(delete_image(session=db.session, storage=storage(), image=image))
     return ""
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from apiflask import APIBlueprint
 
-from backend.api import checked_uploads, enqueue_embedding, index, storage
+from backend.api import checked_uploads, enqueue_embedding, enqueue_payload_sync, enqueue_point_deletes, storage
 from backend.api.schemas import (
     ImagesIn,
     ImagesOut,
@@ -70,7 +70,10 @@ def get(product_id: int) -> Any:
 def patch(product_id: int, changes: dict[str, Any]) -> Any:
     """Change product fields; category, brand and price are mirrored into the index."""
     product = get_product(session=db.session, product_id=product_id)
-    return update_product(session=db.session, index=index(), product=product, changes=changes)
+    product, payload_changed = update_product(session=db.session, product=product, changes=changes)
+    if payload_changed:
+        enqueue_payload_sync(product.id)  # after the commit; the sweep repairs it if the store was away
+    return product
 
 
 @bp.delete("/<int(max=2147483647):product_id>")
@@ -79,7 +82,7 @@ def patch(product_id: int, changes: dict[str, Any]) -> Any:
 def delete(product_id: int) -> Any:
     """Delete a product, its photos and their points."""
     product = get_product(session=db.session, product_id=product_id)
-    delete_product(session=db.session, index=index(), storage=storage(), product=product)
+    enqueue_point_deletes(delete_product(session=db.session, storage=storage(), product=product))
     return ""
 
 

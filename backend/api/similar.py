@@ -8,13 +8,13 @@ import numpy as np
 from apiflask import APIBlueprint
 from flask import current_app
 
-from backend.api import checked_uploads, index, settings
+from backend.api import checked_uploads, live, live_collection, live_index, settings
 from backend.api.schemas import PhotoIn, SimilarOut, SimilarQuery
 from backend.config import ProductQuery
-from backend.embedding import current_embedder
+from backend.embedding import embedder_for
 from backend.errors import ApiError
 from backend.extensions import db
-from backend.index import SearchFilter
+from backend.index import SearchFilter, VectorIndex
 from backend.media import open_image
 from backend.models import ImageStatus
 from backend.products import get_image, get_product, image_status_counts
@@ -23,7 +23,7 @@ from backend.similar import exclude_product, hydrate, nearest_products
 bp = APIBlueprint("similar", __name__, url_prefix="/api/v1", tag="Similar items")
 
 
-def search_filter(query: dict[str, Any], model_version: str) -> SearchFilter:
+def search_filter(query: dict[str, Any]) -> SearchFilter:
     if query["price_min"] is not None and query["price_max"] is not None and query["price_min"] > query["price_max"]:
         raise ApiError(400, "invalid_field", "price_min: must not be greater than price_max", field="price_min")
     return SearchFilter(
@@ -31,14 +31,15 @@ def search_filter(query: dict[str, Any], model_version: str) -> SearchFilter:
         brands=tuple(query["brand"]),
         price_min=query["price_min"],
         price_max=query["price_max"],
-        model_version=model_version,
     )
 
 
-def answer(vectors: list[list[float]], where: SearchFilter, query: dict[str, Any], model_version: str) -> Any:
+def answer(
+    index: VectorIndex, vectors: list[list[float]], where: SearchFilter, query: dict[str, Any], model_version: str
+) -> Any:
     """Nearest products to the query vectors, hydrated from the database in one query."""
     neighbours = nearest_products(
-        index=index(),
+        index=index,
         vectors=vectors,
         where=where,
         limit=query["limit"],
@@ -60,11 +61,14 @@ def answer(vectors: list[list[float]], where: SearchFilter, query: dict[str, Any
 @bp.doc(responses={404: "unknown product", 409: "the product has no photo indexed by the active model yet"})
 def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
     """Products that look like this one (by the mean of its photos' vectors), each once, by its closest photo."""
-    model_version = current_embedder(settings()).model_version
-    where = search_filter(query, model_version)
+    # One collection per model: the query vectors and the points searched come from the same model.
+    active = live_collection()
+    model_version = active.model_version
+    where = search_filter(query)
     product = get_product(session=db.session, product_id=product_id)
     indexed = [i.id for i in product.images if i.status == ImageStatus.indexed and i.model_version == model_version]
-    vectors = list(index().vectors(indexed).values()) if indexed else []
+    index = live_index(active) if indexed else None
+    vectors = list(index.vectors(indexed).values()) if index else []
     if vectors and settings().product_query is ProductQuery.mean:
         # As good as querying every photo on clothing-small, at one search (bench/multi_photo_query.py).
         vectors = [np.mean(np.asarray(vectors, dtype=np.float32), axis=0)]
@@ -75,7 +79,8 @@ def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
             f"product {product_id} has no photo indexed by the active model yet",
             status=image_status_counts(session=db.session, product_id=product_id),
         )
-    return answer(vectors, exclude_product(where, product_id), query, model_version)
+    assert index is not None
+    return answer(index, vectors, exclude_product(where, product_id), query, model_version)
 
 
 @bp.get("/images/<int(max=2147483647):image_id>/similar")
@@ -84,11 +89,13 @@ def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
 @bp.doc(responses={404: "unknown photo", 409: "the photo is not indexed by the active model yet"})
 def similar_to_image(image_id: int, query: dict[str, Any]) -> Any:
     """Products that look like this one photo (its own product left out)."""
-    model_version = current_embedder(settings()).model_version
-    where = search_filter(query, model_version)
+    active = live_collection()
+    model_version = active.model_version
+    where = search_filter(query)
     image = get_image(session=db.session, image_id=image_id)
     indexed = image.status == ImageStatus.indexed and image.model_version == model_version
-    vectors = list(index().vectors([image_id]).values()) if indexed else []
+    index = live_index(active) if indexed else None
+    vectors = list(index.vectors([image_id]).values()) if index else []
     if not vectors:
         raise ApiError(
             409,
@@ -97,7 +104,8 @@ def similar_to_image(image_id: int, query: dict[str, Any]) -> Any:
             status=image.status,
             reason=image.error,
         )
-    return answer(vectors, exclude_product(where, image.product_id), query, model_version)
+    assert index is not None
+    return answer(index, vectors, exclude_product(where, image.product_id), query, model_version)
 
 
 @bp.post("/search")
@@ -108,7 +116,8 @@ def similar_to_image(image_id: int, query: dict[str, Any]) -> Any:
 def search_by_photo(query: dict[str, Any], upload: dict[str, Any]) -> Any:
     """Products that look like an uploaded photo (multipart field `image`); filters in the query string."""
     cfg = settings()
-    embedder = current_embedder(cfg)
+    active, index = live()
+    embedder = embedder_for(cfg, active.model_version)
     checked = checked_uploads([upload["image"]])[0]
     vector = embedder.embed([open_image(checked.data, cfg.max_image_pixels)])[0]
-    return answer([vector.tolist()], search_filter(query, embedder.model_version), query, embedder.model_version)
+    return answer(index, [vector.tolist()], search_filter(query), query, active.model_version)

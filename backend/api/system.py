@@ -7,8 +7,8 @@ from typing import Any
 from apiflask import APIBlueprint
 from sqlalchemy import func, select, text
 
-from backend.api import index, settings
-from backend.embedding import current_embedder
+from backend.api import live, settings
+from backend.embedding import embedder_for
 from backend.extensions import db
 from backend.models import Product
 from backend.products import image_status_counts
@@ -26,7 +26,7 @@ def health() -> Any:
     except Exception as exc:  # report, never raise: this is what monitors poll
         checks["database"] = f"error: {type(exc).__name__}"
     try:
-        index().count()
+        live()[1].count()
         checks["index"] = "ok"
     except Exception as exc:
         checks["index"] = f"error: {type(exc).__name__}"
@@ -36,14 +36,14 @@ def health() -> Any:
 
 def collect_stats() -> dict[str, Any]:
     cfg = settings()
-    embedder = current_embedder(cfg)
-    vectors = index()
+    active, vectors = live()
+    embedder = embedder_for(cfg, active.model_version)
     return {
         "products": db.session.scalar(select(func.count()).select_from(Product)),
         "images": image_status_counts(session=db.session),
         "index": {
             "backend": "qdrant-edge" if cfg.embedded_index else "qdrant-server",
-            "collection": cfg.qdrant_collection,
+            "collection": active.name,
             "points": vectors.count(),
             "warm": vectors.ready,
         },

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 EMBEDDING_DIM = 1000
+PRODUCT_FIELDS = ["product_id", "category", "brand", "price"]
 # product_id is an integer payload with an integer index (exact match); the others as DESIGN.md says.
 PAYLOAD_INDEXES = {
     "category": "keyword",
@@ -25,6 +26,10 @@ def as_floats(vector: Sequence[float]) -> list[float]:
 
 class IndexUnavailable(RuntimeError):
     """The vector store could not be reached or refused the operation; worth retrying later."""
+
+
+class IndexBusy(IndexUnavailable):
+    """Another process holds this Qdrant Edge shard (it is locked to one process)."""
 
 
 @dataclass(frozen=True)
@@ -126,11 +131,17 @@ class VectorIndex(Protocol):
     def ids(self) -> set[int]:
         """Every point id in the collection."""
 
+    def payloads(self) -> dict[int, dict[str, Any]]:
+        """Every point's product fields (product_id, category, brand, price), by point id."""
+
     def count(self) -> int:
         """Number of points."""
 
     def optimize(self) -> None:
         """Build the search index (HNSW) for points added since; a no-op where the store does it itself."""
+
+    def optimize_if_needed(self) -> bool:
+        """`optimize` if points were written since the last one; whether it ran."""
 
     @property
     def ready(self) -> bool:

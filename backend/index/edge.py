@@ -12,7 +12,9 @@ import qdrant_edge as qe
 from backend.index.base import (
     EMBEDDING_DIM,
     PAYLOAD_INDEXES,
+    PRODUCT_FIELDS,
     Hit,
+    IndexBusy,
     IndexPoint,
     IndexUnavailable,
     SearchFilter,
@@ -67,13 +69,14 @@ class EdgeIndex(SearchOne):
                 config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Euclid))
                 self._shard = qe.EdgeShard.create(str(self.path), config)
         except Exception as exc:  # the binding raises plain Exception
-            hint = (
-                " (another lookalike process holds it: the embedded store is locked to one process;"
-                " stop `lookalike serve` first, or run the full stack with QDRANT_URL)"
-                if "WouldBlock" in str(exc)
-                else ""
-            )
-            raise IndexUnavailable(f"cannot open the Qdrant Edge shard at {self.path}: {exc}{hint}") from exc
+            if "WouldBlock" in str(exc):
+                raise IndexBusy(
+                    f"cannot open the Qdrant Edge shard at {self.path}: another process holds it (the embedded"
+                    " store is locked to one process: stop the other one, or run the full stack with QDRANT_URL)"
+                ) from exc
+            raise IndexUnavailable(f"cannot open the Qdrant Edge shard at {self.path}: {exc}") from exc
+        self._closed = False
+        self._written = False  # writes since the last optimize (bulk loads optimize themselves)
         # Pages of a memory-mapped shard arrive on first touch: at 300k photos a cold query took
         # tens of milliseconds. Read the files once in the background so queries find them in memory.
         self.warm = threading.Event()
@@ -96,10 +99,13 @@ class EdgeIndex(SearchOne):
 
     def _update(self, operation: qe.UpdateOperation) -> None:
         with self._lock:
+            if self._closed:
+                raise IndexUnavailable(f"the Qdrant Edge shard {self.name} was closed (a reindex replaced it)")
             try:
                 self._shard.update(operation)
             except Exception as exc:
                 raise IndexUnavailable(f"Qdrant Edge update failed: {exc}") from exc
+            self._written = True
 
     def upsert(self, points: Sequence[IndexPoint]) -> None:
         if points:
@@ -156,14 +162,24 @@ class EdgeIndex(SearchOne):
             raise IndexUnavailable(f"Qdrant Edge retrieve failed: {exc}") from exc
         return {int(r.id): list(r.vector) for r in records if r.vector is not None}  # type: ignore[arg-type]
 
-    def ids(self) -> set[int]:
-        found: set[int] = set()
+    def _scroll(self, with_payload: Any) -> dict[int, dict[str, Any]]:
+        found: dict[int, dict[str, Any]] = {}
         offset = None
-        while True:
-            records, offset = self._shard.scroll(qe.ScrollRequest(offset=offset, limit=1000, with_payload=False))
-            found.update(int(r.id) for r in records)  # type: ignore[arg-type]
-            if offset is None:
-                return found
+        try:
+            while True:
+                request = qe.ScrollRequest(offset=offset, limit=1000, with_payload=with_payload)
+                records, offset = self._shard.scroll(request)
+                found.update((int(r.id), dict(r.payload or {})) for r in records)  # type: ignore[arg-type]
+                if offset is None:
+                    return found
+        except Exception as exc:
+            raise IndexUnavailable(f"Qdrant Edge scroll failed: {exc}") from exc
+
+    def ids(self) -> set[int]:
+        return set(self._scroll(False))
+
+    def payloads(self) -> dict[int, dict[str, Any]]:
+        return self._scroll(qe.PayloadSelector.Include(PRODUCT_FIELDS))
 
     def count(self) -> int:
         try:
@@ -178,12 +194,23 @@ class EdgeIndex(SearchOne):
     def optimize(self) -> None:
         """Merge segments and build HNSW: Edge does this only when asked (after bulk loads, by the sweep)."""
         with self._lock:
+            if self._closed:
+                raise IndexUnavailable(f"the Qdrant Edge shard {self.name} was closed")
             try:
                 self._shard.optimize()
             except Exception as exc:
                 raise IndexUnavailable(f"Qdrant Edge optimize failed: {exc}") from exc
+            self._written = False
+
+    def optimize_if_needed(self) -> bool:
+        if not self._written:
+            return False
+        self.optimize()
+        return True
 
     def close(self) -> None:
         with self._lock:
-            self._shard.flush()
-            self._shard.close()
+            if not self._closed:
+                self._closed = True
+                self._shard.flush()
+                self._shard.close()

@@ -11,6 +11,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from backend.index.base import (
     EMBEDDING_DIM,
     PAYLOAD_INDEXES,
+    PRODUCT_FIELDS,
     Hit,
     IndexPoint,
     IndexUnavailable,
@@ -138,14 +139,23 @@ class ServerIndex(SearchOne):
             raise IndexUnavailable(f"Qdrant retrieve failed: {exc}") from exc
         return {int(r.id): list(r.vector) for r in records if isinstance(r.vector, list)}  # type: ignore[arg-type]
 
-    def ids(self) -> set[int]:
-        found: set[int] = set()
+    def _scroll(self, with_payload: Any) -> dict[int, dict[str, Any]]:
+        found: dict[int, dict[str, Any]] = {}
         offset = None
-        while True:
-            records, offset = self.client.scroll(self.name, limit=1000, offset=offset, with_payload=False)
-            found.update(int(r.id) for r in records)
-            if offset is None:
-                return found
+        try:
+            while True:
+                records, offset = self.client.scroll(self.name, limit=1000, offset=offset, with_payload=with_payload)
+                found.update((int(r.id), dict(r.payload or {})) for r in records)
+                if offset is None:
+                    return found
+        except TRANSIENT as exc:
+            raise IndexUnavailable(f"Qdrant scroll failed: {exc}") from exc
+
+    def ids(self) -> set[int]:
+        return set(self._scroll(False))
+
+    def payloads(self) -> dict[int, dict[str, Any]]:
+        return self._scroll(PRODUCT_FIELDS)
 
     def count(self) -> int:
         try:
@@ -156,9 +166,12 @@ class ServerIndex(SearchOne):
     def optimize(self) -> None:
         """The server builds its index in the background."""
 
+    def optimize_if_needed(self) -> bool:
+        return False
+
     @property
     def ready(self) -> bool:
         return True
 
     def close(self) -> None:
-        self.client.close()
+        """The client is shared by every collection of the process; `close_all` closes it."""

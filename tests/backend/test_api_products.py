@@ -9,10 +9,9 @@ import pytest
 
 from backend.config import Settings
 from backend.extensions import db
-from backend.index import open_index
 from backend.models import Product, ProductImage
 from tests.conftest import AUTH
-from tests.utils import images
+from tests.utils import images, live_index
 from tests.utils.api import add_photos, upload
 
 
@@ -25,7 +24,7 @@ def counts(app: Any, settings: Settings) -> tuple[int, int, int, int]:
         return (
             db.session.query(Product).count(),
             db.session.query(ProductImage).count(),
-            open_index(settings).count(),
+            live_index(app).count(),
             len(stored_files(settings)),
         )
 

@@ -17,7 +17,7 @@ from backend import create_app
 from backend.extensions import db
 from tests.conftest import POSTGRES_URL, make_settings
 
-TABLES = {"products", "product_images", "model_versions", "alembic_version"}
+TABLES = {"products", "product_images", "model_versions", "index_collections", "alembic_version"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,4 +1,4 @@
-"""The model registry, and what activation means for embedding and queries."""
+"""The model registry, and what activation means: a reindex into the model's own collection, then a switch."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from backend.extensions import db
-from backend.registry import RegistryError, activate_model, list_models, register_model
+from backend.registry import RegistryError, check_activatable, list_models, register_model
 from ml.checkpoint import save_checkpoint
 from ml.model import build_model
-from tests.utils import images
+from tests.utils import images, live_index
 from tests.utils.api import upload
 
 
@@ -23,7 +23,7 @@ def make_checkpoint(path: Path, seed: int) -> Path:
     return path
 
 
-def test_register_list_activate(app: Any, tmp_path: Path) -> None:
+def test_register_list_and_what_can_be_activated(app: Any, tmp_path: Path) -> None:
     first = make_checkpoint(tmp_path / "one.pt", 1)
     second = make_checkpoint(tmp_path / "two.pt", 2)
     with app.app_context():
@@ -37,33 +37,37 @@ def test_register_list_activate(app: Any, tmp_path: Path) -> None:
         (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
         with pytest.raises(RegistryError, match="not a readable checkpoint"):
             register_model(session=db.session, path=tmp_path / "junk.pt")
-        activate_model(session=db.session, version=one.version)
-        activate_model(session=db.session, version=two.version)
-        assert [(m.version, m.active) for m in list_models(session=db.session)] == [
-            (one.version, False),
-            (two.version, True),
-        ]
+        assert check_activatable(session=db.session, version=two.version) is two
         with pytest.raises(RegistryError, match="unknown model version"):
-            activate_model(session=db.session, version="nope")
+            check_activatable(session=db.session, version="nope")
+        second.unlink()
+        with pytest.raises(RegistryError, match=r"checkpoint of .* is missing"):
+            check_activatable(session=db.session, version=two.version)
+        assert [m.active for m in list_models(session=db.session)] == [False, False]
 
 
-def test_activation_switches_embedding_and_never_mixes_models(client: Any, app: Any, tmp_path: Path) -> None:
+def test_activation_reindexes_into_a_new_collection_and_switches(client: Any, app: Any, tmp_path: Path) -> None:
     old = upload(client, "OLD", images.png(1)).json
     upload(client, "OLD2", images.png(2))
+    before = client.get("/api/v1/stats").json["index"]["collection"]
     runner = app.test_cli_runner()
     assert runner.invoke(args=["model", "register", str(make_checkpoint(tmp_path / "m.pt", 4))]).exit_code == 0
     with app.app_context():
         version = list_models(session=db.session)[0].version
-    result = runner.invoke(args=["model", "activate", version])
-    assert result.exit_code == 0 and "not searched until" in result.output
+    result = runner.invoke(args=["model", "activate", version, "--drop-wait", "5"])
+    assert result.exit_code == 0, result.output
+    assert f"active model: {version}" in result.output and '"embedded": 2' in result.output
 
-    new = upload(client, "NEW", images.png(3)).json
-    assert new["images"][0]["model_version"] == version
     stats = client.get("/api/v1/stats").json
     assert stats["model"] == {**stats["model"], "version": version, "trained": True, "note": None}
-    # The new product sees no point of the old model; the old one is not indexed by the active model.
-    body = client.get(f"/api/v1/products/{new['id']}/similar").json
-    assert body["items"] == [] and body["model_version"] == version
-    assert client.get(f"/api/v1/products/{old['id']}/similar").status_code == 409
+    assert stats["index"]["collection"] != before and version in stats["index"]["collection"]
+    assert stats["index"]["points"] == 2 and stats["images"]["indexed"] == 2
+    # The old products were embedded again with the new model: they answer at once.
+    body = client.get(f"/api/v1/products/{old['id']}/similar").json
+    assert body["model_version"] == version and [i["product"]["sku"] for i in body["items"]] == ["OLD2"]
+    new = upload(client, "NEW", images.png(3)).json
+    assert new["images"][0]["model_version"] == version
+    assert live_index(app).count() == 3
     listing = runner.invoke(args=["model", "list"])
     assert f'"version": "{version}"' in listing.output and '"active": true' in listing.output
+    assert runner.invoke(args=["model", "activate", "nope"]).exit_code != 0

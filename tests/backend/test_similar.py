@@ -160,8 +160,9 @@ def test_multi_photo_product_query_strategies(tmp_path: Path, strategy: str) -> 
     from flask_migrate import upgrade
 
     from backend import create_app
-    from backend.index import close_all, open_index
+    from backend.index import close_all
     from tests.conftest import make_settings
+    from tests.utils import live_index
 
     settings = make_settings(tmp_path / "var", product_query=strategy)
     app = create_app(settings)
@@ -174,7 +175,7 @@ def test_multi_photo_product_query_strategies(tmp_path: Path, strategy: str) -> 
     item = client.get(f"/api/v1/products/{query['id']}/similar").json["items"][0]
     assert item["product"]["sku"] == "NEAR"
     with app.app_context():
-        stored = open_index(settings).vectors([i["id"] for i in query["images"]] + [near["images"][0]["id"]])
+        stored = live_index(app).vectors([i["id"] for i in query["images"]] + [near["images"][0]["id"]])
     q1, q2, n = (np.asarray(stored[i], dtype=np.float32) for i in sorted(stored))
     expected = (
         np.linalg.norm(n - (q1 + q2) / 2) if strategy == "mean" else min(np.linalg.norm(n - q1), np.linalg.norm(n - q2))

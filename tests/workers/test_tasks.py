@@ -12,10 +12,10 @@ from celery.contrib.testing.worker import start_worker
 
 from backend import create_app
 from backend.extensions import db
-from backend.index import close_all, open_index
+from backend.index import close_all
 from backend.models import ProductImage
 from tests.conftest import REDIS_URL, make_settings
-from tests.utils import images
+from tests.utils import images, live_index
 from tests.utils.api import upload
 from workers.tasks import embed_images
 
@@ -31,9 +31,16 @@ def test_task_is_idempotent(client: Any, app: Any, settings: Any) -> None:
     product = upload(client, "I1", images.png(1), images.png(2)).json
     ids = [i["id"] for i in product["images"]]
     with app.app_context():
-        assert embed_images(ids) == {"indexed": 0, "skipped": 2, "failed": 0, "vanished": 0}
-        assert open_index(settings).count() == 2
-    assert [s[2] for s in statuses(app)] == [1, 1]  # the skip did not count as an attempt
+        assert embed_images(ids) == {
+            "indexed": 0,
+            "skipped": 2,
+            "busy": 0,
+            "failed": 0,
+            "vanished": 0,
+            "requeued": 0,
+        }
+        assert live_index(app).count() == 2
+    assert [s[2] for s in statuses(app)] == [0, 0]  # indexed photos carry no unfinished attempt; the skip added none
 
 
 def test_missing_file_fails_with_reason_and_unknown_ids_vanish(client: Any, app: Any, settings: Any) -> None:
@@ -47,7 +54,7 @@ def test_missing_file_fails_with_reason_and_unknown_ids_vanish(client: Any, app:
         result = embed_images([image_id, 12345])
     assert result["failed"] == 1 and result["vanished"] == 1
     status, error, attempts = statuses(app)[0]
-    assert status == "failed" and "cannot read photo" in error and attempts == 2
+    assert status == "failed" and "cannot read photo" in error and attempts == 1
 
 
 def test_unreachable_index_fails_photos_with_reason(tmp_path: Path) -> None:

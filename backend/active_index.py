@@ -1,0 +1,74 @@
+"""Which collection is live: one per model version and build, the database row in state `active` is the switch.
+
+Queries and workers read the active row (its name and model version together), so a query vector and
+the collection it searches always come from the same model, and a reindex switches all of them at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from backend.config import Settings
+from backend.extensions import DbSession
+from backend.index import VectorIndex, open_index, release_others
+from backend.models import CollectionState, IndexCollection, ModelVersion
+from ml.embedder import untrained_version
+
+
+@dataclass(frozen=True)
+class Active:
+    name: str
+    model_version: str
+
+
+def default_version(*, session: DbSession, settings: Settings) -> str:
+    """The registered model marked active, else the deterministic untrained network."""
+    model = session.scalar(select(ModelVersion).where(ModelVersion.active.is_(True)))
+    return model.version if model else untrained_version(settings.untrained_seed, settings.embed_image_size)
+
+
+def new_collection_name(settings: Settings, version: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    return f"{settings.qdrant_collection}-{version}-{stamp}"
+
+
+def active_collection(*, session: DbSession, settings: Settings) -> Active:
+    """The active collection; the first call of a new installation creates it for the default model."""
+    row = session.scalar(select(IndexCollection).where(IndexCollection.state == CollectionState.active.value))
+    if row is None:
+        version = default_version(session=session, settings=settings)
+        row = IndexCollection(
+            name=new_collection_name(settings, version),
+            model_version=version,
+            state=CollectionState.active.value,
+            switched_at=datetime.now(UTC),
+        )
+        session.add(row)
+        try:
+            session.commit()
+        except IntegrityError:  # another process created it first
+            session.rollback()
+            row = session.scalar(select(IndexCollection).where(IndexCollection.state == CollectionState.active.value))
+            assert row is not None
+    return Active(row.name, row.model_version)
+
+
+def index_for(settings: Settings, active: Active) -> VectorIndex:
+    """The index of a collection read as active, opened once per process; replaced Edge shards are let go.
+
+    Callers that read `active` earlier pass it here rather than read it again: a switch in between
+    would pair one model's vectors with another model's collection.
+    """
+    index = open_index(settings, active.name)
+    release_others(settings, keep=active.name)
+    return index
+
+
+def active_index(*, session: DbSession, settings: Settings) -> tuple[Active, VectorIndex]:
+    """The active collection and its index."""
+    active = active_collection(session=session, settings=settings)
+    return active, index_for(settings, active)

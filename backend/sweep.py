@@ -1,0 +1,173 @@
+"""The sweep: finds photos a crash, a broker restart or a store outage left behind, and repairs drift.
+
+It runs every minute from Celery beat and on demand (`lookalike sweep`). Each step is safe to run
+twice and at any moment: re-enqueued photos a worker already finished are skipped by it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+
+from backend.active_index import active_index
+from backend.config import Settings
+from backend.extensions import DbSession
+from backend.index import RELEASE_GRACE_S, IndexBusy, IndexUnavailable, drop_collection, list_collections
+from backend.indexing import claim_is_stale
+from backend.models import CollectionState, FailureKind, ImageStatus, IndexCollection, Product, ProductImage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepReport:
+    requeued_pending: int = 0  # pending too long (their task was lost) and nobody holds them
+    retried_failed: int = 0  # failed for a transient reason: the store or the database was away
+    missing_points: int = 0  # indexed by the database, absent from the index: embedded again
+    other_model: int = 0  # marked indexed by another model than the active collection's: embedded again
+    orphan_points: int = 0  # points of photos that no longer exist: deleted
+    payloads_fixed: int = 0  # products whose points carried stale category, brand or price
+    dropped_collections: list[str] = field(default_factory=list)
+    optimized: bool = False
+    index_error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_sweep(
+    *, session: DbSession, settings: Settings, enqueue: Callable[[list[int]], None], full: bool = False
+) -> SweepReport:
+    """The quick sweep (every minute): lost and transiently failed photos, replaced collections, the Edge graph.
+
+    The full sweep (hourly, and `lookalike sweep`) also compares the database with every point of the
+    active collection: missing, orphan and other-model points, and payloads.
+    """
+    report = SweepReport()
+    now = datetime.now(UTC)
+
+    # 1. Pending for too long and not held by a live worker: the task carrying them was lost.
+    stale_before = now - timedelta(seconds=settings.pending_stale_s)
+    rows = session.execute(
+        select(ProductImage.id, ProductImage.claimed_by, ProductImage.claimed_until).where(
+            ProductImage.status == ImageStatus.pending.value,
+            or_(ProductImage.enqueued_at.is_(None), ProductImage.enqueued_at < stale_before),
+        )
+    ).all()
+    lost = [
+        image_id for image_id, by, until in rows if by is None or until is None or until < now or claim_is_stale(by)
+    ]
+    # 2. Failed for a transient reason: try again.
+    retry = list(
+        session.scalars(
+            select(ProductImage.id).where(
+                ProductImage.status == ImageStatus.failed.value,
+                ProductImage.failure_kind == FailureKind.transient.value,
+            )
+        )
+    )
+    if retry:
+        _set_pending(session, retry)
+    report.requeued_pending, report.retried_failed = len(lost), len(retry)
+
+    # 3. Drift between the database and the active collection.
+    requeue_more: list[int] = []
+    try:
+        active, index = active_index(session=session, settings=settings)
+        if full:
+            requeue_more = _drift(session, active.model_version, index, report)
+        report.optimized = index.optimize_if_needed()
+    except IndexUnavailable as exc:
+        report.index_error = str(exc)
+        log.warning("sweep: drift not checked: %s", exc)
+    _drop_replaced(session, settings, report)
+
+    todo = sorted(set(lost + retry + requeue_more))
+    if todo:
+        enqueue(todo)
+    if any((report.requeued_pending, report.retried_failed, report.missing_points, report.orphan_points)):
+        log.warning("sweep repaired: %s", report.as_dict())
+    return report
+
+
+def _drift(session: DbSession, version: str, index: Any, report: SweepReport) -> list[int]:
+    """Compare the database with every point; fix what differs. Returns the photos to embed again."""
+    in_index = index.ids()
+    indexed = select(ProductImage.id, ProductImage.model_version).where(
+        ProductImage.status == ImageStatus.indexed.value
+    )
+    known = {image_id: model for image_id, model in session.execute(indexed)}
+    all_ids = set(session.scalars(select(ProductImage.id)))
+    orphans = sorted(in_index - all_ids)
+    if orphans:
+        index.delete(orphans)
+    missing = sorted(i for i, v in known.items() if v == version and i not in in_index)
+    other = sorted(i for i, v in known.items() if v != version)
+    if missing or other:
+        _set_pending(session, missing + other)
+    report.orphan_points, report.missing_points, report.other_model = len(orphans), len(missing), len(other)
+    report.payloads_fixed = _fix_payloads(session, index)
+    return missing + other
+
+
+def _drop_replaced(session: DbSession, settings: Settings, report: SweepReport) -> None:
+    """Collections a reindex replaced, once no process holds them; ours that no row knows (a build that
+    died, a collection re-created by a late writer) likewise."""
+    known_names = set(session.scalars(select(IndexCollection.name)))
+    # Not before the grace: queries that read a retired name just before the switch may still use it.
+    settled = datetime.now(UTC) - timedelta(seconds=RELEASE_GRACE_S)
+    retired = list(
+        session.scalars(
+            select(IndexCollection.name).where(
+                IndexCollection.state == CollectionState.retired.value,
+                or_(IndexCollection.switched_at.is_(None), IndexCollection.switched_at <= settled),
+            )
+        )
+    )
+    try:
+        prefix = f"{settings.qdrant_collection}-"
+        retired += [n for n in list_collections(settings) if n.startswith(prefix) and n not in known_names]
+    except IndexUnavailable as exc:
+        log.warning("sweep: cannot list collections: %s", exc)
+    for name in retired:
+        try:
+            drop_collection(settings, name)
+        except IndexBusy:
+            continue
+        except IndexUnavailable as exc:
+            log.warning("sweep: cannot drop %s: %s", name, exc)
+            continue
+        session.execute(delete(IndexCollection).where(IndexCollection.name == name))
+        report.dropped_collections.append(name)
+    session.commit()
+
+
+def _set_pending(session: DbSession, image_ids: list[int]) -> None:
+    for start in range(0, len(image_ids), 10_000):
+        session.execute(
+            update(ProductImage)
+            .where(ProductImage.id.in_(image_ids[start : start + 10_000]))
+            .values(status=ImageStatus.pending.value, error=None, failure_kind=None)
+            .execution_options(synchronize_session=False)
+        )
+    session.commit()
+
+
+def _fix_payloads(session: DbSession, index: Any) -> int:
+    """Compare every point's category, brand and price with its product; rewrite the products that differ."""
+    stored = index.payloads()
+    products = {p.id: p.index_payload() for p in session.scalars(select(Product))}
+    wrong: set[int] = set()
+    for payload in stored.values():
+        product_id = payload.get("product_id")
+        truth = products.get(product_id)  # type: ignore[arg-type]
+        if truth is not None and any(payload.get(k) != truth[k] for k in ("category", "brand", "price")):
+            wrong.add(product_id)  # type: ignore[arg-type]
+    for product_id in sorted(wrong):
+        index.set_product_payload(product_id, products[product_id])
+    return len(wrong)

@@ -1,0 +1,151 @@
+"""Reindex: a new collection per build, an atomic switch, the old one dropped, queries answering all along."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from backend.active_index import active_collection
+from backend.extensions import db
+from backend.index import list_collections, server_client
+from backend.reindex import reindex
+from tests.conftest import make_settings
+from tests.utils import images, migrated_app
+from tests.utils.api import upload
+from tests.utils.server import LOOKALIKE, running_server
+from workers.tasks import enqueue_embedding
+
+
+class QueryLoop(threading.Thread):
+    """Ask for similar items over and over; record every answer that is not a full 200."""
+
+    def __init__(self, ask: Any, product_ids: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.ask, self.product_ids = ask, product_ids
+        self.stop = threading.Event()
+        self.answers = 0
+        self.problems: list[str] = []
+        self.versions: set[str] = set()
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            product_id = self.product_ids[n % len(self.product_ids)]
+            n += 1
+            status, body = self.ask(product_id)
+            self.answers += 1
+            if status != 200:
+                self.problems.append(f"{product_id}: {status} {body}")
+            elif not body["items"]:
+                self.problems.append(f"{product_id}: empty answer")
+            else:
+                self.versions.add(body["model_version"])
+
+
+def test_reindex_while_a_query_loop_runs_embedded(tmp_path: Path) -> None:
+    """Real processes: `lookalike serve` holds the Edge shard; `lookalike reindex` builds the next one beside it."""
+    with running_server(tmp_path) as (base, token):
+        auth = {"Authorization": f"Bearer {token}"}
+        ids = []
+        for n in range(8):
+            files = [("images", (f"{n}-{k}.png", images.png(n * 10 + k), "image/png")) for k in range(2)]
+            data = {"sku": f"S{n}", "title": f"Item {n}", "category": "dress"}
+            response = httpx.post(f"{base}/api/v1/products", data=data, files=files, headers=auth, timeout=60)
+            assert response.status_code == 201, response.text
+            ids.append(response.json()["id"])
+        before = httpx.get(f"{base}/api/v1/stats").json()["index"]["collection"]
+
+        def ask(product_id: int) -> tuple[int, Any]:
+            response = httpx.get(f"{base}/api/v1/products/{product_id}/similar?limit=3", timeout=30)
+            return response.status_code, response.json()
+
+        loop = QueryLoop(ask, ids)
+        loop.start()
+        time.sleep(1)
+        env = {
+            k: v for k, v in os.environ.items() if k not in {"ADMIN_TOKEN", "DATABASE_URL", "REDIS_URL", "QDRANT_URL"}
+        }
+        env.update(VAR_DIR=str(tmp_path / "var"), EMBED_IMAGE_SIZE="64", DEVICE="cpu")
+        result = subprocess.run(
+            [LOOKALIKE, "reindex", "--drop-wait", "60"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        time.sleep(2)
+        loop.stop.set()
+        loop.join(timeout=30)
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = json.loads(result.stdout)
+        assert report["embedded"] == 16 and report["previous"] == before and report["dropped_previous"] is True
+        assert "reindex: 100%" in result.stderr.replace("\r", "\n")  # the progress bar
+        stats = httpx.get(f"{base}/api/v1/stats").json()
+        assert stats["index"]["collection"] == report["collection"] != before
+        assert stats["index"]["points"] == 16 and stats["images"]["indexed"] == 16
+    assert loop.answers > 20 and loop.problems == []
+    assert sorted(p.name for p in (tmp_path / "var" / "qdrant").iterdir()) == [report["collection"]]
+
+
+@pytest.fixture
+def server_app(tmp_path: Path) -> Any:
+    """The Qdrant server code path, through qdrant-client's in-process mode."""
+    with migrated_app(make_settings(tmp_path / "var", qdrant_url=":memory:")) as app:
+        yield app
+
+
+def test_reindex_on_the_server_moves_the_alias_and_drops_the_old_collection(server_app: Any) -> None:
+    client = server_app.test_client()
+    ids = [upload(client, f"S{n}", images.png(n), images.png(n + 50)).json["id"] for n in range(6)]
+    settings = server_app.config["SETTINGS"]
+    with server_app.app_context():
+        before = active_collection(session=db.session, settings=settings).name
+
+    def ask(product_id: int) -> tuple[int, Any]:
+        response = client.get(f"/api/v1/products/{product_id}/similar?limit=3")
+        return response.status_code, response.json
+
+    loop = QueryLoop(ask, ids)
+    loop.start()
+    with server_app.app_context():
+        report = reindex(session=db.session, settings=settings, enqueue=enqueue_embedding)
+    time.sleep(0.5)
+    loop.stop.set()
+    loop.join(timeout=30)
+    assert loop.problems == [] and loop.answers > 5
+    assert report.embedded == 12 and report.dropped_previous
+    qdrant = server_client(settings)
+    aliases = {a.alias_name: a.collection_name for a in qdrant.get_aliases().aliases}
+    assert aliases == {"products": report.collection}
+    assert list_collections(settings) == [report.collection] and before != report.collection
+    assert qdrant.count("products").count == 12  # the alias answers for the new collection
+
+
+def test_photos_arriving_during_a_reindex_are_caught_up(server_app: Any) -> None:
+    """A photo uploaded while the new collection is built is embedded into it after the switch."""
+    client = server_app.test_client()
+    upload(client, "A", images.png(1))
+    settings = server_app.config["SETTINGS"]
+    late: list[int] = []
+
+    def upload_during_build(n: int) -> None:
+        if not late:
+            late.append(upload(client, "LATE", images.png(2)).json["images"][0]["id"])
+
+    with server_app.app_context():
+        report = reindex(session=db.session, settings=settings, enqueue=enqueue_embedding, progress=upload_during_build)
+    assert report.embedded == 1 and report.caught_up == 1
+    body = client.get(f"/api/v1/images/{late[0]}/similar").json
+    assert body["model_version"] == report.model_version and [i["product"]["sku"] for i in body["items"]] == ["A"]
+    stats = client.get("/api/v1/stats").json
+    assert stats["index"] == {**stats["index"], "collection": report.collection, "points": 2}
