@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from backend.active_index import active_collection
+from backend.api import similar as similar_api
 from backend.extensions import db
 from backend.index import list_collections, server_client
 from backend.reindex import reindex
@@ -149,3 +150,48 @@ def test_photos_arriving_during_a_reindex_are_caught_up(server_app: Any) -> None
     assert body["model_version"] == report.model_version and [i["product"]["sku"] for i in body["items"]] == ["A"]
     stats = client.get("/api/v1/stats").json
     assert stats["index"] == {**stats["index"], "collection": report.collection, "points": 2}
+
+
+def test_a_query_that_read_the_old_collection_before_the_switch_still_answers(
+    server_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request reads the active name, the reindex switches, then the request searches the old name."""
+    client = server_app.test_client()
+    ids = [upload(client, f"S{n}", images.png(n)).json["id"] for n in range(3)]
+    settings = server_app.config["SETTINGS"]
+    with server_app.app_context():
+        before = active_collection(session=db.session, settings=settings).name
+    read, resume = threading.Event(), threading.Event()
+    real_get_product = similar_api.get_product
+
+    def paused_get_product(**kwargs: Any) -> Any:  # the request has read the active collection by now
+        read.set()
+        resume.wait(30)
+        return real_get_product(**kwargs)
+
+    monkeypatch.setattr(similar_api, "get_product", paused_get_product)
+    answer: list[Any] = []
+    request = threading.Thread(target=lambda: answer.append(client.get(f"/api/v1/products/{ids[0]}/similar")))
+    request.start()
+    assert read.wait(30)
+
+    def build() -> None:
+        with server_app.app_context():
+            reindex(session=db.session, settings=settings, enqueue=enqueue_embedding)
+
+    builder = threading.Thread(target=build)
+    builder.start()
+    deadline = time.monotonic() + 60
+    with server_app.app_context():
+        while active_collection(session=db.session, settings=settings).name == before:
+            assert time.monotonic() < deadline
+            db.session.rollback()
+            time.sleep(0.05)
+    time.sleep(1)  # well past the moment the old collection used to be dropped
+    resume.set()
+    request.join(30)
+    builder.join(60)
+    response = answer[0]
+    assert response.status_code == 200, response.json
+    assert {i["product"]["id"] for i in response.json["items"]} == set(ids[1:])
+    assert before not in list_collections(settings)  # dropped after the grace
