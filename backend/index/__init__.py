@@ -34,6 +34,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _open: dict[tuple[str, str], VectorIndex] = {}
+# Edge shards a reindex replaced, still open for the grace; then closed for good in this process.
+_retiring: dict[tuple[str, str], VectorIndex] = {}
+_released: set[tuple[str, str]] = set()
 _lock = threading.Lock()
 # A collection replaced by a reindex stays readable this long after the switch, so that queries that
 # read its name just before the switch finish on it: an Edge shard stays open, a server collection stays.
@@ -51,8 +54,10 @@ def open_index(settings: Settings, name: str) -> VectorIndex:
     """
     key = (_location(settings), name)
     with _lock:
-        index = _open.get(key)
+        index = _open.get(key) or _retiring.get(key)  # retiring: a request that read the name before a switch
         if index is None:
+            if key in _released:
+                raise IndexUnavailable(f"collection {name} was replaced by a reindex; ask again")
             index = _connect(settings, name)
             _open[key] = index
         return index
@@ -89,8 +94,9 @@ def server_client(settings: Settings):  # type: ignore[no-untyped-def]
 
 def close_index(settings: Settings, name: str) -> None:
     """Close this process's handle on a collection (Edge: frees the shard for another process)."""
+    key = (_location(settings), name)
     with _lock:
-        index = _open.pop((_location(settings), name), None)
+        index = _open.pop(key, None) or _retiring.pop(key, None)
     if index is not None:
         index.close()
 
@@ -104,13 +110,24 @@ def release_others(settings: Settings, keep: str) -> None:
         return
     location = _location(settings)
     with _lock:
+        if (location, keep) in _retiring or (location, keep) in _released:
+            return  # `keep` is itself the replaced one, read by a late request: the newer shards stay
         stale = [key for key in _open if key[0] == location and key[1] != keep]
-        indexes = [_open.pop(key) for key in stale]
-    for index in indexes:
-        log.info("closing the replaced collection %s in %.0f s", index.name, RELEASE_GRACE_S)
-        timer = threading.Timer(RELEASE_GRACE_S, index.close)
+        for key in stale:
+            _retiring[key] = _open.pop(key)
+    for key in stale:
+        log.info("closing the replaced collection %s in %.0f s", key[1], RELEASE_GRACE_S)
+        timer = threading.Timer(RELEASE_GRACE_S, _retire, args=(key,))
         timer.daemon = True
         timer.start()
+
+
+def _retire(key: tuple[str, str]) -> None:
+    with _lock:
+        index = _retiring.pop(key, None)
+        _released.add(key)
+    if index is not None:
+        index.close()
 
 
 def list_collections(settings: Settings) -> list[str]:
@@ -127,10 +144,7 @@ def list_collections(settings: Settings) -> list[str]:
 
 def drop_collection(settings: Settings, name: str, *, wait_s: float = 0.0) -> None:
     """Delete a collection. An Edge shard still held by another process raises IndexBusy after `wait_s`."""
-    with _lock:
-        index = _open.pop((_location(settings), name), None)
-    if index is not None:
-        index.close()
+    close_index(settings, name)
     if settings.qdrant_url is not None:
         try:
             server_client(settings).delete_collection(name)
@@ -180,9 +194,10 @@ def point_alias(settings: Settings, alias: str, name: str) -> None:
 
 def close_all() -> None:
     with _lock:
-        for index in _open.values():
+        for index in [*_open.values(), *_retiring.values()]:
             index.close()
         _open.clear()
+        _retiring.clear()
         for client in _clients.values():
             client.close()  # type: ignore[attr-defined]
         _clients.clear()

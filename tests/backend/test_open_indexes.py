@@ -1,0 +1,47 @@
+"""A serving process's Edge shards across a reindex switch: the replaced one stays open for the grace only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend.active_index import Active, index_for
+from backend.config import Settings
+from backend.index import IndexPoint, IndexUnavailable, close_all, open_index
+from tests.conftest import make_settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    monkeypatch.setattr("backend.index.RELEASE_GRACE_S", 0.2)
+    yield make_settings(tmp_path / "var")
+    close_all()
+
+
+def point(image_id: int) -> IndexPoint:
+    return IndexPoint(image_id, np.full(1000, image_id, dtype=np.float32), {"product_id": image_id})
+
+
+def test_a_late_request_on_the_replaced_shard_neither_reopens_it_nor_closes_the_new_one(settings: Settings) -> None:
+    old = Active("products-v1-1", "v1")
+    new = Active("products-v2-2", "v2")
+    old_index = index_for(settings, old)
+    old_index.upsert([point(1)])
+    new_index = index_for(settings, new)  # the first request after the switch: the old shard is retiring
+    new_index.upsert([point(2)])
+
+    late = index_for(settings, old)  # a request that read the old name just before the switch
+    assert late is old_index and late.ids() == {1}
+    assert index_for(settings, new) is new_index  # the late request did not retire the new shard
+
+    time.sleep(0.5)  # past the grace
+    assert new_index.ids() == {2}
+    with pytest.raises(IndexUnavailable, match="replaced by a reindex"):
+        index_for(settings, old)  # closed for good in this process: never opened again
+    with pytest.raises(IndexUnavailable):
+        old_index.ids()
+    assert open_index(settings, new.name) is new_index
