@@ -72,3 +72,15 @@ def active_index(*, session: DbSession, settings: Settings) -> tuple[Active, Vec
     """The active collection and its index."""
     active = active_collection(session=session, settings=settings)
     return active, index_for(settings, active)
+
+
+def building_indexes(*, session: DbSession, settings: Settings) -> list[VectorIndex]:
+    """On the server, the collections a reindex is building: deletes and payload changes go there too, so a
+    change that lands after the reindex's own pass over the database still reaches the next collection.
+
+    An Edge shard being built is held by the reindex's process; there the full sweep repairs such drift.
+    """
+    if settings.qdrant_url is None:
+        return []
+    names = session.scalars(select(IndexCollection.name).where(IndexCollection.state == CollectionState.building.value))
+    return [open_index(settings, name) for name in names]

@@ -14,7 +14,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import InterfaceError as DbInterfaceError
 
-from backend.active_index import active_collection, active_index, index_for
+from backend.active_index import active_collection, active_index, building_indexes, index_for
 from backend.config import Settings
 from backend.embedding import UnknownModel, embedder_for
 from backend.extensions import db
@@ -112,11 +112,13 @@ def embed_images(self: Task, image_ids: list[int]) -> dict[str, int]:
 
 
 def _index_task(self: Task, name: str, action: Any) -> None:
-    """Run `action(index)` on the active collection; retry transient failures, then leave it to the sweep."""
+    """Run `action(index)` on the active collection and any being built; retry transient failures, then
+    leave it to the sweep."""
     settings = _settings()
     try:
         _, index = active_index(session=db.session, settings=settings)
-        action(index)
+        for each in [index, *building_indexes(session=db.session, settings=settings)]:
+            action(each)
     except TRANSIENT as exc:
         _safe_rollback()
         if self.request.is_eager or self.request.retries >= settings.task_max_retries:

@@ -13,14 +13,15 @@ from typing import Any
 import httpx
 import pytest
 
+from backend import reindex as reindex_module
 from backend.active_index import active_collection
 from backend.api import similar as similar_api
 from backend.extensions import db
-from backend.index import list_collections, server_client
+from backend.index import list_collections, open_index, server_client
 from backend.reindex import reindex
 from tests.conftest import make_settings
 from tests.utils import images, migrated_app
-from tests.utils.api import upload
+from tests.utils.api import AUTH, upload
 from tests.utils.server import LOOKALIKE, running_server
 from workers.tasks import enqueue_embedding
 
@@ -195,3 +196,28 @@ def test_a_query_that_read_the_old_collection_before_the_switch_still_answers(
     assert response.status_code == 200, response.json
     assert {i["product"]["id"] for i in response.json["items"]} == set(ids[1:])
     assert before not in list_collections(settings)  # dropped after the grace
+
+
+def test_changes_between_the_reindex_pass_and_its_switch_reach_the_new_collection(
+    server_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delete and a price change that land after the reindex read the database, before it switches."""
+    client = server_app.test_client()
+    keep = upload(client, "KEEP", images.png(1), price="10").json
+    gone = upload(client, "GONE", images.png(2)).json
+    settings = server_app.config["SETTINGS"]
+    real_switch = reindex_module._switch
+
+    def changes_then_switch(*args: Any, **kwargs: Any) -> int:
+        assert client.delete(f"/api/v1/products/{gone['id']}", headers=AUTH).status_code == 204
+        assert client.patch(f"/api/v1/products/{keep['id']}", json={"price": 99}, headers=AUTH).status_code == 200
+        return real_switch(*args, **kwargs)
+
+    monkeypatch.setattr(reindex_module, "_switch", changes_then_switch)
+    with server_app.app_context():
+        report = reindex(session=db.session, settings=settings, enqueue=enqueue_embedding, drop_wait_s=0)
+    assert report.embedded == 2  # both were in the database while it embedded
+    with server_app.app_context():
+        index = open_index(settings, report.collection)
+        assert index.ids() == {keep["images"][0]["id"]}
+        assert [p["price"] for p in index.payloads().values()] == [99.0]
