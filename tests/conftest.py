@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -46,14 +47,14 @@ def make_settings(var_dir: Path, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this run, dropped at the end. PostgreSQL is required."""
-    name = f"lookalike_test_{uuid.uuid4().hex[:8]}"
+@contextmanager
+def fresh_database(prefix: str, needed_by: str) -> Iterator[str]:
+    """The URL of a new PostgreSQL database, dropped on exit. PostgreSQL is required: the test fails without it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     try:
         admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is required for these tests and is not reachable at {POSTGRES_URL}: {exc}")
+        pytest.fail(f"PostgreSQL is required for {needed_by} and is not reachable at {POSTGRES_URL}: {exc}")
     admin.execute(f'CREATE DATABASE "{name}"')
     base = POSTGRES_URL.rsplit("/", 1)[0]
     try:
@@ -61,6 +62,13 @@ def postgres_url() -> Iterator[str]:
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this run, dropped at the end."""
+    with fresh_database("lookalike_test", "these tests") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,11 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import redis
 from flask_migrate import upgrade
@@ -25,7 +23,7 @@ from backend import create_app
 from backend.extensions import db
 from backend.index import close_all
 from backend.models import ProductImage
-from tests.conftest import POSTGRES_URL, TOKEN
+from tests.conftest import TOKEN, fresh_database
 from tests.utils.server import LOOKALIKE, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,13 +165,11 @@ class Stack:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    name = f"lookalike_fault_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is required for the fault tests and is not reachable at {POSTGRES_URL}: {exc}")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    database_url = f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
+    with fresh_database("lookalike_fault", "the fault tests") as database_url:
+        yield from _stack(tmp_path, database_url)
+
+
+def _stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
     server = RedisServer(tmp_path)
     server.start()
     env = {k: v for k, v in os.environ.items() if k not in {"QDRANT_URL", "QDRANT_PATH", "MEDIA_ROOT"}}
@@ -210,5 +206,3 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             db.session.remove()
             db.engine.dispose()
         server.stop()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
