@@ -13,10 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from backend.config import Settings
+from backend.embedding import UNTRAINED, configured_default, is_untrained
 from backend.extensions import DbSession
 from backend.index import VectorIndex, open_index, release_others
 from backend.models import CollectionState, IndexCollection, ModelVersion
-from ml.embedder import untrained_version
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,22 @@ class Active:
 
 
 def default_version(*, session: DbSession, settings: Settings) -> str:
-    """The registered model marked active, else the deterministic untrained network."""
+    """The registered model marked active, else DEFAULT_MODEL (a built-in ImageNet-pretrained model)."""
     model = session.scalar(select(ModelVersion).where(ModelVersion.active.is_(True)))
-    return model.version if model else untrained_version(settings.untrained_seed, settings.embed_image_size)
+    return model.version if model else configured_default(settings)
+
+
+def untrained_live_note(*, session: DbSession, settings: Settings) -> str | None:
+    """What to do when the live collection was built by the untrained network but DEFAULT_MODEL is pretrained
+    (an install from before pretrained models): the move is a reindex, so answers never mix two models."""
+    live = active_collection(session=session, settings=settings)
+    if not is_untrained(settings, live.model_version) or settings.default_model == UNTRAINED:
+        return None
+    return (
+        f"the live collection {live.name} was built by the untrained network; run"
+        f" `lookalike model activate {settings.default_model}` to reindex every photo with the ImageNet-pretrained"
+        " default (queries keep answering from the current collection until the switch)"
+    )
 
 
 def new_collection_name(settings: Settings, version: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -14,6 +15,10 @@ from flask import current_app
 from flask.cli import with_appcontext
 from tqdm import tqdm
 from werkzeug.serving import run_simple
+
+from backend.config import Settings
+
+log = logging.getLogger("lookalike")
 
 
 @click.command("serve")
@@ -35,6 +40,7 @@ def serve(host: str | None, port: int | None, production: bool, workers: int | N
     click.echo(f" * Vector index: {settings.qdrant_url or 'Qdrant Edge at ' + str(settings.qdrant_path)}")
     click.echo(f" * Tasks: {'in-process' if settings.tasks_in_process else 'Celery on ' + settings.redis_url}")
     click.echo(f" * API on http://{host}:{port}/api/v1  (docs: http://{host}:{port}/docs)")
+    _announce_model(settings)
     if production:
         from backend.production import run
 
@@ -50,6 +56,23 @@ def serve(host: str | None, port: int | None, production: bool, workers: int | N
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     # One process with threads: the embedded Qdrant store is locked to the process that opened it.
     run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)  # type: ignore[attr-defined]
+
+
+def _announce_model(settings: Settings) -> None:
+    """Name the model that embeds (ImageNet-pretrained or fine-tuned), and warn about an untrained live index."""
+    from backend.active_index import active_collection, untrained_live_note
+    from backend.extensions import db
+
+    try:
+        live = active_collection(session=db.session, settings=settings)
+        note = untrained_live_note(session=db.session, settings=settings)
+    except Exception as exc:  # no tables yet: the database is not migrated
+        db.session.rollback()
+        click.echo(f" * Model: unknown ({type(exc).__name__}); run `lookalike db upgrade` first", err=True)
+        return
+    click.echo(f" * Model: {live.model_version}")
+    if note:
+        log.warning(note)
 
 
 @contextmanager

@@ -55,7 +55,10 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_images_per_request: int = Field(default=20, gt=0)
     embed_batch_size: int = Field(default=32, gt=0)
-    embed_image_size: int = Field(default=224, ge=32)
+    # The model a new installation embeds with until another is activated: a built-in ImageNet model
+    # (efficientnet_lite0-imagenet, efficientnet_lite2-imagenet, resnet50-imagenet) or `untrained` (tests).
+    default_model: str = "efficientnet_lite0-imagenet"
+    embed_image_size: int = Field(default=224, ge=32)  # the untrained network's input size
     untrained_seed: int = 0
     device: DeviceChoice = DeviceChoice.auto
     product_query: ProductQuery = ProductQuery.mean

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -10,39 +11,77 @@ from sqlalchemy import select
 from backend.config import Settings
 from backend.extensions import db
 from backend.models import ModelVersion
+from ml.backbones import WeightsUnavailable
 from ml.checkpoint import embedder_from_checkpoint
 from ml.embedder import Embedder, untrained_version
+from ml.pretrained import builtin_arch, builtin_names, pretrained_embedder
 
+log = logging.getLogger("lookalike")
 _embedders: dict[str, Embedder] = {}
 _lock = threading.Lock()
+UNTRAINED = "untrained"
 
 
 class UnknownModel(LookupError):
     """A collection names a model version this installation cannot load."""
 
 
+def configured_default(settings: Settings) -> str:
+    """The model version DEFAULT_MODEL names: a built-in pretrained model, or `untrained` (tests)."""
+    if settings.default_model == UNTRAINED:
+        return untrained_version(settings.untrained_seed, settings.embed_image_size)
+    if builtin_arch(settings.default_model) is None:
+        raise UnknownModel(
+            f"DEFAULT_MODEL={settings.default_model!r} is not a built-in model: expected one of"
+            f" {', '.join(builtin_names())} (or {UNTRAINED} for tests)"
+        )
+    return settings.default_model
+
+
+def is_untrained(settings: Settings, version: str) -> bool:
+    return version == untrained_version(settings.untrained_seed, settings.embed_image_size)
+
+
 def embedder_for(settings: Settings, version: str) -> Embedder:
-    """The embedder of `version`: a registered checkpoint, or the deterministic untrained network."""
+    """The embedder of `version`: built-in pretrained, a registered checkpoint, or the untrained network."""
     with _lock:
         embedder = _embedders.get(version)
         if embedder is not None:
             return embedder
-        if version == untrained_version(settings.untrained_seed, settings.embed_image_size):
+        if is_untrained(settings, version):
             embedder = Embedder.untrained(
                 seed=settings.untrained_seed,
                 image_size=settings.embed_image_size,
                 device=settings.device.value,
                 batch_size=settings.embed_batch_size,
             )
+        elif builtin_arch(version) is not None:
+            try:
+                embedder = pretrained_embedder(
+                    version, device=settings.device.value, batch_size=settings.embed_batch_size
+                )
+            except WeightsUnavailable as exc:
+                raise UnknownModel(str(exc)) from exc
         else:
             model = db.session.scalar(select(ModelVersion).where(ModelVersion.version == version))
             if model is None:
                 raise UnknownModel(
-                    f"model {version} is not registered here, and it is not the untrained network of"
-                    f" UNTRAINED_SEED={settings.untrained_seed}, EMBED_IMAGE_SIZE={settings.embed_image_size}"
+                    f"model {version} is not registered here, is not a built-in model ({', '.join(builtin_names())}),"
+                    f" and is not the untrained network of UNTRAINED_SEED={settings.untrained_seed},"
+                    f" EMBED_IMAGE_SIZE={settings.embed_image_size}"
                 )
             embedder = embedder_from_checkpoint(
                 Path(model.path), device=settings.device.value, batch_size=settings.embed_batch_size
             )
+        info = embedder.info
+        log.info(
+            "model %s loaded: %s, %s, %s vectors, %d px, on %s",
+            info.model_version,
+            info.arch,
+            info.origin.value,
+            info.normalize.value,
+            info.image_size,
+            info.device,
+        )
         _embedders[version] = embedder
         return embedder

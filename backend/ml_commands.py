@@ -1,11 +1,13 @@
-"""CLI commands for the model pipeline: train, evaluate, embed, and the model registry."""
+"""CLI commands for the model pipeline: train, evaluate, embed, and the models (built-in and registered)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
@@ -15,20 +17,33 @@ def _fail(exc: Exception) -> None:
     raise click.ClickException(str(exc)) from exc
 
 
+# Literal lists, so that `--help` needs no torch; a test checks them against ml.backbones.ARCHS.
+ARCH_CHOICES = ("resnet50", "efficientnet_lite0", "efficientnet_lite2")
+RECIPE_CHOICES = ("full", "cpu")
+
+
 @click.command("train")
+@click.option("--data", type=click.Path(exists=True, path_type=Path), help="Folder tree, CSV or DeepFashion root.")
 @click.option(
-    "--data", required=True, type=click.Path(exists=True, path_type=Path), help="Folder tree, CSV or DeepFashion root."
+    "--from-catalog", is_flag=True, help="Train on the products in the database (category = label), split by product."
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--arch", default="efficientnet_lite0", show_default=True, type=click.Choice(ARCH_CHOICES))
+@click.option("--weights", default="imagenet", show_default=True, help="imagenet, none, or a path to a state dict.")
 @click.option(
-    "--weights", default="imagenet", show_default=True, help="imagenet, none, or a path to a ResNet50 state dict."
+    "--recipe",
+    default="full",
+    show_default=True,
+    type=click.Choice(RECIPE_CHOICES),
+    help="full: the paper's schedule (GPU); cpu: cached trunk, last stage fine-tuned (minutes on 2 cores).",
 )
-@click.option("--epochs-head", default=10, show_default=True, type=click.IntRange(min=0))
-@click.option("--epochs-finetune", default=10, show_default=True, type=click.IntRange(min=0))
-@click.option("--lr-head", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--lr-finetune", default=1e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--image-size", default=224, show_default=True, type=click.IntRange(min=32))
+@click.option("--epochs-head", default=None, type=click.IntRange(min=0), help="Default: the recipe's.")
+@click.option("--epochs-finetune", default=None, type=click.IntRange(min=0), help="Default: the recipe's.")
+@click.option("--lr-head", default=None, type=click.FloatRange(min=0, min_open=True), help="Default: the recipe's.")
+@click.option("--lr-finetune", default=None, type=click.FloatRange(min=0, min_open=True), help="Default: the recipe's.")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Default: the recipe's.")
+@click.option("--image-size", default=None, type=click.IntRange(min=32), help="Default: the architecture's.")
+@click.option("--views", default=3, show_default=True, type=click.IntRange(min=1), help="cpu recipe: views per photo.")
 @click.option("--device", default="auto", show_default=True, type=DEVICES)
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="DataLoader workers.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -36,53 +51,92 @@ def _fail(exc: Exception) -> None:
     "--val-fraction",
     default=0.1,
     show_default=True,
-    type=click.FloatRange(0, 1, max_open=True),
-    help="Validation share when the data has no split of its own.",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Validation share when the data has no split of its own (of products with --from-catalog).",
 )
+@click.option("--min-products", default=5, show_default=True, type=click.IntRange(min=2), help="--from-catalog only.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
-def train_command(**options: object) -> None:
-    """Fine-tune ResNet50 in two phases; writes best.pt, last.pt, metrics.json, curves.png."""
+def train_command(data: Path | None, from_catalog: bool, min_products: int, **options: Any) -> None:
+    """Fine-tune an ImageNet backbone in two phases; writes best.pt, last.pt, metrics.json, curves.png."""
+    from ml.backbones import UnknownArch, WeightsUnavailable
     from ml.datasets import DatasetError
-    from ml.model import WeightsUnavailable
     from ml.train import TrainConfig, main
 
-    options["data"], options["out"] = str(options["data"]), str(options["out"])
+    if (data is None) == (not from_catalog):
+        raise click.UsageError("give either --data or --from-catalog")
+    if from_catalog:
+        data = _export_catalog(options["out"], options["val_fraction"], options["seed"], min_products)
+    options["data"], options["out"] = str(data), str(options["out"])
     try:
-        metrics = main(TrainConfig(**options))  # type: ignore[arg-type]
-    except (DatasetError, WeightsUnavailable, FileNotFoundError, ValueError) as exc:
+        metrics = main(TrainConfig(**options))
+    except (DatasetError, WeightsUnavailable, UnknownArch, FileNotFoundError, ValueError) as exc:
         _fail(exc)
     best = metrics["best"]
+    extra = f", P@10 {best['P@10']:.3f} (from {metrics['start_P@10']:.3f})" if "P@10" in best else ""
     click.echo(
-        f"best: epoch {best['epoch'] + 1} of phase {best['phase']}, top-1 {best['top1']:.3f}, top-3 {best['top3']:.3f};"
-        f" {metrics['seconds']:.0f} s; checkpoints in {options['out']}"
+        f"best: epoch {best['epoch'] + 1} of phase {best['phase']}, top-1 {best['top1']:.3f}, top-3 {best['top3']:.3f}"
+        f"{extra}; {metrics['seconds']:.0f} s; checkpoints in {options['out']}"
     )
 
 
+def _export_catalog(out: Path, val_fraction: float, seed: int, min_products: int) -> Path:
+    from flask.cli import ScriptInfo
+
+    from backend.extensions import db
+    from backend.training_data import export_catalog
+
+    app = click.get_current_context().ensure_object(ScriptInfo).load_app()
+    with app.app_context():
+        report = export_catalog(
+            session=db.session,
+            settings=app.config["SETTINGS"],
+            out=out,
+            val_fraction=val_fraction,
+            seed=seed,
+            min_products=min_products,
+        )
+    for category, count in sorted(report.left_out.items()):
+        click.echo(f"left out category {category!r}: {count} product(s), fewer than --min-products {min_products}")
+    if not report.categories:
+        raise click.ClickException(f"no category has {min_products} or more products with photos: nothing to train on")
+    click.echo(
+        f"catalog: {report.photos['train']} train and {report.photos['validation']} validation photos of"
+        f" {report.products} products in {len(report.categories)} categories, split by product -> {report.manifest}"
+    )
+    return report.manifest
+
+
 @click.command("evaluate")
-@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--model", "model_path", required=True, help="A checkpoint, or a built-in name (efficientnet_lite0-imagenet)."
+)
 @click.option("--data", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--split", default="validation", show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Default: the model's folder.")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="Default: the checkpoint's folder, or eval-NAME/."
+)
 @click.option("--device", default="auto", show_default=True, type=DEVICES)
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
-def evaluate_command(**options: object) -> None:
-    """Top-1/top-3, retrieval P@k and mAP@k (raw and L2-normalized) against two baselines; plots."""
+def evaluate_command(**options: Any) -> None:
+    """Top-1/top-3, retrieval P@k and mAP@k (raw and L2) against the pretrained start, untrained and colour."""
+    from ml.backbones import WeightsUnavailable
     from ml.datasets import DatasetError
     from ml.evaluate import main
 
     try:
-        result = main(**options)  # type: ignore[arg-type]
-    except (DatasetError, FileNotFoundError, ValueError) as exc:
+        result = main(**options)
+    except (DatasetError, WeightsUnavailable, FileNotFoundError, ValueError) as exc:
         _fail(exc)
     c = result["classification"]
-    click.echo(f"{result['photos']} photos of {result['split']}: top-1 {c['top1']:.3f}, top-3 {c['top3']:.3f}")
+    head = f": top-1 {c['top1']:.3f}, top-3 {c['top3']:.3f}" if c else ""
+    click.echo(f"{result['photos']} photos of {result['split']}{head}")
     click.echo(f"{'features':<18} {'':<4} {'P@1':>6} {'P@10':>6} {'mAP@10':>7}")
     for name, variants in result["retrieval"].items():
         for variant, m in variants.items():
             click.echo(f"{name:<18} {variant:<4} {m['P@1']:6.3f} {m['P@10']:6.3f} {m['mAP@10']:7.3f}")
-    folder = options["out"] or Path(str(options["model_path"])).parent
-    click.echo(f"written: eval.json, confusion.png, neighbours.png in {folder}")
+    pictures = "eval.json, confusion.png, neighbours.png" if c else "eval.json, neighbours.png"
+    click.echo(f"written: {pictures} in {result['out']}")
 
 
 @click.command("embed")
@@ -128,14 +182,30 @@ def model_register(checkpoint: Path) -> None:
 @model_group.command("list")
 @with_appcontext
 def model_list() -> None:
-    """Registered models as JSON, the active one marked."""
+    """Built-in and registered models as JSON; the one that embeds now is marked active."""
+    from backend.active_index import active_collection
     from backend.extensions import db
     from backend.registry import list_models
+    from ml.backbones import ARCHS, imagenet_available
+    from ml.pretrained import builtin_name
 
-    rows = [
+    live = active_collection(session=db.session, settings=current_app.config["SETTINGS"]).model_version
+    rows: list[dict[str, Any]] = [
+        {
+            "version": builtin_name(arch),
+            "active": builtin_name(arch) == live,
+            "kind": "built-in, ImageNet-pretrained",
+            "arch": arch,
+            "available": imagenet_available(arch),
+            "weights": spec.weights_origin,
+        }
+        for arch, spec in ARCHS.items()
+    ]
+    rows += [
         {
             "version": m.version,
-            "active": m.active,
+            "active": m.version == live,
+            "kind": "fine-tuned",
             "path": m.path,
             "classes": len(m.class_names),
             "top1": m.metrics.get("top1"),
@@ -151,7 +221,7 @@ def model_list() -> None:
 @with_appcontext
 @click.option("--drop-wait", default=120.0, show_default=True, help="Seconds to wait for the old collection.")
 def model_activate(version: str, drop_wait: float) -> None:
-    """Make VERSION the model that embeds and answers: reindex every photo with it, then switch."""
+    """Make VERSION (built-in or registered) the model that embeds: reindex every photo with it, then switch."""
     from backend.extensions import db
     from backend.pipeline_commands import run_reindex
     from backend.registry import RegistryError, check_activatable
@@ -162,6 +232,19 @@ def model_activate(version: str, drop_wait: float) -> None:
         _fail(exc)
     run_reindex(version, drop_wait)
     click.echo(f"active model: {version}")
+
+
+@model_group.command("pull")
+@click.argument("arch", type=click.Choice(ARCH_CHOICES))
+def model_pull(arch: str) -> None:
+    """Fetch ARCH's ImageNet weights: resnet50 downloads torchvision's (needs a network); Lite ones are installed."""
+    from ml.backbones import WeightsUnavailable, lite_weights_path, pull_resnet50
+
+    try:
+        path = pull_resnet50() if arch == "resnet50" else lite_weights_path(arch)
+    except WeightsUnavailable as exc:
+        _fail(exc)
+    click.echo(f"{arch}-imagenet: weights at {path}")
 
 
 ML_COMMANDS = [train_command, evaluate_command, embed_command, model_group]

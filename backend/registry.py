@@ -8,7 +8,9 @@ from sqlalchemy import select
 
 from backend.extensions import DbSession
 from backend.models import ModelVersion
+from ml.backbones import get_arch, imagenet_available
 from ml.checkpoint import load_checkpoint
+from ml.pretrained import builtin_arch, builtin_names
 
 
 class RegistryError(ValueError):
@@ -44,11 +46,17 @@ def list_models(*, session: DbSession) -> list[ModelVersion]:
     return list(session.scalars(select(ModelVersion).order_by(ModelVersion.created_at, ModelVersion.id)))
 
 
-def check_activatable(*, session: DbSession, version: str) -> ModelVersion:
-    """The registered model `version`, if its checkpoint is there. Activation itself is a reindex."""
+def check_activatable(*, session: DbSession, version: str) -> ModelVersion | None:
+    """The registered model `version` if its checkpoint is there, None for a built-in model whose weights load
+    here. Activation itself is a reindex."""
+    arch = builtin_arch(version)
+    if arch is not None:
+        if not imagenet_available(arch):
+            raise RegistryError(f"the ImageNet weights of {version} are not here: {get_arch(arch).weights_origin}")
+        return None
     model = session.scalar(select(ModelVersion).where(ModelVersion.version == version))
     if model is None:
-        known = ", ".join(m.version for m in list_models(session=session)) or "none registered"
+        known = ", ".join([*builtin_names(), *(m.version for m in list_models(session=session))])
         raise RegistryError(f"unknown model version {version!r} (known: {known})")
     if not Path(model.path).is_file():
         raise RegistryError(f"the checkpoint of {version} is missing: {model.path}")

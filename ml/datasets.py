@@ -97,9 +97,10 @@ def read_folder_tree(root: Path, *, val_fraction: float = 0.1, seed: int = 0, ve
         raise DatasetError(f"dataset folder not found: {root}")
     split_dirs = {SPLIT_ALIASES[p.name]: p for p in root.iterdir() if p.is_dir() and p.name in SPLIT_ALIASES}
     if split_dirs:
-        if "train" not in split_dirs:
-            raise DatasetError(f"{root} has split folders {sorted(split_dirs)} but no train/")
-        class_names = sorted(p.name for p in split_dirs["train"].iterdir() if p.is_dir())
+        # Classes are train/'s; a folder with no train/ (an evaluation set such as test/ alone) takes
+        # the categories of all its splits.
+        sources = [split_dirs["train"]] if "train" in split_dirs else list(split_dirs.values())
+        class_names = sorted({p.name for folder in sources for p in folder.iterdir() if p.is_dir()})
         index = {name: i for i, name in enumerate(class_names)}
         splits: dict[str, list[Sample]] = {}
         for split, folder in split_dirs.items():

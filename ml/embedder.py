@@ -6,16 +6,32 @@ import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
-from ml.model import EMBEDDING_DIM, build_backbone
-from ml.presets import IMAGENET_MEAN, IMAGENET_STD, EvalPreset
+from ml.backbones import EMBEDDING_DIM, IMAGENET_MEAN, IMAGENET_STD, build_backbone
+from ml.presets import EvalPreset
 
 log = logging.getLogger(__name__)
+
+
+class Origin(StrEnum):
+    """Where a model's weights come from: what /stats and the log tell an operator."""
+
+    untrained = "untrained"  # seeded random network: tests only
+    pretrained = "imagenet-pretrained"
+    fine_tuned = "fine-tuned"
+
+
+class Normalize(StrEnum):
+    """Whether vectors are indexed as the network gives them or scaled to unit length."""
+
+    raw = "raw"
+    l2 = "l2"
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -33,12 +49,23 @@ def untrained_version(seed: int, image_size: int) -> str:
     return "untrained-" + hashlib.sha256(f"resnet50-none-seed{seed}-{image_size}".encode()).hexdigest()[:12]
 
 
+def l2_rows(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
 @dataclass(frozen=True)
 class EmbedderInfo:
     model_version: str
-    trained: bool
+    arch: str
+    origin: Origin
+    normalize: Normalize
     image_size: int
     device: str
+
+    @property
+    def trained(self) -> bool:
+        return self.origin is not Origin.untrained
 
 
 class Embedder:
@@ -49,7 +76,9 @@ class Embedder:
         network: nn.Module,
         *,
         model_version: str,
-        trained: bool,
+        arch: str = "resnet50",
+        origin: Origin = Origin.fine_tuned,
+        normalize: Normalize = Normalize.raw,
         image_size: int = 224,
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
@@ -60,23 +89,26 @@ class Embedder:
         self.network = network.eval().to(self.device)
         self.preset = EvalPreset(image_size, mean, std)
         self.batch_size = batch_size
-        self.info = EmbedderInfo(model_version, trained, image_size, str(self.device))
+        self.info = EmbedderInfo(
+            model_version, arch, Origin(origin), Normalize(normalize), image_size, str(self.device)
+        )
         self.use_amp = self.device.type == "cuda"
-        if self.use_amp:
-            self.network = self.network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        # channels_last: faster convolutions on CUDA, and measured no slower on CPU
+        self.network = self.network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     @classmethod
     def untrained(cls, *, seed: int = 0, image_size: int = 224, device: str = "auto", batch_size: int = 32) -> Embedder:
-        """The deterministic untrained ResNet50, used until a trained model is registered."""
+        """The deterministic untrained ResNet50: only when asked for (tests), never the default."""
         version = untrained_version(seed, image_size)
-        log.warning(
-            "no trained model is registered: embedding with an untrained ResNet50 (%s); "
-            "similar items will only reflect raw pixels until `lookalike train` and `lookalike model activate`",
-            version,
-        )
-        network = build_backbone("none", seed=seed)
+        log.info("embedding with the untrained ResNet50 %s (asked for explicitly)", version)
+        network = build_backbone("resnet50", "none", seed=seed)
         return cls(
-            network, model_version=version, trained=False, image_size=image_size, device=device, batch_size=batch_size
+            network,
+            model_version=version,
+            origin=Origin.untrained,
+            image_size=image_size,
+            device=device,
+            batch_size=batch_size,
         )
 
     @property
@@ -88,15 +120,15 @@ class Embedder:
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> np.ndarray:
-        """Embed an already preprocessed batch."""
-        batch = batch.to(self.device, non_blocking=True)
+        """Embed an already preprocessed batch (normalized as the model version says)."""
+        batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         if self.use_amp:
-            batch = batch.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.float16):
                 out = self.network(batch)
         else:
             out = self.network(batch)
-        return out.float().cpu().numpy().astype(np.float32, copy=False)
+        vectors = out.float().cpu().numpy().astype(np.float32, copy=False)
+        return l2_rows(vectors) if self.info.normalize is Normalize.l2 else vectors
 
     def embed(self, images: Iterable[Image.Image]) -> np.ndarray:
         """Embed decoded photos in batches; returns an (n, 1000) float32 array."""

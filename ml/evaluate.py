@@ -1,8 +1,8 @@
-"""Evaluate a checkpoint: classification accuracy, and retrieval quality against two baselines.
+"""Evaluate a checkpoint or a built-in model: classification accuracy, and retrieval against baselines.
 
 Retrieval: every photo of the split queries all the others (leave-one-out); relevant means
-same category. Baselines measured in the same run: the untrained network's features, and a
-colour histogram.
+same category. Baselines measured in the same run: the fine-tuned model's own ImageNet starting
+point (`pretrained`), the same architecture untrained, and a colour histogram.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,13 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ml.checkpoint import load_checkpoint
+from ml.backbones import build_backbone, get_arch, imagenet_available
+from ml.checkpoint import load_checkpoint, model_from_checkpoint
 from ml.datasets import ImageDataset, Sample, collate_skipping, load_catalog
 from ml.embedder import resolve_device
-from ml.model import build_backbone, build_model
 from ml.plots import plot_confusion, plot_neighbours
 from ml.presets import EvalPreset
+from ml.pretrained import builtin_arch, builtin_names, pretrained_embedder
 
 
 def retrieval_metrics(features: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
@@ -80,7 +82,7 @@ def colour_histogram(path: Path, image_size: int, bins: int = 8) -> np.ndarray:
 def run_network(
     network: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]],
     samples: list[Sample],
-    image_size: int,
+    preset: EvalPreset,
     device: torch.device,
     *,
     batch_size: int,
@@ -90,10 +92,7 @@ def run_network(
 ) -> tuple[np.ndarray, np.ndarray | None, list[int]]:
     """Embeddings (and logits, when the network has a head) for every decodable sample."""
     loader = DataLoader(
-        ImageDataset(samples, EvalPreset(image_size)),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=collate_skipping,
+        ImageDataset(samples, preset), batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping
     )
     embeddings, logits, kept = [], [], []
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
@@ -106,9 +105,56 @@ def run_network(
     return np.concatenate(embeddings), (np.concatenate(logits) if logits else None), kept
 
 
+@dataclass
+class Subject:
+    """What is evaluated: a checkpoint (with its head) or a built-in pretrained model (embedding only)."""
+
+    name: str
+    model_version: str
+    arch: str
+    image_size: int
+    normalize: str
+    network: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+    class_names: list[str] | None  # None: no classifier to score
+    starting_point: str | None  # the built-in model a checkpoint was fine-tuned from
+
+
+def load_subject(model: str | Path, device: torch.device) -> Subject:
+    """`model` is a checkpoint path or a built-in name such as efficientnet_lite0-imagenet."""
+    if builtin_arch(str(model)) is not None:
+        embedder = pretrained_embedder(str(model), device=str(device))
+        net = embedder.network
+
+        def pretrained(x: torch.Tensor) -> tuple[torch.Tensor, None]:
+            return net(x), None
+
+        info = embedder.info
+        return Subject(str(model), info.model_version, info.arch, info.image_size, info.normalize.value,
+                       pretrained, None, None)  # fmt: skip
+    path = Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{model} is neither a checkpoint file nor a built-in model ({', '.join(builtin_names())})"
+        )
+    checkpoint = load_checkpoint(path)
+    trained = model_from_checkpoint(checkpoint, str(path)).eval().to(device)
+
+    def fine_tuned(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = trained.embed(x)
+        return emb, trained.head(emb)
+
+    start = f"{checkpoint['arch']}-imagenet" if checkpoint.get("weights") == "imagenet" else None
+    return Subject(str(path), checkpoint["model_version"], checkpoint["arch"], int(checkpoint["image_size"]),
+                   checkpoint["normalize"], fine_tuned, list(checkpoint["class_names"]), start)  # fmt: skip
+
+
+def both(features: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, float]]:
+    return {"raw": retrieval_metrics(features, labels), "l2": retrieval_metrics(l2_normalize(features), labels)}
+
+
 def main(
     *,
-    model_path: Path,
+    model_path: str | Path,
     data: Path,
     split: str = "validation",
     out: Path | None = None,
@@ -119,64 +165,67 @@ def main(
     grid_neighbours: int = 6,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate; write eval.json, confusion.png and neighbours.png into `out` (default: beside the model)."""
+    """Evaluate; write eval.json, confusion.png (checkpoints) and neighbours.png into `out`.
+
+    `out` defaults to the checkpoint's folder, or eval-<name>/ for a built-in model.
+    """
     started = time.monotonic()
-    checkpoint = load_checkpoint(model_path)
-    out = Path(out) if out else Path(model_path).parent
-    out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
-    class_names: list[str] = checkpoint["class_names"]
-    image_size = int(checkpoint["image_size"])
+    subject = load_subject(model_path, dev)
+    if out is None:
+        out = Path(model_path).parent if subject.class_names is not None else Path(f"eval-{subject.name}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     catalog = load_catalog(data)
-    if catalog.class_names != class_names:
-        raise ValueError(f"the model knows classes {class_names}, the data has {catalog.class_names}")
+    if subject.class_names is not None and catalog.class_names != subject.class_names:
+        raise ValueError(f"the model knows classes {subject.class_names}, the data has {catalog.class_names}")
+    class_names = catalog.class_names
     samples = catalog.split(split)
-
-    model = build_model(len(class_names), "none")
-    model.load_state_dict(checkpoint["model"])
-    model.eval().to(dev)
-    untrained = build_backbone("none", seed=0).eval().to(dev)
-
-    def trained_net(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = model.embed(x)
-        return emb, model.head(emb)
-
+    arch = get_arch(subject.arch)
+    preset = EvalPreset(subject.image_size, arch.mean, arch.std)
     common: dict[str, Any] = {"batch_size": batch_size, "workers": workers, "progress": progress}
-    emb, logits, kept = run_network(trained_net, samples, image_size, dev, desc="fine-tuned", **common)
-    base, _, base_kept = run_network(
-        lambda x: (untrained(x), None), samples, image_size, dev, desc="untrained", **common
-    )
-    assert base_kept == kept, "both passes decode the same photos"
+    own = "fine-tuned" if subject.class_names is not None else "pretrained"
+    emb, logits, kept = run_network(subject.network, samples, preset, dev, desc=own, **common)
+    retrieval: dict[str, Any] = {own: both(emb, np.array([samples[i].label for i in kept]))}
+    baselines: dict[str, Callable[[torch.Tensor], tuple[torch.Tensor, None]]] = {}
+    if subject.starting_point is not None and imagenet_available(subject.arch):
+        start = pretrained_embedder(subject.starting_point, device=str(dev)).network
+        baselines["pretrained"] = lambda x: (start(x), None)
+    untrained = build_backbone(subject.arch, "none", seed=0).eval().to(dev)
+    baselines["untrained"] = lambda x: (untrained(x), None)
+    for name, network in baselines.items():
+        features, _, base_kept = run_network(network, samples, preset, dev, desc=name, **common)
+        assert base_kept == kept, "every pass decodes the same photos"
+        retrieval[name] = features
     kept_samples = [samples[i] for i in kept]
+    labels = np.array([s.label for s in kept_samples])
+    for name in baselines:
+        retrieval[name] = both(retrieval[name], labels)
     hist = np.stack(
         [
-            colour_histogram(s.path, image_size)
+            colour_histogram(s.path, subject.image_size)
             for s in tqdm(kept_samples, desc="histogram", leave=False, disable=not progress)
         ]
     )
-    labels = np.array([s.label for s in kept_samples])
-    assert logits is not None
+    retrieval["colour-histogram"] = both(hist, labels)
 
-    top = np.argsort(-logits, axis=1)
+    classification = None
     n_classes = len(class_names)
-    classification = {
-        "top1": float((top[:, 0] == labels).mean()),
-        "top3": float((top[:, : min(3, n_classes)] == labels[:, None]).any(axis=1).mean()),
-    }
-    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(confusion, (labels, top[:, 0]), 1)
-
-    retrieval = {
-        "fine-tuned": {"raw": retrieval_metrics(emb, labels), "l2": retrieval_metrics(l2_normalize(emb), labels)},
-        "untrained": {"raw": retrieval_metrics(base, labels), "l2": retrieval_metrics(l2_normalize(base), labels)},
-        "colour-histogram": {
-            "raw": retrieval_metrics(hist, labels),
-            "l2": retrieval_metrics(l2_normalize(hist), labels),
-        },
-    }
+    if logits is not None:
+        top = np.argsort(-logits, axis=1)
+        classification = {
+            "top1": float((top[:, 0] == labels).mean()),
+            "top3": float((top[:, : min(3, n_classes)] == labels[:, None]).any(axis=1).mean()),
+        }
+        confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+        np.add.at(confusion, (labels, top[:, 0]), 1)
+        plot_confusion(confusion, class_names, out / "confusion.png", f"{split}: top-1 {classification['top1']:.3f}")
     result = {
         "model": str(model_path),
-        "model_version": checkpoint["model_version"],
+        "model_version": subject.model_version,
+        "arch": subject.arch,
+        "normalize": subject.normalize,
+        "starting_point": subject.starting_point,
         "data": str(data),
         "split": split,
         "photos": len(kept_samples),
@@ -190,12 +239,13 @@ def main(
         "seconds": time.monotonic() - started,
     }
     (out / "eval.json").write_text(json.dumps(result, indent=2))
-    plot_confusion(confusion, class_names, out / "confusion.png", f"{split}: top-1 {classification['top1']:.3f}")
+    shown = l2_normalize(emb) if subject.normalize == "l2" else emb
     plot_neighbours(
-        neighbour_rows(emb, kept_samples, class_names, grid_queries, grid_neighbours),
+        neighbour_rows(shown, kept_samples, class_names, grid_queries, grid_neighbours),
         out / "neighbours.png",
-        f"nearest photos by Euclidean distance of the 1000-d fc features ({checkpoint['model_version']})",
+        f"nearest photos, Euclidean distance of the {subject.normalize} 1000-d embeddings ({subject.model_version})",
     )
+    result["out"] = str(out)
     return result
 
 

@@ -6,8 +6,9 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ml.backbones import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "EvalPreset", "TrainPreset"]
 
 
 class EvalPreset:
@@ -20,6 +21,7 @@ class EvalPreset:
         std: tuple[float, ...] = IMAGENET_STD,
     ) -> None:
         self.size = size
+        self.mean, self.std = tuple(mean), tuple(std)
         self.transforms = T.Compose(
             [
                 T.PILToTensor(),
@@ -43,11 +45,12 @@ class TrainPreset:
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
         hflip_prob: float = 0.5,
+        scale: tuple[float, float] = (0.08, 1.0),
     ) -> None:
         self.transforms = T.Compose(
             [
                 T.PILToTensor(),
-                T.RandomResizedCrop(size, antialias=True),
+                T.RandomResizedCrop(size, scale=scale, antialias=True),
                 T.RandomHorizontalFlip(hflip_prob),
                 T.ToDtype(torch.float32, scale=True),
                 T.Normalize(mean=list(mean), std=list(std)),

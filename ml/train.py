@@ -1,4 +1,8 @@
-"""Two-phase fine-tuning (the paper's method): train the head on a frozen backbone, then fine-tune all.
+"""Two-phase fine-tuning (the paper's method): train the head on a frozen backbone, then fine-tune.
+
+Two recipes: `full` is the paper's schedule (phase 2 unfreezes everything, small learning rate, every
+epoch decodes and augments every photo: for a GPU); `cpu` (ml/train_cpu.py) caches the frozen trunk's
+outputs and fine-tunes the last stage, so that it finishes on 2 CPU cores in minutes.
 
 Layout after torchvision's references/classification/train.py: flat functions, a checkpoint
 holding model, optimizer, scheduler, epoch and arguments, `--resume` to continue.
@@ -20,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ml.backbones import get_arch
 from ml.checkpoint import load_checkpoint, save_checkpoint, state_hash
 from ml.datasets import Catalog, ImageDataset, collate_skipping, load_catalog
 from ml.embedder import resolve_device
@@ -31,24 +36,53 @@ log = logging.getLogger(__name__)
 PHASES = ("head", "finetune")
 
 
+RECIPES = ("full", "cpu")
+# What each recipe sets when an option is left unset (None).
+RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "full": {"epochs_head": 10, "epochs_finetune": 10, "lr_head": 1e-3, "lr_finetune": 1e-4, "batch_size": 32},
+    # Measured on clothing-small (README): the last stage needs a real learning rate to move the embedding.
+    "cpu": {"epochs_head": 8, "epochs_finetune": 12, "lr_head": 1e-3, "lr_finetune": 1e-3, "batch_size": 64},
+}
+
+
 @dataclass
 class TrainConfig:
     data: str
     out: str
+    arch: str = "efficientnet_lite0"
     weights: str = "imagenet"
-    epochs_head: int = 10
-    epochs_finetune: int = 10
-    lr_head: float = 1e-3
-    lr_finetune: float = 1e-4
+    recipe: str = "full"
+    epochs_head: int | None = None
+    epochs_finetune: int | None = None
+    lr_head: float | None = None
+    lr_finetune: float | None = None
     weight_decay: float = 0.0
-    batch_size: int = 32
-    image_size: int = 224
+    batch_size: int | None = None
+    image_size: int | None = None  # default: the architecture's own input size
+    views: int = 3  # cpu recipe: cached views per training photo (eval crop, mirror, random crops)
     device: str = "auto"
     workers: int = 2
     seed: int = 0
     val_fraction: float = 0.1
     resume: bool = False
     progress: bool = True
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every unset option taken from the recipe and the architecture; bad choices raise."""
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}: expected one of {', '.join(RECIPES)}")
+        arch = get_arch(self.arch)
+        values = asdict(self)
+        for key, default in RECIPE_DEFAULTS[self.recipe].items():
+            if values[key] is None:
+                values[key] = default
+        if values["image_size"] is None:
+            values["image_size"] = arch.image_size
+        if self.recipe == "cpu" and self.resume:
+            raise ValueError("--resume applies to --recipe full; the cpu recipe starts over in minutes")
+        if self.views < 1:
+            raise ValueError("views must be at least 1")
+        return TrainConfig(**values)
 
 
 def seed_everything(seed: int) -> None:
@@ -153,19 +187,76 @@ def make_optimizer(params: list[nn.Parameter], lr: float, weight_decay: float) -
 
 def main(config: TrainConfig) -> dict[str, Any]:
     """Train; write best.pt, last.pt, metrics.json and curves.png under `config.out`. Returns the metrics."""
+    config = config.resolved()
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
     device = resolve_device(config.device)
     catalog = load_catalog(Path(config.data), val_fraction=config.val_fraction, seed=config.seed)
     if catalog.skipped:
         log.warning("skipped while reading the dataset: %s", dict(catalog.skipped))
     val_split = "validation" if "validation" in catalog.splits else "test"
+    model = build_model(len(catalog.class_names), config.weights, arch=config.arch, seed=config.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.recipe == "cpu":
+        return _main_cpu(model, catalog, val_split, config, out)
+    return _main_full(model, catalog, val_split, config, out, device)
+
+
+def _main_cpu(model: LookalikeNet, catalog: Catalog, val_split: str, config: TrainConfig, out: Path) -> dict[str, Any]:
+    from ml import train_cpu
+
+    if resolve_device(config.device).type != "cpu":
+        log.info("the cpu recipe runs on the CPU; --recipe full uses the GPU")
+    started = time.monotonic()
+    best_top1 = -1.0
+    extra_metrics: dict[str, Any] = {}
+
+    def on_epoch(history: list[dict[str, Any]], extra: dict[str, Any]) -> None:
+        nonlocal best_top1
+        extra_metrics.update(extra)
+        row = history[-1]
+        row["best"] = row["top1"] > best_top1
+        best_top1 = max(best_top1, row["top1"])
+        _save(out, model, history, catalog, config, with_state=False)
+        write_metrics(out, history, catalog, config, started, extra_metrics)
+
+    history = train_cpu.run(model, catalog, val_split, config, out, meta=meta(catalog, config), on_epoch=on_epoch)
+    return write_metrics(out, history, catalog, config, started, extra_metrics)
+
+
+def _save(
+    out: Path,
+    model: LookalikeNet,
+    history: list[dict[str, Any]],
+    catalog: Catalog,
+    config: TrainConfig,
+    *,
+    with_state: bool,
+    state: dict[str, Any] | None = None,
+) -> None:
+    """last.pt after every epoch, best.pt when the epoch has the best validation top-1 so far."""
+    row = history[-1]
+    metrics = {"top1": row["top1"], "top3": row["top3"], "val_loss": row["val_loss"], "epoch": len(history)}
+    if "P@10" in row:
+        metrics["P@10"] = row["P@10"]
+    save_checkpoint(
+        out / "last.pt", model, metrics=metrics, extra=state or {"history": history}, **meta(catalog, config)
+    )
+    if row["best"]:
+        save_checkpoint(out / "best.pt", model, metrics=metrics, extra={"history": history}, **meta(catalog, config))
+
+
+def _main_full(
+    model: LookalikeNet, catalog: Catalog, val_split: str, config: TrainConfig, out: Path, device: torch.device
+) -> dict[str, Any]:
+    assert config.image_size and config.batch_size and config.epochs_head is not None
+    assert config.epochs_finetune is not None and config.lr_head and config.lr_finetune
+    arch = get_arch(config.arch)
     pin = device.type == "cuda"
     train_loader = make_loader(
         catalog,
         "train",
-        TrainPreset(config.image_size),
+        TrainPreset(config.image_size, arch.mean, arch.std),
         batch_size=config.batch_size,
         workers=config.workers,
         shuffle=True,
@@ -174,19 +265,19 @@ def main(config: TrainConfig) -> dict[str, Any]:
     val_loader = make_loader(
         catalog,
         val_split,
-        EvalPreset(config.image_size),
+        EvalPreset(config.image_size, arch.mean, arch.std),
         batch_size=config.batch_size,
         workers=config.workers,
         shuffle=False,
         pin=pin,
     )
 
-    model = build_model(len(catalog.class_names), config.weights, seed=config.seed).to(device)
+    model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     history: list[dict[str, Any]] = []
     start_phase, start_epoch, resume_state = 0, 0, None
-    last_path, best_path = out / "last.pt", out / "best.pt"
+    last_path = out / "last.pt"
     if config.resume:
         if not last_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
@@ -237,7 +328,6 @@ def main(config: TrainConfig) -> dict[str, Any]:
             row["model_version"] = state_hash(model.state_dict())
             row["best"] = row["top1"] > best_top1
             best_top1 = max(best_top1, row["top1"])
-            metrics = {"top1": row["top1"], "top3": row["top3"], "val_loss": row["val_loss"], "epoch": len(history)}
             state = {
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
@@ -246,9 +336,7 @@ def main(config: TrainConfig) -> dict[str, Any]:
                 "history": history,
                 "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
             }
-            save_checkpoint(last_path, model, metrics=metrics, extra=state, **meta(catalog, config))
-            if row["best"]:
-                save_checkpoint(best_path, model, metrics=metrics, extra={"history": history}, **meta(catalog, config))
+            _save(out, model, history, catalog, config, with_state=True, state=state)
             write_metrics(out, history, catalog, config, started)
     return write_metrics(out, history, catalog, config, started)
 
@@ -258,8 +346,18 @@ def meta(catalog: Catalog, config: TrainConfig) -> dict[str, Any]:
     return {"class_names": catalog.class_names, "image_size": config.image_size, "weights": config.weights}
 
 
+def starting_point(checkpoint: dict[str, Any]) -> str | None:
+    """The built-in model a checkpoint was fine-tuned from, when it started from ImageNet weights."""
+    return f"{checkpoint['arch']}-imagenet" if checkpoint.get("weights") == "imagenet" else None
+
+
 def write_metrics(
-    out: Path, history: list[dict[str, Any]], catalog: Catalog, config: TrainConfig, started: float
+    out: Path,
+    history: list[dict[str, Any]],
+    catalog: Catalog,
+    config: TrainConfig,
+    started: float,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     best = max(history, key=lambda h: h["top1"], default=None)
     metrics = {
@@ -270,6 +368,7 @@ def write_metrics(
         "epochs": history,
         "best": best,
         "seconds": time.monotonic() - started,
+        **(extra or {}),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if history:

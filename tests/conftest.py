@@ -27,6 +27,7 @@ for _name in (
     "ENVIRONMENT",
     "DEVICE",
     "EMBED_IMAGE_SIZE",
+    "DEFAULT_MODEL",
 ):
     os.environ.pop(_name, None)
 
@@ -42,7 +43,14 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def make_settings(var_dir: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {"var_dir": var_dir, "admin_token": TOKEN, "embed_image_size": 64, "device": "cpu"}
+    # The untrained network at 64 px: fast, and its vectors are what the index tests need (pixels, not meaning).
+    values: dict[str, object] = {
+        "var_dir": var_dir,
+        "admin_token": TOKEN,
+        "embed_image_size": 64,
+        "default_model": "untrained",
+        "device": "cpu",
+    }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 

@@ -12,6 +12,7 @@ from backend.embedding import embedder_for
 from backend.extensions import db
 from backend.models import Product
 from backend.products import image_status_counts
+from ml.embedder import EmbedderInfo, Origin
 
 bp = APIBlueprint("system", __name__, url_prefix="/api/v1", tag="System")
 
@@ -47,14 +48,26 @@ def collect_stats() -> dict[str, Any]:
             "points": vectors.count(),
             "warm": vectors.ready,
         },
-        "model": {
-            "version": embedder.model_version,
-            "trained": embedder.info.trained,
-            "image_size": embedder.info.image_size,
-            "device": embedder.info.device,
-            "note": None if embedder.info.trained else "untrained network: register and activate a trained model",
-        },
+        "model": model_info(embedder.info),
         "tasks": "in-process" if cfg.tasks_in_process else "celery",
+    }
+
+
+def model_info(info: EmbedderInfo) -> dict[str, Any]:
+    """The model that embeds: its version, backbone, and whether it is ImageNet-pretrained or fine-tuned."""
+    return {
+        "version": info.model_version,
+        "arch": info.arch,
+        "origin": info.origin.value,
+        "pretrained": info.origin is Origin.pretrained,
+        "fine_tuned": info.origin is Origin.fine_tuned,
+        "trained": info.trained,
+        "normalize": info.normalize.value,
+        "image_size": info.image_size,
+        "device": info.device,
+        "note": None
+        if info.trained
+        else "untrained network (DEFAULT_MODEL=untrained): similar items reflect pixels, not looks",
     }
 
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from ml.checkpoint import embedder_from_checkpoint, load_checkpoint, save_checkpoint
-from ml.embedder import Embedder, resolve_device
+from ml.embedder import Embedder, Normalize, resolve_device
 from ml.model import build_backbone, build_model
 from tests.utils import images
 
@@ -59,8 +59,10 @@ def test_checkpoint_round_trip_reproduces_embeddings_exactly(tmp_path: Path) -> 
     checkpoint = load_checkpoint(path)
     assert checkpoint["model_version"] == version and checkpoint["class_names"] == list("abcd")
     loaded = embedder_from_checkpoint(path, device="cpu")
-    direct = Embedder(model.backbone, model_version=version, trained=True, image_size=64, device="cpu")
-    assert loaded.model_version == version and loaded.info.trained
+    direct = Embedder(model.backbone, model_version=version, normalize=Normalize.l2, image_size=64, device="cpu")
+    assert loaded.model_version == version and loaded.info.trained and loaded.info.arch == "resnet50"
+    assert checkpoint["arch"] == "resnet50" and checkpoint["normalize"] == "l2"
+    assert np.allclose(np.linalg.norm(loaded.embed(photos(2)), axis=1), 1, atol=1e-5)
     assert np.array_equal(loaded.embed(photos(3)), direct.embed(photos(3)))
     assert (
         save_checkpoint(tmp_path / "again.pt", model, class_names=list("abcd"), image_size=64, weights="none")
@@ -70,7 +72,7 @@ def test_checkpoint_round_trip_reproduces_embeddings_exactly(tmp_path: Path) -> 
 
 def test_bad_choices_fail_with_the_valid_ones(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="imagenet, none"):
-        build_backbone(str(tmp_path / "missing.pt"))
+        build_backbone("resnet50", str(tmp_path / "missing.pt"))
     with pytest.raises(ValueError, match="auto, cpu, cuda"):
         resolve_device("tpu")
     with pytest.raises(FileNotFoundError):

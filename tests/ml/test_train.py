@@ -11,10 +11,10 @@ import torch
 from torchvision.models import resnet50
 
 from ml.checkpoint import load_checkpoint
-from ml.model import WeightsUnavailable, build_backbone
+from ml.backbones import WeightsUnavailable, build_backbone
 from ml.train import TrainConfig, main
 
-FAST = {"image_size": 32, "batch_size": 16, "workers": 0, "device": "cpu", "progress": False}
+FAST = {"arch": "resnet50", "image_size": 32, "batch_size": 16, "workers": 0, "device": "cpu", "progress": False}
 
 
 @pytest.mark.slow
@@ -43,7 +43,7 @@ def test_head_phase_freezes_backbone_and_resume_continues(split_tree: Path, tmp_
         TrainConfig(data=str(split_tree), out=str(out), weights="none", epochs_head=1, epochs_finetune=0, **FAST)
     )
     after_head = load_checkpoint(out / "last.pt")["model"]
-    untouched = build_backbone("none", seed=0).state_dict()
+    untouched = build_backbone("resnet50", "none", seed=0).state_dict()
     assert torch.equal(after_head["backbone.conv1.weight"], untouched["conv1.weight"])  # frozen in phase 1
     assert torch.equal(after_head["backbone.bn1.running_mean"], untouched["bn1.running_mean"])
     assert len(first["epochs"]) == 1
@@ -75,7 +75,7 @@ def test_imagenet_weights_load_from_the_torch_cache(tmp_path: Path, monkeypatch:
         raise AssertionError("must not download when the file is cached")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    loaded = build_backbone("imagenet").state_dict()
+    loaded = build_backbone("resnet50", "imagenet").state_dict()
     assert all(torch.equal(loaded[k], reference[k]) for k in reference)
 
 
@@ -87,13 +87,14 @@ def test_imagenet_offline_and_uncached_names_the_alternatives(tmp_path: Path, mo
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(WeightsUnavailable) as caught:
-        build_backbone("imagenet")
-    assert "--weights none" in str(caught.value) and "--weights PATH" in str(caught.value)
+        build_backbone("resnet50", "imagenet")
+    message = str(caught.value)
+    assert "--weights none" in message and "--weights PATH" in message and "lookalike model pull resnet50" in message
 
 
 def test_weights_from_a_path(tmp_path: Path) -> None:
     torch.manual_seed(7)
     state = resnet50(weights=None).state_dict()
     torch.save(state, tmp_path / "r50.pth")
-    loaded = build_backbone(str(tmp_path / "r50.pth")).state_dict()
+    loaded = build_backbone("resnet50", str(tmp_path / "r50.pth")).state_dict()
     assert torch.equal(loaded["fc.weight"], state["fc.weight"])

@@ -27,7 +27,13 @@ def free_port() -> int:
 def running_server(tmp_path: Path, *, production: bool = False) -> Iterator[tuple[str, str]]:
     """(base URL, development admin token) of a server on the embedded default, stopped at the end."""
     env = {k: v for k, v in os.environ.items() if k not in {"ADMIN_TOKEN", "DATABASE_URL", "REDIS_URL", "QDRANT_URL"}}
-    env.update(VAR_DIR=str(tmp_path / "var"), EMBED_IMAGE_SIZE="64", DEVICE="cpu", PYTHONUNBUFFERED="1")
+    env.update(
+        VAR_DIR=str(tmp_path / "var"),
+        EMBED_IMAGE_SIZE="64",
+        DEFAULT_MODEL="untrained",
+        DEVICE="cpu",
+        PYTHONUNBUFFERED="1",
+    )
     subprocess.run([LOOKALIKE, "db", "upgrade"], env=env, cwd=tmp_path, check=True, capture_output=True, timeout=120)
     port = free_port()
     log_path = tmp_path / "serve.log"

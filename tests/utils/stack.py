@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Short timings so that the fault tests end in seconds; the relations between them are the production ones.
 FAST = {
     "EMBED_IMAGE_SIZE": "64",
+    "DEFAULT_MODEL": "untrained",
     "EMBED_BATCH_SIZE": "4",
     "DEVICE": "cpu",
     "TASK_SOFT_TIME_LIMIT_S": "60",

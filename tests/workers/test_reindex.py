@@ -75,7 +75,7 @@ def test_reindex_while_a_query_loop_runs_embedded(tmp_path: Path) -> None:
         env = {
             k: v for k, v in os.environ.items() if k not in {"ADMIN_TOKEN", "DATABASE_URL", "REDIS_URL", "QDRANT_URL"}
         }
-        env.update(VAR_DIR=str(tmp_path / "var"), EMBED_IMAGE_SIZE="64", DEVICE="cpu")
+        env.update(VAR_DIR=str(tmp_path / "var"), EMBED_IMAGE_SIZE="64", DEFAULT_MODEL="untrained", DEVICE="cpu")
         result = subprocess.run(
             [LOOKALIKE, "reindex", "--drop-wait", "60"],
             env=env,

@@ -1,0 +1,54 @@
+"""Built-in model versions: each backbone with its ImageNet weights, named `<arch>-imagenet`.
+
+They are model versions like fine-tuned checkpoints (listed, activated, reindexed into their own
+collection), with no file to register: the weights come with an installed package or a cache.
+"""
+
+from __future__ import annotations
+
+from ml.backbones import ARCHS, build_backbone, get_arch, imagenet_available
+from ml.embedder import Embedder, Normalize, Origin
+
+SUFFIX = "-imagenet"
+# L2 measured better than raw for every ImageNet backbone on clothing-small (see the README).
+PRETRAINED_NORMALIZE = Normalize.l2
+DEFAULT_MODEL = "efficientnet_lite0" + SUFFIX
+
+
+def builtin_name(arch: str) -> str:
+    return arch + SUFFIX
+
+
+def builtin_names() -> list[str]:
+    return [builtin_name(arch) for arch in ARCHS]
+
+
+def builtin_arch(version: str) -> str | None:
+    """The architecture of a built-in version name, or None when `version` is not one."""
+    arch = version.removesuffix(SUFFIX)
+    return arch if version.endswith(SUFFIX) and arch in ARCHS else None
+
+
+def builtin_available(version: str) -> bool:
+    arch = builtin_arch(version)
+    return arch is not None and imagenet_available(arch)
+
+
+def pretrained_embedder(version: str, *, device: str = "auto", batch_size: int = 32) -> Embedder:
+    """The embedder of a built-in version; WeightsUnavailable when its weights cannot be had here."""
+    arch_name = builtin_arch(version)
+    if arch_name is None:
+        raise ValueError(f"{version!r} is not a built-in model: expected one of {', '.join(builtin_names())}")
+    arch = get_arch(arch_name)
+    return Embedder(
+        build_backbone(arch.name, "imagenet"),
+        model_version=version,
+        arch=arch.name,
+        origin=Origin.pretrained,
+        normalize=PRETRAINED_NORMALIZE,
+        image_size=arch.image_size,
+        mean=arch.mean,
+        std=arch.std,
+        device=device,
+        batch_size=batch_size,
+    )
