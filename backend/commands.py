@@ -70,7 +70,16 @@ def _announce_model(settings: Settings) -> None:
         db.session.rollback()
         click.echo(f" * Model: unknown ({type(exc).__name__}); run `lookalike db upgrade` first", err=True)
         return
-    click.echo(f" * Model: {live.model_version}")
+    from backend.embedding import is_untrained
+    from ml.pretrained import builtin_arch
+
+    if builtin_arch(live.model_version):
+        kind = "ImageNet-pretrained, built in"
+    elif is_untrained(settings, live.model_version):
+        kind = "untrained network"
+    else:
+        kind = "fine-tuned checkpoint"
+    click.echo(f" * Model: {live.model_version} ({kind})")
     if note:
         log.warning(note)
 

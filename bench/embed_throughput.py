@@ -1,9 +1,12 @@
-"""Embedding throughput: decode + preprocess + forward, against the forward pass alone, in one run.
+"""Embedding throughput of every backbone: decode + preprocess + forward, against the forward pass alone.
 
     uv run python bench/embed_throughput.py --data ../shared/datasets/clothing-small/validation
 
-On CUDA the embedder runs with AMP (float16) and channels_last, batches come from pinned memory.
-Prints photos/s (median of the repeats) and the ratio end-to-end / forward-only.
+Models: the built-in ImageNet ones (`efficientnet_lite0-imagenet`, `efficientnet_lite2-imagenet`),
+`resnet50` (the same network and cost as `resnet50-imagenet`, with random weights where torchvision's
+cache has none), or checkpoints. On CUDA the embedder runs with AMP (float16) and channels_last,
+batches come from pinned memory. Prints photos/s (median of the repeats) and the ratio
+end-to-end / forward-only, one block per model, then a table.
 """
 
 from __future__ import annotations
@@ -18,18 +21,23 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from ml.backbones import build_backbone
 from ml.checkpoint import embedder_from_checkpoint
 from ml.datasets import IMAGE_SUFFIXES, ImageDataset, Sample, collate_skipping
 from ml.embedder import Embedder
+from ml.pretrained import builtin_arch, pretrained_embedder
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="a folder of photos (searched recursively)")
-    parser.add_argument("--model", default="untrained", help="a checkpoint, or 'untrained' (same cost)")
+    parser.add_argument(
+        "--models",
+        default="efficientnet_lite0-imagenet,efficientnet_lite2-imagenet,resnet50",
+        help="comma-separated: built-in names, resnet50 (random weights, same cost), or checkpoint paths",
+    )
     parser.add_argument("--photos", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for decoding")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=3)
@@ -76,20 +84,25 @@ def end_to_end(embedder: Embedder, paths: list[Path], batch_size: int, workers: 
     return done / (time.perf_counter() - start)
 
 
-def main(args: argparse.Namespace) -> dict[str, object]:
+def load(model: str, device: str, batch_size: int) -> Embedder:
+    if builtin_arch(model) is not None:
+        return pretrained_embedder(model, device=device, batch_size=batch_size)
+    if model == "resnet50":
+        network = build_backbone("resnet50", "none")
+        return Embedder(network, model_version="resnet50 (random weights)", device=device, batch_size=batch_size)
+    return embedder_from_checkpoint(Path(model), device=device, batch_size=batch_size)
+
+
+def measure(model: str, paths: list[Path], args: argparse.Namespace) -> dict[str, object]:
     torch.manual_seed(0)
-    if args.model == "untrained":
-        embedder = Embedder.untrained(image_size=args.image_size, device=args.device, batch_size=args.batch_size)
-    else:
-        embedder = embedder_from_checkpoint(Path(args.model), device=args.device, batch_size=args.batch_size)
-    paths = sorted(p for p in args.data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[: args.photos]
-    if len(paths) < args.batch_size:
-        raise SystemExit(f"need at least {args.batch_size} photos under {args.data}, found {len(paths)}")
+    embedder = load(model, args.device, args.batch_size)
     first_batch = embedder.preprocess([Image.open(p) for p in paths[: args.batch_size]])
     forward = [forward_only(embedder, first_batch, args.repeats) for _ in range(args.repeats)]
     e2e_workers = [end_to_end(embedder, paths, args.batch_size, args.workers) for _ in range(args.repeats)]
     e2e_serial = [end_to_end(embedder, paths, args.batch_size, 0) for _ in range(args.repeats)]
-    result = {
+    result: dict[str, object] = {
+        "model": model,
+        "arch": embedder.info.arch,
         "device": str(embedder.device),
         "device_name": torch.cuda.get_device_name() if embedder.device.type == "cuda" else "cpu",
         "amp_channels_last": embedder.use_amp,
@@ -102,19 +115,35 @@ def main(args: argparse.Namespace) -> dict[str, object]:
         "end_to_end_photos_per_s": statistics.median(e2e_workers),
         "end_to_end_no_workers_photos_per_s": statistics.median(e2e_serial),
     }
-    result["ratio_end_to_end_to_forward"] = result["end_to_end_photos_per_s"] / result["forward_only_photos_per_s"]
+    result["ratio_end_to_end_to_forward"] = statistics.median(e2e_workers) / statistics.median(forward)
     print(
-        f"device {result['device']} ({result['device_name']}), AMP+channels_last {result['amp_channels_last']}, "
+        f"{model}: device {result['device']} ({result['device_name']}), AMP {result['amp_channels_last']}, "
         f"{result['threads']} threads, {len(paths)} photos, batch {args.batch_size}, {embedder.info.image_size} px"
     )
-    print(f"forward pass alone              {result['forward_only_photos_per_s']:8.1f} photos/s")
-    print(f"decode+preprocess+forward, {args.workers} workers {result['end_to_end_photos_per_s']:8.1f} photos/s")
-    print(f"decode+preprocess+forward, in-process {result['end_to_end_no_workers_photos_per_s']:8.1f} photos/s")
-    print(f"ratio end-to-end / forward       {result['ratio_end_to_end_to_forward']:8.2f}")
+    print(f"  forward pass alone                     {result['forward_only_photos_per_s']:8.1f} photos/s")
+    print(f"  decode+preprocess+forward, {args.workers} workers   {result['end_to_end_photos_per_s']:8.1f} photos/s")
+    print(f"  decode+preprocess+forward, in-process  {result['end_to_end_no_workers_photos_per_s']:8.1f} photos/s")
+    print(f"  ratio end-to-end / forward             {result['ratio_end_to_end_to_forward']:8.2f}", flush=True)
+    return result
+
+
+def main(args: argparse.Namespace) -> list[dict[str, object]]:
+    paths = sorted(p for p in args.data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[: args.photos]
+    if len(paths) < args.batch_size:
+        raise SystemExit(f"need at least {args.batch_size} photos under {args.data}, found {len(paths)}")
+    results = [measure(model.strip(), paths, args) for model in args.models.split(",") if model.strip()]
+    print(f"\n| model | px | forward | end-to-end, {args.workers} workers | end-to-end, in-process | ratio |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        print(
+            f"| {r['model']} | {r['image_size']} | {r['forward_only_photos_per_s']:.1f} |"
+            f" {r['end_to_end_photos_per_s']:.1f} | {r['end_to_end_no_workers_photos_per_s']:.1f} |"
+            f" {r['ratio_end_to_end_to_forward']:.2f} |"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
-    return result
+        args.json.write_text(json.dumps(results, indent=2))
+    return results
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from backend.importer import import_tree  # noqa: E402
 from backend.models import ProductImage  # noqa: E402
 from ml.datasets import IMAGE_SUFFIXES  # noqa: E402
 from ml.embedder import Embedder  # noqa: E402
+from ml.pretrained import pretrained_embedder  # noqa: E402
 from workers.tasks import enqueue_embedding  # noqa: E402
 
 LOOKALIKE = str(Path(sys.executable).with_name("lookalike"))
@@ -51,7 +52,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, required=True, help="a folder of <category>/<photo> files")
     parser.add_argument("--photos", type=int, default=320)
     parser.add_argument("--batch-size", type=int, default=32, help="photos per task (EMBED_BATCH_SIZE)")
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument(
+        "--model", default="efficientnet_lite0-imagenet", help="DEFAULT_MODEL of the stack (built-in, or untrained)"
+    )
+    parser.add_argument("--image-size", type=int, default=224, help="the untrained network's input size")
     parser.add_argument("--warm-up", type=int, default=32, help="photos indexed before the clock starts")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -78,9 +82,12 @@ def pick(data: Path, count: int, into: Path) -> list[Path]:
 
 def forward_only(settings: Settings, paths: list[Path], batch_size: int) -> float:
     """photos/s of the forward pass on preprocessed batches (decode and preprocess not timed)."""
-    embedder = Embedder.untrained(
-        seed=settings.untrained_seed, image_size=settings.embed_image_size, device="cpu", batch_size=batch_size
-    )
+    if settings.default_model == "untrained":
+        embedder = Embedder.untrained(
+            seed=settings.untrained_seed, image_size=settings.embed_image_size, device="cpu", batch_size=batch_size
+        )
+    else:
+        embedder = pretrained_embedder(settings.default_model, device="cpu", batch_size=batch_size)
     batches = [
         embedder.preprocess([Image.open(p).convert("RGB") for p in paths[i : i + batch_size]])
         for i in range(0, len(paths), batch_size)
@@ -127,6 +134,7 @@ def main(args: argparse.Namespace) -> None:
         "VAR_DIR": str(tmp / "var"),
         "EMBED_BATCH_SIZE": str(args.batch_size),
         "EMBED_IMAGE_SIZE": str(args.image_size),
+        "DEFAULT_MODEL": args.model,
         "DEVICE": "cpu",
         "ADMIN_TOKEN": "bench-admin-token-0123456789",
     }
@@ -142,7 +150,7 @@ def main(args: argparse.Namespace) -> None:
         paths = pick(args.data, args.photos + args.warm_up, tmp / "photos")
         print(
             f"photos: {len(paths)} from {args.data} ({args.warm_up} for warm-up), batch {args.batch_size}, "
-            f"{args.image_size} px, torch threads {torch.get_num_threads()}"
+            f"model {args.model}, torch threads {torch.get_num_threads()}"
         )
 
         forward = forward_only(settings, paths[args.warm_up :], args.batch_size)

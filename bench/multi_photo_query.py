@@ -24,6 +24,7 @@ from PIL import Image, ImageOps
 from ml.checkpoint import embedder_from_checkpoint
 from ml.datasets import IMAGE_SUFFIXES
 from ml.embedder import Embedder
+from ml.pretrained import builtin_arch, pretrained_embedder
 
 
 def views(path: Path) -> list[Image.Image]:
@@ -58,6 +59,8 @@ def main() -> None:
     embedder = (
         Embedder.untrained(image_size=args.image_size, device="cpu")
         if args.model == "untrained"
+        else pretrained_embedder(args.model, device="cpu")
+        if builtin_arch(args.model)
         else embedder_from_checkpoint(Path(args.model), device="cpu")
     )
     paths = sorted(p for p in args.data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -335,7 +335,8 @@ def over_http(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     var_dir = args.var_dir or Path(tempfile.mkdtemp(prefix="lookalike-bench-"))
-    settings = Settings(_env_file=None, var_dir=var_dir, admin_token="b" * 24)  # type: ignore[call-arg]
+    # Synthetic vectors: no model runs, the collection is the untrained network's.
+    settings = Settings(_env_file=None, var_dir=var_dir, admin_token="b" * 24, default_model="untrained")  # type: ignore[call-arg]
     result: dict[str, Any] = {
         "photos": args.photos,
         "hnsw_ef": settings.hnsw_ef,

@@ -154,7 +154,7 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += float(loss) * len(idx)
+        total += loss.item() * len(idx)
         seen += len(idx)
         correct += _topk_hits(logits.detach(), labels, 1)
         bar.set_postfix(loss=f"{total / seen:.3f}", acc=f"{correct / seen:.3f}")

@@ -99,3 +99,41 @@ def test_cli_train_reports_bad_data(tmp_path: Path, app: object) -> None:
     assert result.exit_code == 1 and "no category folders" in result.output
     bad = runner.invoke(args=["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--device", "tpu"])
     assert bad.exit_code == 2 and "'auto', 'cpu', 'cuda'" in bad.output
+
+
+def test_a_built_in_model_alone_on_a_test_only_folder(tmp_path: Path) -> None:
+    """`--model efficientnet_lite0-imagenet` with data holding only test/<category>/ and `--split test`."""
+    from PIL import Image
+
+    from tests.utils.datasets import photos_of
+
+    for category in ("shoes", "pants"):
+        folder = tmp_path / "data" / "test" / category
+        folder.mkdir(parents=True)
+        for path in photos_of(category, 4):
+            Image.open(path).save(folder / path.name)
+    result = main(
+        model_path="efficientnet_lite0-imagenet", data=tmp_path / "data", split="test", out=tmp_path / "e",
+        workers=0, progress=False,
+    )  # fmt: skip
+    assert result["classification"] is None and result["photos"] == 8
+    assert set(result["retrieval"]) == {"pretrained", "untrained", "colour-histogram"}
+    assert result["retrieval"]["pretrained"]["l2"]["P@1"] == pytest.approx(1.0)  # shoes and pants: never confused
+    assert (tmp_path / "e" / "neighbours.png").is_file() and not (tmp_path / "e" / "confusion.png").exists()
+
+
+def test_a_fine_tuned_checkpoint_is_compared_with_its_pretrained_start(tmp_path: Path, split_tree: Path) -> None:
+    model = build_model(4, "imagenet", arch="efficientnet_lite0")
+    path = tmp_path / "ft" / "best.pt"
+    save_checkpoint(path, model, class_names=["blue", "green", "red", "yellow"], image_size=64, weights="imagenet")
+    result = main(model_path=path, data=split_tree, workers=0, progress=False)
+    assert set(result["retrieval"]) == {"fine-tuned", "pretrained", "untrained", "colour-histogram"}
+    assert result["starting_point"] == "efficientnet_lite0-imagenet"
+    # Unchanged weights: the fine-tuned entry is its starting point, measured the same way.
+    assert result["retrieval"]["fine-tuned"] == result["retrieval"]["pretrained"]
+
+
+def test_cli_evaluate_unknown_model_names_the_built_in_ones(app: object, split_tree: Path) -> None:
+    runner = app.test_cli_runner()  # type: ignore[attr-defined]
+    result = runner.invoke(args=["evaluate", "--model", "vgg16-imagenet", "--data", str(split_tree)])
+    assert result.exit_code == 1 and "efficientnet_lite0-imagenet" in result.output

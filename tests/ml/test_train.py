@@ -98,3 +98,34 @@ def test_weights_from_a_path(tmp_path: Path) -> None:
     torch.save(state, tmp_path / "r50.pth")
     loaded = build_backbone("resnet50", str(tmp_path / "r50.pth")).state_dict()
     assert torch.equal(loaded["fc.weight"], state["fc.weight"])
+
+
+def test_cpu_recipe_trains_the_top_on_cached_trunk_outputs(split_tree: Path, tmp_path: Path) -> None:
+    """The trunk stays as it was, the last stage and the head learn, and the metrics say where it started."""
+    out = tmp_path / "cpu"
+    config = TrainConfig(
+        data=str(split_tree), out=str(out), arch="efficientnet_lite0", weights="none", recipe="cpu",
+        epochs_head=2, epochs_finetune=3, lr_finetune=3e-3, image_size=64, views=2, workers=0, progress=False,
+    )  # fmt: skip
+    metrics = main(config)
+    history = metrics["epochs"]
+    assert [h["phase"] for h in history] == ["head"] * 2 + ["finetune"] * 3
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert {"P@10", "top3"} <= set(history[-1]) and "start_P@10" in metrics
+    assert metrics["config"]["batch_size"] == 64 and metrics["config"]["image_size"] == 64
+    start = build_backbone("efficientnet_lite0", "none", seed=0).state_dict()
+    trained = load_checkpoint(out / "last.pt")
+    assert trained["arch"] == "efficientnet_lite0" and trained["normalize"] == "l2"
+    weights = trained["model"]
+    assert torch.equal(weights["backbone.conv_stem.weight"], start["conv_stem.weight"])  # the trunk: frozen
+    assert torch.equal(weights["backbone.blocks.5.0.conv_pw.weight"], start["blocks.5.0.conv_pw.weight"])
+    assert not torch.equal(weights["backbone.blocks.6.0.conv_pw.weight"], start["blocks.6.0.conv_pw.weight"])
+    assert not torch.equal(weights["backbone.classifier.weight"], start["classifier.weight"])
+    assert (out / "curves.png").is_file() and (out / "best.pt").is_file()
+
+
+def test_bad_recipe_and_resume_with_cpu_recipe_are_refused(split_tree: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="expected one of full, cpu"):
+        main(TrainConfig(data=str(split_tree), out=str(tmp_path / "x"), recipe="gpu", **FAST))
+    with pytest.raises(ValueError, match="--resume applies to --recipe full"):
+        main(TrainConfig(data=str(split_tree), out=str(tmp_path / "x"), recipe="cpu", resume=True, weights="none"))
