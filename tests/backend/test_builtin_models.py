@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from backend.active_index import active_collection, default_version, untrained_live_note
 from backend import embedding
+from backend.active_index import active_collection, default_version, untrained_live_note
 from backend.embedding import UnknownModel, configured_default
 from backend.extensions import db
 from backend.models import Product, ProductImage
@@ -87,7 +87,7 @@ def test_an_untrained_install_moves_to_the_pretrained_default_by_reindex(
         shoe = db.session.query(Product).filter_by(sku="P0").one()
     body = client.get(f"/api/v1/products/{shoe.id}/similar").json
     assert body["model_version"] == "efficientnet_lite0-imagenet"
-    assert [item["product"]["sku"] for item in body["items"]][0] == "P1"  # the other shoe, before the pants
+    assert next(item["product"]["sku"] for item in body["items"]) == "P1"  # the other shoe, before the pants
     new = upload(client, "NEW", images.png(3)).json
     assert new["images"][0]["model_version"] == "efficientnet_lite0-imagenet"
     assert live_index(app).count() == 4
@@ -95,7 +95,9 @@ def test_an_untrained_install_moves_to_the_pretrained_default_by_reindex(
     assert listed["efficientnet_lite0-imagenet"]["active"] is True
 
 
-def test_activating_a_built_in_model_whose_weights_are_missing_stops(app: Any, tmp_path: Path, monkeypatch: Any) -> None:
+def test_activating_a_built_in_model_whose_weights_are_missing_stops(
+    app: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
     result = app.test_cli_runner().invoke(args=["model", "activate", "resnet50-imagenet"])
     assert result.exit_code == 1 and "lookalike model pull resnet50" in result.output

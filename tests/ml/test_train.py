@@ -10,8 +10,8 @@ import pytest
 import torch
 from torchvision.models import resnet50
 
-from ml.checkpoint import load_checkpoint
 from ml.backbones import WeightsUnavailable, build_backbone
+from ml.checkpoint import load_checkpoint
 from ml.train import TrainConfig, main
 
 FAST = {"arch": "resnet50", "image_size": 32, "batch_size": 16, "workers": 0, "device": "cpu", "progress": False}
