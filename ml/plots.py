@@ -23,6 +23,8 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
     ax_acc.plot(epochs, [h["top1"] for h in history], marker="o", label="validation top-1")
     ax_acc.plot(epochs, [h["top3"] for h in history], marker="o", label="validation top-3")
     ax_acc.plot(epochs, [h["train_top1"] for h in history], linestyle="--", label="train top-1")
+    if all("P@10" in h for h in history):  # the cpu recipe also measures the embedding itself
+        ax_acc.plot(epochs, [h["P@10"] for h in history], marker="s", label="validation P@10 (L2 retrieval)")
     switch = next((i for i, h in enumerate(history) if h["phase"] == "finetune"), None)
     for ax in (ax_loss, ax_acc):
         if switch:

@@ -135,3 +135,23 @@ def test_train_from_catalog_splits_by_product(app: Any, client: Any, tmp_path: P
     assert sum("validation" in s for sku, s in sides.items() if sku.startswith("D")) == 2  # 0.34 of 6 products
     assert (out / "best.pt").is_file() and (out / "curves.png").is_file()
     assert Image.open(out / "curves.png").size[0] > 500
+
+
+def test_model_pull(app: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lite weights are installed (pull names the file); resnet50's download fails cleanly with no network."""
+    import urllib.error
+
+    import torch
+
+    runner = app.test_cli_runner()
+    lite = runner.invoke(args=["model", "pull", "efficientnet_lite0"])
+    assert lite.exit_code == 0 and "efficientnet-lite0-57934424.pth" in lite.output
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("no network here")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    failed = runner.invoke(args=["model", "pull", "resnet50"])
+    assert failed.exit_code == 1 and "could not download" in failed.output and "no network here" in failed.output
+    assert runner.invoke(args=["model", "pull", "vgg16"]).exit_code == 2
