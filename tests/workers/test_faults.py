@@ -54,7 +54,14 @@ def test_kill_9_of_the_worker_group_mid_batch_then_restart(stack: Stack) -> None
     """Every photo ends indexed exactly once: one point each, none failed."""
     ids = upload_products(stack, 12, 4)  # 12 tasks of 4 photos
     worker = stack.start_worker(env={"EMBED_IMAGE_SIZE": "64"})
-    wait_for(lambda: 0 < stack.count("indexed") < len(ids), 60, "a first batch to be indexed", 0.02)
+
+    def mid_batch() -> bool:
+        # Some photos indexed and a batch claimed right now: the kill lands inside a task (killed between two
+        # tasks, the worker would lose nothing and the test would prove nothing).
+        rows = stack.rows()
+        return 0 < sum(r.status == "indexed" for r in rows) < len(ids) and any(r.claimed_by for r in rows)
+
+    wait_for(mid_batch, 60, "a first batch to be indexed and the next one claimed", 0.005)
     worker.kill()
     assert stack.count("pending") > 0
     stack.start_worker()
