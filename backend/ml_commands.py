@@ -32,10 +32,10 @@ RECIPE_CHOICES = ("full", "cpu")
 @click.option("--weights", default="imagenet", show_default=True, help="imagenet, none, or a path to a state dict.")
 @click.option(
     "--recipe",
-    default="full",
-    show_default=True,
+    default=None,
     type=click.Choice(RECIPE_CHOICES),
-    help="full: the paper's schedule (GPU); cpu: cached trunk, last stage fine-tuned (minutes on 2 cores).",
+    help="full: the paper's schedule (GPU); cpu: cached trunk, last stage fine-tuned (minutes on 2 cores)."
+    " Default: full where CUDA is available, else cpu.",
 )
 @click.option("--epochs-head", default=None, type=click.IntRange(min=0), help="Default: the recipe's.")
 @click.option("--epochs-finetune", default=None, type=click.IntRange(min=0), help="Default: the recipe's.")
@@ -64,6 +64,11 @@ def train_command(data: Path | None, from_catalog: bool, min_products: int, **op
 
     if (data is None) == (not from_catalog):
         raise click.UsageError("give either --data or --from-catalog")
+    if options["recipe"] is None:
+        import torch
+
+        options["recipe"] = "full" if torch.cuda.is_available() and options["device"] != "cpu" else "cpu"
+        click.echo(f"recipe: {options['recipe']} (--recipe chooses)")
     if from_catalog:
         data = _export_catalog(options["out"], options["val_fraction"], options["seed"], min_products)
     options["data"], options["out"] = str(data), str(options["out"])

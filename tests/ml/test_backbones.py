@@ -102,7 +102,7 @@ def test_cli_bad_arch_foreign_weights_and_missing_package_fail_with_one_line(
     app: object, tmp_path: Path, split_tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runner = app.test_cli_runner()  # type: ignore[attr-defined]
-    base = ["train", "--data", str(split_tree), "--out", str(tmp_path / "o"), "--workers", "0"]
+    base = ["train", "--data", str(split_tree), "--out", str(tmp_path / "o"), "--workers", "0", "--recipe", "cpu"]
     bad_arch = runner.invoke(args=[*base, "--arch", "vgg16"])
     assert bad_arch.exit_code == 2 and "'resnet50', 'efficientnet_lite0', 'efficientnet_lite2'" in bad_arch.output
     torch.save(resnet50(weights=None).state_dict(), tmp_path / "r50.pth")
@@ -148,3 +148,11 @@ def test_default_model_is_pretrained_and_groups_real_photos_by_look(offline: Non
     same = distances[labels[:, None] == labels[None]]
     other = distances[labels[:, None] != labels[None]]
     assert same[np.isfinite(same)].mean() < other.mean()
+
+
+def test_cli_recipe_defaults_to_cpu_without_cuda(app: object, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    runner = app.test_cli_runner()  # type: ignore[attr-defined]
+    result = runner.invoke(args=["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    expected = "full" if torch.cuda.is_available() else "cpu"
+    assert f"recipe: {expected} (--recipe chooses)" in result.output and result.exit_code == 1
