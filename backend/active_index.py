@@ -17,6 +17,7 @@ from backend.embedding import UNTRAINED, configured_default, is_untrained
 from backend.extensions import DbSession
 from backend.index import VectorIndex, open_index, release_others
 from backend.models import CollectionState, IndexCollection, ModelVersion
+from ml.pretrained import builtin_arch
 
 
 @dataclass(frozen=True)
@@ -31,16 +32,23 @@ def default_version(*, session: DbSession, settings: Settings) -> str:
     return model.version if model else configured_default(settings)
 
 
-def untrained_live_note(*, session: DbSession, settings: Settings) -> str | None:
-    """What to do when the live collection was built by the untrained network but DEFAULT_MODEL is pretrained
-    (an install from before pretrained models): the move is a reindex, so answers never mix two models."""
+def default_model_note(*, session: DbSession, settings: Settings) -> str | None:
+    """What to do when the live collection was built by another built-in model than DEFAULT_MODEL, or by the
+    untrained network (an install from before pretrained models). The move is a reindex, so that answers never
+    mix two models; a fine-tuned model an admin activated is left alone."""
     live = active_collection(session=session, settings=settings)
-    if not is_untrained(settings, live.model_version) or settings.default_model == UNTRAINED:
+    if settings.default_model in (UNTRAINED, live.model_version):
+        return None
+    if is_untrained(settings, live.model_version):
+        built_by = "the untrained network"
+    elif builtin_arch(live.model_version) is not None:
+        built_by = live.model_version
+    else:
         return None
     return (
-        f"the live collection {live.name} was built by the untrained network; run"
-        f" `lookalike model activate {settings.default_model}` to reindex every photo with the ImageNet-pretrained"
-        " default (queries keep answering from the current collection until the switch)"
+        f"the live collection {live.name} was built by {built_by}, DEFAULT_MODEL is {settings.default_model}: run"
+        f" `lookalike model activate {settings.default_model}` to reindex every photo with it"
+        " (queries keep answering from the current collection until the switch)"
     )
 
 

@@ -60,12 +60,12 @@ def serve(host: str | None, port: int | None, production: bool, workers: int | N
 
 def _announce_model(settings: Settings) -> None:
     """Name the model that embeds (ImageNet-pretrained or fine-tuned), and warn about an untrained live index."""
-    from backend.active_index import active_collection, untrained_live_note
+    from backend.active_index import active_collection, default_model_note
     from backend.extensions import db
 
     try:
         live = active_collection(session=db.session, settings=settings)
-        note = untrained_live_note(session=db.session, settings=settings)
+        note = default_model_note(session=db.session, settings=settings)
     except Exception as exc:  # no tables yet: the database is not migrated
         db.session.rollback()
         click.echo(f" * Model: unknown ({type(exc).__name__}); run `lookalike db upgrade` first", err=True)

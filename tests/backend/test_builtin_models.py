@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from backend import embedding
-from backend.active_index import active_collection, default_version, untrained_live_note
+from backend.active_index import active_collection, default_model_note, default_version
 from backend.embedding import UnknownModel, configured_default
 from backend.extensions import db
 from backend.models import Product, ProductImage
@@ -38,7 +38,7 @@ def test_a_new_install_defaults_to_the_pretrained_lite0(tmp_path: Path) -> None:
             "image_size": 224,
             "note": None,
         }
-        assert untrained_live_note(session=db.session, settings=settings) is None
+        assert default_model_note(session=db.session, settings=settings) is None
 
 
 def test_an_unknown_default_names_the_choices(tmp_path: Path) -> None:
@@ -69,7 +69,7 @@ def test_an_untrained_install_moves_to_the_pretrained_default_by_reindex(
     with app.app_context():
         old = active_collection(session=db.session, settings=settings)
         assert old.model_version.startswith("untrained-")
-        note = untrained_live_note(session=db.session, settings=settings)
+        note = default_model_note(session=db.session, settings=settings)
     assert note is not None and "lookalike model activate efficientnet_lite0-imagenet" in note
 
     runner = app.test_cli_runner()
@@ -93,6 +93,12 @@ def test_an_untrained_install_moves_to_the_pretrained_default_by_reindex(
     assert live_index(app).count() == 4
     listed = {r["version"]: r for r in json.loads(runner.invoke(args=["model", "list"]).output)}
     assert listed["efficientnet_lite0-imagenet"]["active"] is True
+    with app.app_context():
+        assert default_model_note(session=db.session, settings=settings) is None
+        other = settings.model_copy(update={"default_model": "efficientnet_lite2-imagenet"})
+        note = default_model_note(session=db.session, settings=other)
+    assert note is not None and "built by efficientnet_lite0-imagenet" in note
+    assert "lookalike model activate efficientnet_lite2-imagenet" in note
 
 
 def test_activating_a_built_in_model_whose_weights_are_missing_stops(
