@@ -26,7 +26,7 @@ from ml.datasets import ImageDataset, Sample, collate_skipping, load_catalog
 from ml.embedder import resolve_device
 from ml.plots import plot_confusion, plot_neighbours
 from ml.presets import EvalPreset
-from ml.pretrained import builtin_arch, builtin_names, pretrained_embedder
+from ml.pretrained import builtin_arch, builtin_names, pretrained_embedder, starting_point
 
 
 def retrieval_metrics(features: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
@@ -143,7 +143,7 @@ def load_subject(model: str | Path, device: torch.device) -> Subject:
         emb = trained.embed(x)
         return emb, trained.head(emb)
 
-    start = f"{checkpoint['arch']}-imagenet" if checkpoint.get("weights") == "imagenet" else None
+    start = starting_point(checkpoint)
     return Subject(str(path), checkpoint["model_version"], checkpoint["arch"], int(checkpoint["image_size"]),
                    checkpoint["normalize"], fine_tuned, list(checkpoint["class_names"]), start)  # fmt: skip
 

@@ -6,7 +6,7 @@ collection), with no file to register: the weights come with an installed packag
 
 from __future__ import annotations
 
-from ml.backbones import ARCHS, build_backbone, get_arch, imagenet_available
+from ml.backbones import ARCHS, build_backbone, get_arch
 from ml.embedder import Embedder, Normalize, Origin
 
 SUFFIX = "-imagenet"
@@ -29,9 +29,9 @@ def builtin_arch(version: str) -> str | None:
     return arch if version.endswith(SUFFIX) and arch in ARCHS else None
 
 
-def builtin_available(version: str) -> bool:
-    arch = builtin_arch(version)
-    return arch is not None and imagenet_available(arch)
+def starting_point(checkpoint: dict[str, object]) -> str | None:
+    """The built-in model a checkpoint was fine-tuned from, when it started from ImageNet weights."""
+    return builtin_name(str(checkpoint["arch"])) if checkpoint.get("weights") == "imagenet" else None
 
 
 def pretrained_embedder(version: str, *, device: str = "auto", batch_size: int = 32) -> Embedder:

@@ -217,10 +217,10 @@ def _main_cpu(model: LookalikeNet, catalog: Catalog, val_split: str, config: Tra
         row = history[-1]
         row["best"] = row["top1"] > best_top1
         best_top1 = max(best_top1, row["top1"])
-        _save(out, model, history, catalog, config, with_state=False)
+        _save(out, model, history, catalog, config)
         write_metrics(out, history, catalog, config, started, extra_metrics)
 
-    history = train_cpu.run(model, catalog, val_split, config, out, meta=meta(catalog, config), on_epoch=on_epoch)
+    history = train_cpu.run(model, catalog, val_split, config, on_epoch=on_epoch)
     return write_metrics(out, history, catalog, config, started, extra_metrics)
 
 
@@ -230,8 +230,6 @@ def _save(
     history: list[dict[str, Any]],
     catalog: Catalog,
     config: TrainConfig,
-    *,
-    with_state: bool,
     state: dict[str, Any] | None = None,
 ) -> None:
     """last.pt after every epoch, best.pt when the epoch has the best validation top-1 so far."""
@@ -336,7 +334,7 @@ def _main_full(
                 "history": history,
                 "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
             }
-            _save(out, model, history, catalog, config, with_state=True, state=state)
+            _save(out, model, history, catalog, config, state)
             write_metrics(out, history, catalog, config, started)
     return write_metrics(out, history, catalog, config, started)
 
@@ -344,11 +342,6 @@ def _main_full(
 def meta(catalog: Catalog, config: TrainConfig) -> dict[str, Any]:
     """What every checkpoint carries besides the weights, for embedding without the training data."""
     return {"class_names": catalog.class_names, "image_size": config.image_size, "weights": config.weights}
-
-
-def starting_point(checkpoint: dict[str, Any]) -> str | None:
-    """The built-in model a checkpoint was fine-tuned from, when it started from ImageNet weights."""
-    return f"{checkpoint['arch']}-imagenet" if checkpoint.get("weights") == "imagenet" else None
 
 
 def write_metrics(

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -166,10 +166,8 @@ def run(
     catalog: Catalog,
     val_split: str,
     config: Any,
-    out: Path,
     *,
-    meta: dict[str, Any],
-    on_epoch: Any,
+    on_epoch: Callable[[list[dict[str, Any]], dict[str, Any]], None],
 ) -> list[dict[str, Any]]:
     """Train `model` in place with the cpu recipe; checkpoints and metrics through `on_epoch(history, ...)`."""
     arch = get_arch(model.arch)
