@@ -23,7 +23,7 @@ from tqdm import tqdm
 from ml.backbones import build_backbone, get_arch, imagenet_available
 from ml.checkpoint import load_checkpoint, model_from_checkpoint
 from ml.datasets import ImageDataset, Sample, collate_skipping, load_catalog
-from ml.embedder import resolve_device
+from ml.embedder import l2_rows, resolve_device
 from ml.plots import plot_confusion, plot_neighbours
 from ml.presets import EvalPreset
 from ml.pretrained import builtin_arch, builtin_names, pretrained_embedder, starting_point
@@ -59,9 +59,7 @@ def retrieval_metrics(features: np.ndarray, labels: np.ndarray, ks: tuple[int, .
     return out
 
 
-def l2_normalize(features: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.maximum(norms, 1e-12)
+l2_normalize = l2_rows  # the embedder's own normalization, so evaluation measures what the index holds
 
 
 def colour_histogram(path: Path, image_size: int, bins: int = 8) -> np.ndarray:

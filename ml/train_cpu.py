@@ -25,6 +25,7 @@ from ml.backbones import get_arch
 from ml.checkpoint import state_hash
 from ml.datasets import Catalog, ImageDataset, Sample, collate_skipping
 from ml.embedder import l2_rows
+from ml.evaluate import retrieval_metrics
 from ml.model import LookalikeNet
 from ml.presets import EvalPreset, TrainPreset
 
@@ -99,8 +100,6 @@ def evaluate_cached(
     top: nn.Module, head: nn.Module, cached: Cached, batch_size: int
 ) -> tuple[dict[str, float], np.ndarray]:
     """Validation loss, top-1/top-3 and P@10 (L2) from the cached eval view; the 1000-d embeddings too."""
-    from ml.evaluate import retrieval_metrics
-
     top.eval()
     head.eval()
     criterion = nn.CrossEntropyLoss(reduction="sum")
