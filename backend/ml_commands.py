@@ -244,12 +244,13 @@ def model_activate(version: str, drop_wait: float) -> None:
 def model_pull(arch: str) -> None:
     """Fetch ARCH's ImageNet weights: resnet50 downloads torchvision's (needs a network); Lite ones are installed."""
     from ml.backbones import WeightsUnavailable, lite_weights_path, pull_resnet50
+    from ml.pretrained import builtin_name
 
     try:
         path = pull_resnet50() if arch == "resnet50" else lite_weights_path(arch)
     except WeightsUnavailable as exc:
         _fail(exc)
-    click.echo(f"{arch}-imagenet: weights at {path}")
+    click.echo(f"{builtin_name(arch)}: weights at {path}")
 
 
 ML_COMMANDS = [train_command, evaluate_command, embed_command, model_group]

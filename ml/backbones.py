@@ -224,7 +224,9 @@ def build_backbone(arch: str, weights: str = "imagenet", *, seed: int = 0) -> nn
             raise ValueError(f"unknown weights {weights!r}: expected imagenet, none or the path to a state dict")
         state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "model" in state and "class_names" in state:
-            raise ValueError(f"{path} is a Lookalike checkpoint, not a {arch} state dict: train from it with --resume")
+            raise ValueError(
+                f"{path} is a Lookalike checkpoint, not a {arch} state dict: register it, or evaluate it with --model"
+            )
     load_state_strict(network, state, arch, str(weights))
     return network
 

@@ -96,10 +96,8 @@ def _topk_hits(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
 
 
 @torch.inference_mode()
-def evaluate_cached(
-    top: nn.Module, head: nn.Module, cached: Cached, batch_size: int
-) -> tuple[dict[str, float], np.ndarray]:
-    """Validation loss, top-1/top-3 and P@10 (L2) from the cached eval view; the 1000-d embeddings too."""
+def evaluate_cached(top: nn.Module, head: nn.Module, cached: Cached, batch_size: int) -> dict[str, float]:
+    """Validation loss, top-1/top-3 and P@10 (L2) from the cached eval view."""
     top.eval()
     head.eval()
     criterion = nn.CrossEntropyLoss(reduction="sum")
@@ -116,7 +114,7 @@ def evaluate_cached(
     n = max(len(features), 1)
     vectors = np.concatenate(embeddings)
     p10 = retrieval_metrics(l2_rows(vectors), cached.labels.numpy(), ks=(10,))["P@10"]
-    return {"val_loss": loss / n, "top1": top1 / n, "top3": top3 / n, "P@10": p10}, vectors
+    return {"val_loss": loss / n, "top1": top1 / n, "top3": top3 / n, "P@10": p10}
 
 
 def train_epoch(
@@ -193,7 +191,7 @@ def run(
     )
     generator = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, Any]] = []
-    start_metrics, _ = evaluate_cached(top, model.head, val, config.batch_size)
+    start_metrics = evaluate_cached(top, model.head, val, config.batch_size)
     log.info("starting point: validation P@10 %.3f (L2)", start_metrics["P@10"])
     phases = [
         ("head", config.epochs_head, config.lr_head, list(model.head.parameters())),
@@ -221,7 +219,7 @@ def run(
                 desc=desc,
                 progress=config.progress,
             )
-            row |= evaluate_cached(top, model.head, val, config.batch_size)[0]
+            row |= evaluate_cached(top, model.head, val, config.batch_size)
             scheduler.step()
             row["seconds"] = time.monotonic() - tick + (cache_seconds if not history else 0.0)
             row["model_version"] = state_hash(model.state_dict())
