@@ -1,4 +1,4 @@
-"""The Flask app factory."""
+"""The Flask app factory: the web app and nothing else (the CLI registers its own commands)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from apiflask import APIFlask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from backend.api import BLUEPRINTS
+from backend.api.errors import register_error_processor
 from backend.api.schemas import ErrorOut
 from backend.config import Settings
-from backend.errors import register_error_processor
 from backend.extensions import db, migrate
+from backend.pipeline.celery_app import celery_init_app
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 log = logging.getLogger("lookalike")
@@ -52,29 +54,14 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         HTTP_ERROR_SCHEMA=ErrorOut,
     )
     for folder in (settings.var_dir, settings.media_root, settings.qdrant_path):
-        Path(folder).mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+        folder.mkdir(parents=True, exist_ok=True)
 
     app.json.sort_keys = False  # type: ignore[attr-defined]
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     register_error_processor(app)
 
-    from backend.api import images, products, similar, system
-
-    app.register_blueprint(system.bp)
-    app.register_blueprint(products.bp)
-    app.register_blueprint(images.bp)
-    app.register_blueprint(images.media_bp)
-    app.register_blueprint(similar.bp)
-
-    from workers.celery_app import celery_init_app
-
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
     celery_init_app(app)
-
-    from backend.commands import COMMANDS
-    from backend.ml_commands import ML_COMMANDS
-    from backend.pipeline_commands import PIPELINE_COMMANDS
-
-    for command in COMMANDS + ML_COMMANDS + PIPELINE_COMMANDS:
-        app.cli.add_command(command)
     return app

@@ -5,7 +5,9 @@ from __future__ import annotations
 import secrets
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
+from flask import current_app
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -40,13 +42,14 @@ class Settings(BaseSettings):
 
     environment: Environment = Environment.development
     var_dir: Path = Path("var")
-    database_url: str | None = None
+    # These three default to places under VAR_DIR (see _embedded_defaults).
+    database_url: str = ""
+    qdrant_path: Path = Path()
+    media_root: Path = Path()
     redis_url: str | None = None
     qdrant_url: str | None = None
     qdrant_api_key: str | None = None
-    qdrant_path: Path | None = None
     qdrant_collection: str = "products"
-    media_root: Path | None = None
     admin_token: str | None = None
     secret_key: str = DEFAULT_SECRET_KEY
     host: str = "127.0.0.1"
@@ -78,22 +81,30 @@ class Settings(BaseSettings):
     flower_address: str = "127.0.0.1"
     flower_port: int = Field(default=5555, ge=1, le=65535)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _embedded_defaults(cls, data: Any) -> Any:
+        """Unset places fall under VAR_DIR: the SQLite file, the Qdrant Edge shards, the media."""
+        if not isinstance(data, dict):
+            return data
+        var_dir = Path(data.get("var_dir") or "var")
+        defaults = {
+            "database_url": f"sqlite:///{(var_dir / 'lookalike.db').resolve()}",
+            "qdrant_path": var_dir / "qdrant",
+            "media_root": var_dir / "media",
+        }
+        return data | {key: value for key, value in defaults.items() if data.get(key) is None}
+
     @field_validator("database_url")
     @classmethod
-    def _psycopg_driver(cls, value: str | None) -> str | None:
+    def _psycopg_driver(cls, value: str) -> str:
         # Plain postgres URLs would pick psycopg2, which we do not install.
-        if value and value.startswith(("postgres://", "postgresql://")):
+        if value.startswith(("postgres://", "postgresql://")):
             return "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
 
     @model_validator(mode="after")
-    def _embedded_defaults_and_secrets(self) -> Settings:
-        if self.database_url is None:
-            self.database_url = f"sqlite:///{(self.var_dir / 'lookalike.db').resolve()}"
-        if self.qdrant_path is None:
-            self.qdrant_path = self.var_dir / "qdrant"
-        if self.media_root is None:
-            self.media_root = self.var_dir / "media"
+    def _consistent_and_secret(self) -> Settings:
         if self.task_time_limit_s >= self.broker_visibility_timeout_s:
             raise ValueError(
                 f"BROKER_VISIBILITY_TIMEOUT_S ({self.broker_visibility_timeout_s}) must exceed the task time limit"
@@ -151,3 +162,9 @@ class Settings(BaseSettings):
         path.write_text(token + "\n")
         path.chmod(0o600)
         return token, True
+
+
+def current_settings() -> Settings:
+    """The settings of the app serving this request or running this command or task."""
+    settings: Settings = current_app.config["SETTINGS"]
+    return settings

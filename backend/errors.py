@@ -1,64 +1,50 @@
-"""One JSON error shape for the whole API: {"error": code, "message": text}."""
+"""Domain errors: what data access and use cases raise. `backend.api.errors` alone maps them to HTTP."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from apiflask import APIFlask, HTTPError
 
-# Codes for statuses raised by Flask, Werkzeug or APIFlask rather than by our own code.
-STATUS_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "request_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_field",
-    500: "internal_error",
-    503: "unavailable",
-}
+class LookalikeError(Exception):
+    """A refusal the caller can explain: a machine-readable `code`, a sentence, and fields that say more."""
+
+    code = "error"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
 
 
-class ApiError(HTTPError):
-    """An HTTP error with a machine-readable code; extra keyword fields are added to the body."""
-
-    def __init__(self, status_code: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(status_code, message, extra_data={"error": code, **extra})
+class NotFound(LookalikeError):
+    code = "not_found"
 
 
-def _field_message(detail: dict[str, Any]) -> tuple[str, str]:
-    """Flatten webargs' {location: {field: [messages]}} into the first field and a readable line."""
-    parts: list[str] = []
-    first = ""
-    for fields in detail.values():
-        if not isinstance(fields, dict):
-            continue
-        for field, messages in fields.items():
-            first = first or str(field)
-            if isinstance(messages, dict):  # list items: {index: [messages]}
-                messages = [m for ms in messages.values() for m in (ms if isinstance(ms, list) else [ms])]
-            text = "; ".join(str(m) for m in messages) if isinstance(messages, list) else str(messages)
-            parts.append(f"{field}: {text}")
-    return first, "; ".join(parts)
+class DuplicateSku(LookalikeError):
+    code = "duplicate_sku"
+
+    def __init__(self, sku: str | None) -> None:
+        super().__init__(f"a product with sku {sku!r} already exists", field="sku")
 
 
-def register_error_processor(app: APIFlask) -> None:
-    from backend.index import IndexUnavailable
+class InvalidInput(LookalikeError):
+    """A value that passed the schema but not a rule across fields (min above max, too many photos)."""
 
-    @app.errorhandler(IndexUnavailable)
-    def index_unavailable(error: IndexUnavailable) -> tuple[dict[str, Any], int]:
-        app.logger.warning("vector index unavailable: %s", error)
-        return {"error": "index_unavailable", "message": "the vector index is unavailable; try again shortly"}, 503
+    code = "invalid_field"
 
-    @app.error_processor
-    def to_json(error: HTTPError) -> tuple[dict[str, Any], int, Any]:
-        body: dict[str, Any] = {"error": STATUS_CODES.get(error.status_code, "error"), "message": error.message}
-        if error.status_code == app.config["VALIDATION_ERROR_STATUS_CODE"] and isinstance(error.detail, dict):
-            field, message = _field_message(error.detail)
-            if field:
-                body.update(error="invalid_field", field=field, message=message)
-        body.update(error.extra_data)
-        return body, error.status_code, error.headers
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", field=field)
+
+
+class ImageRejected(LookalikeError):
+    """An uploaded photo refused by its checks; `kind` says why (file_too_large, unsupported_media_type, ...)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = self.code = kind
+
+
+class NotIndexed(LookalikeError):
+    """A similar-items query on a product or photo that has no vector from the active model yet."""
+
+    code = "not_indexed"

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend.config import Settings
-from backend.errors import ApiError
+from backend.db.products import ProductIn, create_product, sku_taken
+from backend.errors import DuplicateSku, ImageRejected
 from backend.extensions import DbSession
 from backend.media import MediaStorage, check_image
-from backend.products import ProductIn, create_product, sku_taken
 
 UNSAFE = re.compile(r"[^A-Za-z0-9._\-]+")
 
@@ -59,7 +59,7 @@ def import_tree(
 ) -> ImportSummary:
     """Create one product per photo under `root/<category>/`, enqueueing embeds in batches."""
     summary = ImportSummary()
-    storage = MediaStorage(settings.media_root)  # type: ignore[arg-type]
+    storage = MediaStorage(settings.media_root)
     files = list(walk(root, summary))
     on_total(len(files))
     batch: list[int] = []
@@ -84,8 +84,8 @@ def import_tree(
                 product_in=ProductIn(sku=sku, title=f"{category} {path.stem}"[:200], category=category),
                 images=[checked],
             )
-        except ApiError as exc:
-            summary.skip(exc.extra_data.get("error", "rejected"), path)
+        except (ImageRejected, DuplicateSku) as exc:
+            summary.skip(exc.code, path)
             continue
         except OSError as exc:
             summary.skip(f"unreadable file ({type(exc).__name__})", path)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from backend.errors import ApiError
+from backend.errors import ImageRejected
 
 # Magic numbers of the formats we accept; the client's filename and content type are never trusted.
 SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
@@ -54,15 +54,15 @@ def sniff_format(data: bytes) -> str | None:
 
 
 def check_image(data: bytes, *, filename: str | None, max_bytes: int, max_pixels: int) -> CheckedImage:
-    """Validate one uploaded photo; raise ApiError (400/413/415) naming the file on any problem."""
+    """Validate one uploaded photo; raise ImageRejected naming the file and the kind of problem."""
     label = filename or "upload"
     if len(data) > max_bytes:
-        raise ApiError(413, "file_too_large", f"{label}: {len(data)} bytes is over the limit of {max_bytes} bytes")
+        raise ImageRejected("file_too_large", f"{label}: {len(data)} bytes is over the limit of {max_bytes} bytes")
     if not data:
-        raise ApiError(400, "empty_image", f"{label}: the file is empty")
+        raise ImageRejected("empty_image", f"{label}: the file is empty")
     fmt = sniff_format(data)
     if fmt is None:
-        raise ApiError(415, "unsupported_media_type", f"{label}: not a JPEG, PNG, GIF or WebP image by its content")
+        raise ImageRejected("unsupported_media_type", f"{label}: not a JPEG, PNG, GIF or WebP image by its content")
     try:
         with warnings.catch_warnings():
             # Our own pixel limit below speaks first; Pillow's hard error stays as a backstop.
@@ -70,20 +70,19 @@ def check_image(data: bytes, *, filename: str | None, max_bytes: int, max_pixels
             image = Image.open(io.BytesIO(data))
             width, height = image.size  # read from the header only: nothing decoded yet
             if width * height > max_pixels:
-                raise ApiError(
-                    400,
+                raise ImageRejected(
                     "image_too_large",
                     f"{label}: {width}x{height} pixels is over the limit of {max_pixels} pixels",
                 )
             image.load()  # full decode: catches truncated and corrupt files
-    except ApiError:
+    except ImageRejected:
         raise
     except Image.DecompressionBombError as exc:
-        raise ApiError(400, "image_too_large", f"{label}: {exc}") from exc
+        raise ImageRejected("image_too_large", f"{label}: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ApiError(400, "invalid_image", f"{label}: the {fmt} image is truncated or corrupt ({exc})") from exc
+        raise ImageRejected("invalid_image", f"{label}: the {fmt} image is truncated or corrupt ({exc})") from exc
     if width < 1 or height < 1:
-        raise ApiError(400, "invalid_image", f"{label}: the image has no pixels")
+        raise ImageRejected("invalid_image", f"{label}: the image has no pixels")
     return CheckedImage(
         data=data,
         format=fmt,

@@ -1,19 +1,53 @@
-"""Nearest products: query the index with a product's photos, keep each product's closest photo."""
+"""The similar-items use case: the nearest other products to a product, to one of its photos, or to a photo.
+
+Routes parse, call one of the three functions here, and serialize. This module owns the policy (which
+photos count, how a product with several photos queries, how hits become products); the index adapter
+owns the store.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from flask import url_for
+import numpy as np
 from sqlalchemy import select
 
+from backend.config import ProductQuery, Settings
+from backend.db.models import ImageStatus, Product, ProductImage
+from backend.db.products import get_image, get_product, image_status_counts
+from backend.errors import InvalidInput, NotIndexed
 from backend.extensions import DbSession
 from backend.index import SearchFilter, VectorIndex
-from backend.models import Product, ProductImage
+from backend.media import CheckedImage, open_image
+from backend.pipeline.active import Active, active_collection, active_index, index_of
+from backend.pipeline.embedders import embedder_for
 
 MAX_CANDIDATES = 20_000
+
+
+@dataclass(frozen=True)
+class SimilarParams:
+    """What the caller asks: a page of products, under filters on category, brand and price."""
+
+    limit: int = 10
+    offset: int = 0
+    category: Sequence[str] = ()
+    brand: Sequence[str] = ()
+    price_min: float | None = None
+    price_max: float | None = None
+    max_distance: float | None = None
+
+    def search_filter(self) -> SearchFilter:
+        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
+            raise InvalidInput("price_min", "must not be greater than price_max")
+        return SearchFilter(
+            categories=tuple(self.category),
+            brands=tuple(self.brand),
+            price_min=self.price_min,
+            price_max=self.price_max,
+        )
 
 
 @dataclass(frozen=True)
@@ -21,6 +55,103 @@ class Neighbour:
     product_id: int
     image_id: int
     distance: float
+
+
+@dataclass
+class SimilarItems:
+    """The answer: each neighbour with its product (a plain dict, photos by stored name), and the model."""
+
+    model_version: str
+    items: list[tuple[Neighbour, dict[str, Any]]] = field(default_factory=list)
+
+
+def similar_to_product(
+    *, session: DbSession, settings: Settings, product_id: int, params: SimilarParams
+) -> SimilarItems:
+    """Products that look like this one, each once by its closest photo; NotIndexed while it has no vector."""
+    # One collection per model: the query vectors and the points searched come from the same model.
+    active = active_collection(session=session, settings=settings)
+    where = params.search_filter()
+    product = get_product(session=session, product_id=product_id)
+    indexed = [
+        i.id for i in product.images if i.status == ImageStatus.indexed and i.model_version == active.model_version
+    ]
+    index, vectors = _stored_vectors(
+        settings,
+        active,
+        indexed,
+        lambda: NotIndexed(
+            f"product {product_id} has no photo indexed by the active model yet",
+            status=image_status_counts(session=session, product_id=product_id),
+        ),
+    )
+    if settings.product_query is ProductQuery.mean:
+        # As good as querying every photo on clothing-small, at one search (bench/multi_photo_query.py).
+        vectors = [np.mean(np.asarray(vectors, dtype=np.float32), axis=0)]
+    return _answer(session, active, index, vectors, exclude_product(where, product_id), params)
+
+
+def similar_to_image(*, session: DbSession, settings: Settings, image_id: int, params: SimilarParams) -> SimilarItems:
+    """Products that look like this one photo (its own product left out); NotIndexed while it has no vector."""
+    active = active_collection(session=session, settings=settings)
+    where = params.search_filter()
+    image = get_image(session=session, image_id=image_id)
+    indexed = image.status == ImageStatus.indexed and image.model_version == active.model_version
+    index, vectors = _stored_vectors(
+        settings,
+        active,
+        [image_id] if indexed else [],
+        lambda: NotIndexed(
+            f"photo {image_id} is not indexed by the active model yet", status=image.status, reason=image.error
+        ),
+    )
+    return _answer(session, active, index, vectors, exclude_product(where, image.product_id), params)
+
+
+def similar_to_photo(
+    *, session: DbSession, settings: Settings, photo: CheckedImage, params: SimilarParams
+) -> SimilarItems:
+    """Products that look like a photo that is not stored (a shopper's upload)."""
+    active, index = active_index(session=session, settings=settings)
+    embedder = embedder_for(settings, active.model_version)
+    vector = embedder.embed([open_image(photo.data, settings.max_image_pixels)])[0]
+    return _answer(session, active, index, [vector.tolist()], params.search_filter(), params)
+
+
+def _stored_vectors(
+    settings: Settings, active: Active, image_ids: list[int], not_indexed: Callable[[], NotIndexed]
+) -> tuple[VectorIndex, list[Any]]:
+    """The stored vectors of photos the database says are indexed by the active model; `not_indexed()` is raised
+    when there are none (the index is opened only when there are some)."""
+    if image_ids:
+        index = index_of(settings, active)
+        vectors = list(index.vectors(image_ids).values())
+        if vectors:
+            return index, vectors
+    raise not_indexed()
+
+
+def _answer(
+    session: DbSession,
+    active: Active,
+    index: VectorIndex,
+    vectors: Sequence[Sequence[float]],
+    where: SearchFilter,
+    params: SimilarParams,
+) -> SimilarItems:
+    """Nearest products to the query vectors, their rows read in two queries."""
+    neighbours = nearest_products(
+        index=index,
+        vectors=vectors,
+        where=where,
+        limit=params.limit,
+        offset=params.offset,
+        max_distance=params.max_distance,
+    )
+    products = product_rows(session=session, product_ids=[n.product_id for n in neighbours])
+    # A point whose product was deleted a moment ago is left out.
+    items = [(n, products[n.product_id]) for n in neighbours if n.product_id in products]
+    return SimilarItems(active.model_version, items)
 
 
 def nearest_products(
@@ -65,8 +196,9 @@ def exclude_product(where: SearchFilter, product_id: int) -> SearchFilter:
     return replace(where, exclude_product_ids=(*where.exclude_product_ids, product_id))
 
 
-def public_products(*, session: DbSession, product_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """Products with their photos as the API shows them (the shape of ProductOut), in two plain queries.
+def product_rows(*, session: DbSession, product_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Products with their photos as plain dicts in the shape of ProductOut (photos carry their stored name
+    where the API shows a URL), in two plain queries.
 
     The hot path of every similar-items answer: ORM objects and schema dumps cost more than the
     vector search here, so rows go straight to dicts. A test keeps this equal to ProductOut.
@@ -88,12 +220,11 @@ def public_products(*, session: DbSession, product_ids: Sequence[int]) -> dict[i
     image_rows = session.execute(
         select(ProductImage.__table__).where(ProductImage.product_id.in_(list(products))).order_by(ProductImage.id)
     ).mappings()
-    media = url_for("media.serve", name="x")[:-1]
     for row in image_rows:
         products[row["product_id"]]["images"].append(
             {
                 "id": row["id"],
-                "url": media + row["stored_name"],
+                "stored_name": row["stored_name"],
                 "status": row["status"],
                 "error": row["error"],
                 "width": row["width"],
@@ -105,9 +236,3 @@ def public_products(*, session: DbSession, product_ids: Sequence[int]) -> dict[i
             }
         )
     return products
-
-
-def hydrate(*, session: DbSession, neighbours: Sequence[Neighbour]) -> list[tuple[Neighbour, dict[str, Any]]]:
-    """The neighbours' products in two queries; points whose product is gone are dropped."""
-    products = public_products(session=session, product_ids=[n.product_id for n in neighbours])
-    return [(n, products[n.product_id]) for n in neighbours if n.product_id in products]

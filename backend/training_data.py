@@ -11,9 +11,9 @@ from pathlib import Path
 from sqlalchemy import select
 
 from backend.config import Settings
+from backend.db.models import ImageStatus, Product, ProductImage
 from backend.extensions import DbSession
 from backend.media import MediaStorage
-from backend.models import ImageStatus, Product, ProductImage
 
 
 @dataclass
@@ -34,11 +34,11 @@ def export_catalog(
     look alike: splitting them would measure recall of the same item, not of its category). A category
     with fewer than `min_products` products is left out. Failed photos (unreadable) are not used.
     """
-    storage = MediaStorage(settings.media_root)  # type: ignore[arg-type]
+    storage = MediaStorage(settings.media_root)
     rows = session.execute(
         select(Product.id, Product.category, ProductImage.stored_name)
         .join(ProductImage, ProductImage.product_id == Product.id)
-        .where(ProductImage.status != ImageStatus.failed.value)
+        .where(ProductImage.status != ImageStatus.failed)
         .order_by(Product.id, ProductImage.id)
     ).all()
     photos: dict[str, dict[int, list[Path]]] = defaultdict(lambda: defaultdict(list))

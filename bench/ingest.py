@@ -34,15 +34,15 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend import create_app  # noqa: E402
+from backend.app import create_app  # noqa: E402
 from backend.config import Settings  # noqa: E402
+from backend.db.models import ProductImage  # noqa: E402
 from backend.extensions import db  # noqa: E402
 from backend.importer import import_tree  # noqa: E402
-from backend.models import ProductImage  # noqa: E402
+from backend.pipeline.tasks import enqueue_embedding  # noqa: E402
 from ml.datasets import IMAGE_SUFFIXES  # noqa: E402
 from ml.embedder import Embedder  # noqa: E402
 from ml.pretrained import pretrained_embedder  # noqa: E402
-from workers.tasks import enqueue_embedding  # noqa: E402
 
 LOOKALIKE = str(Path(sys.executable).with_name("lookalike"))
 

@@ -32,12 +32,12 @@ from flask_migrate import upgrade
 from sqlalchemy import insert
 from tqdm import tqdm
 
-from backend import create_app
-from backend.active_index import active_index
+from backend.app import create_app
 from backend.config import ProductQuery, Settings
+from backend.db.models import Product, ProductImage
 from backend.extensions import db
 from backend.index import IndexPoint, SearchFilter, VectorIndex, close_all
-from backend.models import Product, ProductImage
+from backend.pipeline.active import active_index
 from ml.embedder import untrained_version
 
 CATEGORIES = ["dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes", "shorts", "skirt", "t-shirt"]

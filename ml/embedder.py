@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 import torch
@@ -15,23 +13,9 @@ from torch import nn
 
 from ml.backbones import EMBEDDING_DIM, IMAGENET_MEAN, IMAGENET_STD, build_backbone
 from ml.presets import EvalPreset
+from ml.versions import Normalize, Origin, untrained_version
 
 log = logging.getLogger(__name__)
-
-
-class Origin(StrEnum):
-    """Where a model's weights come from: what /stats and the log tell an operator."""
-
-    untrained = "untrained"  # seeded random network: tests only
-    pretrained = "imagenet-pretrained"
-    fine_tuned = "fine-tuned"
-
-
-class Normalize(StrEnum):
-    """Whether vectors are indexed as the network gives them or scaled to unit length."""
-
-    raw = "raw"
-    l2 = "l2"
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -42,11 +26,6 @@ def resolve_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but no CUDA device is available")
     return torch.device(choice)
-
-
-def untrained_version(seed: int, image_size: int) -> str:
-    """The model version of the deterministic untrained network."""
-    return "untrained-" + hashlib.sha256(f"resnet50-none-seed{seed}-{image_size}".encode()).hexdigest()[:12]
 
 
 def l2_rows(vectors: np.ndarray) -> np.ndarray:

@@ -6,27 +6,13 @@ collection), with no file to register: the weights come with an installed packag
 
 from __future__ import annotations
 
-from ml.backbones import ARCHS, build_backbone, get_arch
-from ml.embedder import Embedder, Normalize, Origin
+from ml.backbones import build_backbone, get_arch
+from ml.embedder import Embedder
+from ml.versions import DEFAULT_MODEL, Normalize, Origin, builtin_arch, builtin_name, builtin_names
 
-SUFFIX = "-imagenet"
+__all__ = ["DEFAULT_MODEL", "builtin_arch", "builtin_name", "builtin_names", "pretrained_embedder", "starting_point"]
 # L2 measured better than raw for every ImageNet backbone on clothing-small (see the README).
 PRETRAINED_NORMALIZE = Normalize.l2
-DEFAULT_MODEL = "efficientnet_lite0" + SUFFIX
-
-
-def builtin_name(arch: str) -> str:
-    return arch + SUFFIX
-
-
-def builtin_names() -> list[str]:
-    return [builtin_name(arch) for arch in ARCHS]
-
-
-def builtin_arch(version: str) -> str | None:
-    """The architecture of a built-in version name, or None when `version` is not one."""
-    arch = version.removesuffix(SUFFIX)
-    return arch if version.endswith(SUFFIX) and arch in ARCHS else None
 
 
 def starting_point(checkpoint: dict[str, object]) -> str | None:

@@ -31,7 +31,7 @@ for _name in (
 ):
     os.environ.pop(_name, None)
 
-from backend import create_app  # noqa: E402
+from backend.app import create_app  # noqa: E402
 from backend.config import Settings  # noqa: E402
 from backend.extensions import db  # noqa: E402
 from backend.index import close_all  # noqa: E402

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from backend.cli import COMMANDS
 from backend.config import Settings
-from backend.pipeline_commands import PIPELINE_COMMANDS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,7 +16,7 @@ def test_compose_services_run_lookalike_commands_with_known_settings() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
     assert {"postgres", "redis", "qdrant", "migrate", "api", "worker", "beat", "flower"} <= set(services)
-    known = {c.name for c in PIPELINE_COMMANDS} | {"serve", "db"}
+    known = set(COMMANDS)
     fields = {name.upper() for name in Settings.model_fields}
     for name, service in services.items():
         command = service.get("command")

@@ -7,12 +7,14 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import send_from_directory
 
-from backend.api import enqueue_point_deletes, settings, storage
+from backend.api.deps import storage
+from backend.api.errors import ApiError
 from backend.auth import admin_auth
-from backend.errors import ApiError
+from backend.config import current_settings
+from backend.db.products import delete_image, get_image
 from backend.extensions import db
 from backend.media import STORED_NAME
-from backend.products import delete_image, get_image
+from backend.pipeline.enqueue import enqueue_point_deletes
 
 bp = APIBlueprint("images", __name__, url_prefix="/api/v1/images", tag="Images")
 media_bp = APIBlueprint("media", __name__, url_prefix="/media", enable_openapi=False)
@@ -33,4 +35,4 @@ def serve(name: str) -> Any:
     """A stored photo, by its server-made name."""
     if not STORED_NAME.fullmatch(name):
         raise ApiError(404, "not_found", "no such photo")
-    return send_from_directory(settings().media_root.resolve(), name, max_age=86400)  # type: ignore[union-attr]
+    return send_from_directory(current_settings().media_root.resolve(), name, max_age=86400)

@@ -6,7 +6,7 @@ from typing import Any
 
 from apiflask import APIBlueprint
 
-from backend.api import checked_uploads, enqueue_embedding, enqueue_payload_sync, enqueue_point_deletes, storage
+from backend.api.deps import checked_uploads, storage
 from backend.api.schemas import (
     ImagesIn,
     ImagesOut,
@@ -17,8 +17,7 @@ from backend.api.schemas import (
     ProductPatchIn,
 )
 from backend.auth import admin_auth
-from backend.extensions import db
-from backend.products import (
+from backend.db.products import (
     ProductIn,
     add_images,
     create_product,
@@ -27,6 +26,8 @@ from backend.products import (
     list_products,
     update_product,
 )
+from backend.extensions import db
+from backend.pipeline.enqueue import enqueue_embedding, enqueue_payload_sync, enqueue_point_deletes
 
 bp = APIBlueprint("products", __name__, url_prefix="/api/v1/products", tag="Products")
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, cast
 
 from apiflask import Schema, fields, validators
 from flask import url_for
 from marshmallow import ValidationError, post_load
+
+from backend.similar import SimilarItems, SimilarParams
 
 SKU = validators.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,63}$", error="1-64 letters, digits or . _ - /")
 # No control characters (PostgreSQL cannot store NUL; none belongs in a name or a title).
@@ -41,40 +43,37 @@ def _strip(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class ProductFields(Schema):
-    sku = fields.String(required=True, validate=SKU, metadata={"example": "DRESS-0042"})
-    title = fields.String(required=True, validate=TITLE)
-    category = fields.String(required=True, validate=NAME, metadata={"example": "dress"})
-    brand = fields.String(load_default=None, allow_none=True, validate=NAME)
-    price = fields.Float(load_default=None, allow_none=True, allow_nan=False, validate=PRICE)
-    attributes = JsonObjectText(load_default=None, metadata={"description": "a JSON object, as text in multipart"})
-
+class ProductBase(Schema):
     @post_load
     def strip(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         return _strip(data)
 
 
-class ProductCreateIn(ProductFields):
-    images = fields.List(
-        fields.File(), load_default=list, metadata={"description": "one or more photos (repeat the field)"}
-    )
+def product_fields(*, patch: bool) -> dict[str, fields.Field]:
+    """The product's fields, once: required with defaults to create, every one optional to PATCH."""
+    optional: dict[str, Any] = {} if patch else {"load_default": None}
+    required = not patch
+    return {
+        "sku": fields.String(required=required, validate=SKU, metadata={"example": "DRESS-0042"}),
+        "title": fields.String(required=required, validate=TITLE),
+        "category": fields.String(required=required, validate=NAME, metadata={"example": "dress"}),
+        "brand": fields.String(allow_none=True, validate=NAME, **optional),
+        "price": fields.Float(allow_none=True, allow_nan=False, validate=PRICE, **optional),
+        "attributes": JsonObjectText(metadata={"description": "a JSON object, as text in multipart"}, **optional),
+    }
+
+
+PHOTOS = fields.List(
+    fields.File(), load_default=list, metadata={"description": "one or more photos (repeat the field)"}
+)
+ProductCreateIn = cast(
+    type[Schema], ProductBase.from_dict({**product_fields(patch=False), "images": PHOTOS}, name="ProductCreateIn")
+)
+ProductPatchIn = cast(type[Schema], ProductBase.from_dict(product_fields(patch=True), name="ProductPatchIn"))
 
 
 class ImagesIn(Schema):
     images = fields.List(fields.File(), required=True, metadata={"description": "one or more photos"})
-
-
-class ProductPatchIn(Schema):
-    sku = fields.String(validate=SKU)
-    title = fields.String(validate=TITLE)
-    category = fields.String(validate=NAME)
-    brand = fields.String(allow_none=True, validate=NAME)
-    price = fields.Float(allow_none=True, allow_nan=False, validate=PRICE)
-    attributes = JsonObjectText()
-
-    @post_load
-    def strip(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return _strip(data)
 
 
 class ErrorOut(Schema):
@@ -109,6 +108,26 @@ class SimilarQuery(Schema):
 
 def media_url(image: Any) -> str:
     return url_for("media.serve", name=image.stored_name)
+
+
+def similar_body(found: SimilarItems, params: SimilarParams) -> dict[str, Any]:
+    """A SimilarOut body from the use case's plain rows: photos get their URL here."""
+    prefix = url_for("media.serve", name="x")[:-1]
+    items = [
+        {"product": public_product(product, prefix), "distance": n.distance, "image_id": n.image_id}
+        for n, product in found.items
+    ]
+    return {"items": items, "model_version": found.model_version, "limit": params.limit, "offset": params.offset}
+
+
+def public_product(row: dict[str, Any], media_prefix: str) -> dict[str, Any]:
+    """A product row of `product_rows` as ProductOut shows it (a test keeps the two equal)."""
+    images = [
+        {"id": image["id"], "url": media_prefix + image["stored_name"]}
+        | {k: v for k, v in image.items() if k not in ("id", "stored_name")}
+        for image in row["images"]
+    ]
+    return {**row, "images": images}
 
 
 class ImageOut(Schema):

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apiflask import APIBlueprint
 from sqlalchemy import func, select, text
 
-from backend.api import live, settings
-from backend.embedding import embedder_for
+from backend.config import current_settings
+from backend.db.models import Product
+from backend.db.products import image_status_counts
 from backend.extensions import db
-from backend.models import Product
-from backend.products import image_status_counts
-from ml.embedder import EmbedderInfo, Origin
+from backend.pipeline.active import active_index
+from backend.pipeline.embedders import embedder_for
+from ml.versions import Origin
+
+if TYPE_CHECKING:
+    from ml.embedder import EmbedderInfo
 
 bp = APIBlueprint("system", __name__, url_prefix="/api/v1", tag="System")
 
@@ -27,7 +31,7 @@ def health() -> Any:
     except Exception as exc:  # report, never raise: this is what monitors poll
         checks["database"] = f"error: {type(exc).__name__}"
     try:
-        live()[1].count()
+        active_index(session=db.session, settings=current_settings())[1].count()
         checks["index"] = "ok"
     except Exception as exc:
         checks["index"] = f"error: {type(exc).__name__}"
@@ -36,8 +40,8 @@ def health() -> Any:
 
 
 def collect_stats() -> dict[str, Any]:
-    cfg = settings()
-    active, vectors = live()
+    cfg = current_settings()
+    active, vectors = active_index(session=db.session, settings=cfg)
     embedder = embedder_for(cfg, active.model_version)
     return {
         "products": db.session.scalar(select(func.count()).select_from(Product)),

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+log = logging.getLogger("backend.index")
 
 EMBEDDING_DIM = 1000
 PRODUCT_FIELDS = ["product_id", "category", "brand", "price"]
@@ -14,8 +19,10 @@ PAYLOAD_INDEXES = {
     "brand": "keyword",
     "product_id": "integer",
     "price": "float",
-    "model_version": "keyword",
 }
+# A collection replaced by a reindex stays readable this long after the switch, so that queries that
+# read its name just before the switch finish on it: an Edge shard stays open, a server collection stays.
+RELEASE_GRACE_S = 5.0
 
 
 def as_floats(vector: Sequence[float]) -> list[float]:
@@ -55,37 +62,12 @@ class SearchFilter:
     price_min: float | None = None
     price_max: float | None = None
     exclude_product_ids: tuple[int, ...] = field(default=())
-    model_version: str | None = None  # only points embedded by this model: vectors of two models never mix
 
     @property
     def empty(self) -> bool:
-        return not (self.categories or self.brands or self.exclude_product_ids or self.model_version) and (
+        return not (self.categories or self.brands or self.exclude_product_ids) and (
             self.price_min is None and self.price_max is None
         )
-
-
-class SearchOne:
-    """`search` for one vector, in terms of the implementation's `search_batch`."""
-
-    def search_batch(
-        self,
-        vectors: Sequence[Sequence[float]],
-        *,
-        limit: int,
-        where: SearchFilter | None = None,
-        max_distance: float | None = None,
-    ) -> list[list[Hit]]:
-        raise NotImplementedError
-
-    def search(
-        self,
-        vector: Sequence[float],
-        *,
-        limit: int,
-        where: SearchFilter | None = None,
-        max_distance: float | None = None,
-    ) -> list[Hit]:
-        return self.search_batch([vector], limit=limit, where=where, max_distance=max_distance)[0]
 
 
 class VectorIndex(Protocol):
@@ -99,21 +81,8 @@ class VectorIndex(Protocol):
     def delete(self, ids: Sequence[int]) -> None:
         """Remove points by image id; unknown ids are ignored."""
 
-    def delete_product(self, product_id: int) -> None:
-        """Remove every point of a product."""
-
     def set_product_payload(self, product_id: int, payload: dict[str, Any]) -> None:
         """Update payload fields on every point of a product."""
-
-    def search(
-        self,
-        vector: Sequence[float],
-        *,
-        limit: int,
-        where: SearchFilter | None = None,
-        max_distance: float | None = None,
-    ) -> list[Hit]:
-        """Nearest points in ascending distance."""
 
     def search_batch(
         self,
@@ -123,7 +92,7 @@ class VectorIndex(Protocol):
         where: SearchFilter | None = None,
         max_distance: float | None = None,
     ) -> list[list[Hit]]:
-        """One `search` per vector, planned and run as one batch."""
+        """For each vector, the nearest points in ascending distance."""
 
     def vectors(self, ids: Sequence[int]) -> dict[int, list[float]]:
         """Stored vectors by image id; missing ids are left out."""
@@ -149,3 +118,108 @@ class VectorIndex(Protocol):
 
     def close(self) -> None:
         """Release files or connections."""
+
+
+class VectorStore:
+    """One store (Edge under a folder, or one server) and this process's open collections in it.
+
+    A subclass per backend says how to open, list, drop and alias collections; this class keeps the
+    handles: each collection is opened once per process, and one a reindex replaced is let go after
+    RELEASE_GRACE_S where the store holds it (an Edge shard is locked to the process that opened it).
+    """
+
+    location: str
+    # Whether a collection another process is building can be opened here too (the server), so that
+    # deletes and payload changes reach it; an Edge shard being built is locked by its builder.
+    builds_visible: bool = False
+    # Whether this process holds what it opened (Edge) and must let replaced collections go.
+    holds_collections: bool = False
+
+    def __init__(self) -> None:
+        self._open: dict[str, VectorIndex] = {}
+        # Replaced collections still open for the grace; then closed for good in this process.
+        self._retiring: dict[str, VectorIndex] = {}
+        self._released: set[str] = set()
+        self._lock = threading.Lock()
+
+    # What each backend does.
+    def _connect(self, name: str) -> VectorIndex:
+        raise NotImplementedError
+
+    def _drop(self, name: str, wait_s: float) -> None:
+        raise NotImplementedError
+
+    def list(self) -> list[str]:
+        """Collections that exist in the store."""
+        raise NotImplementedError
+
+    def point_alias(self, alias: str, name: str) -> None:
+        """Point the alias `alias` at collection `name` in one atomic request, where the store has aliases."""
+
+    def _close_connection(self) -> None:
+        """Release what the store itself holds (a client) once every collection is closed."""
+
+    # Shared by both.
+    def open(self, name: str) -> VectorIndex:
+        """The process-wide index of collection `name`, opened (created if new) once."""
+        with self._lock:
+            index = self._open.get(name) or self._retiring.get(name)  # retiring: read just before a switch
+            if index is None:
+                if name in self._released:
+                    raise IndexUnavailable(f"collection {name} was replaced by a reindex; ask again")
+                index = self._connect(name)
+                self._open[name] = index
+            return index
+
+    def close_collection(self, name: str) -> None:
+        """Close this process's handle on a collection (Edge: frees the shard for another process)."""
+        with self._lock:
+            index = self._open.pop(name, None) or self._retiring.pop(name, None)
+        if index is not None:
+            index.close()
+
+    def drop(self, name: str, *, wait_s: float = 0.0) -> None:
+        """Delete a collection; IndexBusy when another process still holds it after `wait_s`."""
+        self.close_collection(name)
+        self._drop(name, wait_s)
+
+    def drop_replaced(self, name: str, *, wait_s: float) -> None:
+        """Drop a collection a switch just replaced, once queries that read its name before the switch are done.
+
+        Where processes hold their collections (Edge) they let it go after the grace and the drop waits for
+        that; on the server the grace is waited here."""
+        if not self.holds_collections:
+            time.sleep(min(RELEASE_GRACE_S, wait_s))
+        self.drop(name, wait_s=wait_s)
+
+    def release_others(self, keep: str) -> None:
+        """Let go of this process's collections other than `keep` after the grace (a reindex replaced them)."""
+        if not self.holds_collections:
+            return
+        with self._lock:
+            if keep in self._retiring or keep in self._released:
+                return  # `keep` is itself the replaced one, read by a late request: the newer ones stay
+            stale = [name for name in self._open if name != keep]
+            for name in stale:
+                self._retiring[name] = self._open.pop(name)
+        for name in stale:
+            log.info("closing the replaced collection %s in %.0f s", name, RELEASE_GRACE_S)
+            timer = threading.Timer(RELEASE_GRACE_S, self._retire, args=(name,))
+            timer.daemon = True
+            timer.start()
+
+    def _retire(self, name: str) -> None:
+        with self._lock:
+            index = self._retiring.pop(name, None)
+            self._released.add(name)
+        if index is not None:
+            index.close()
+
+    def close(self) -> None:
+        with self._lock:
+            handles = [*self._open.values(), *self._retiring.values()]
+            self._open.clear()
+            self._retiring.clear()
+        for index in handles:
+            index.close()
+        self._close_connection()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,8 @@ from backend.index.base import (
     IndexPoint,
     IndexUnavailable,
     SearchFilter,
-    SearchOne,
+    VectorIndex,
+    VectorStore,
     as_floats,
 )
 
@@ -42,8 +45,6 @@ def edge_filter(where: SearchFilter | None) -> qe.Filter | None:
         must.append(qe.FieldCondition("brand", match=qe.MatchAny(list(where.brands))))
     if where.price_min is not None or where.price_max is not None:
         must.append(qe.FieldCondition("price", range=qe.RangeFloat(gte=where.price_min, lte=where.price_max)))
-    if where.model_version is not None:
-        must.append(qe.FieldCondition("model_version", match=qe.MatchValue(where.model_version)))
     must_not: list[Any] = []
     if where.exclude_product_ids:
         must_not.append(qe.FieldCondition("product_id", match=qe.MatchAny(list(where.exclude_product_ids))))
@@ -54,7 +55,7 @@ def _product(product_id: int) -> qe.Filter:
     return qe.Filter(must=[qe.FieldCondition("product_id", match=qe.MatchValue(product_id))])
 
 
-class EdgeIndex(SearchOne):
+class EdgeIndex:
     """A VectorIndex over one Qdrant Edge shard. The shard is locked to this process."""
 
     def __init__(self, path: Path, name: str, dim: int = EMBEDDING_DIM, hnsw_ef: int = 64) -> None:
@@ -116,9 +117,6 @@ class EdgeIndex(SearchOne):
     def delete(self, ids: Sequence[int]) -> None:
         if ids:
             self._update(qe.UpdateOperation.delete_points(list(ids)))
-
-    def delete_product(self, product_id: int) -> None:
-        self._update(qe.UpdateOperation.delete_points_by_filter(_product(product_id)))
 
     def set_product_payload(self, product_id: int, payload: dict[str, Any]) -> None:
         self._update(qe.UpdateOperation.set_payload_by_filter(_product(product_id), payload))
@@ -214,3 +212,40 @@ class EdgeIndex(SearchOne):
                 self._closed = True
                 self._shard.flush()
                 self._shard.close()
+
+
+class EdgeStore(VectorStore):
+    """Qdrant Edge shards under one folder, one per collection; each locked to the process that opened it."""
+
+    holds_collections = True
+
+    def __init__(self, root: Path, *, hnsw_ef: int = 64) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.location = str(self.root)
+        self.hnsw_ef = hnsw_ef
+
+    def _connect(self, name: str) -> VectorIndex:
+        return EdgeIndex(self.root, name, hnsw_ef=self.hnsw_ef)
+
+    def list(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
+
+    def _drop(self, name: str, wait_s: float) -> None:
+        path = self.root / name
+        if not path.is_dir():
+            return
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                shard = qe.EdgeShard.load(str(path))  # takes the shard's lock: nobody else has it open
+            except Exception as exc:
+                if "WouldBlock" not in str(exc):
+                    raise IndexUnavailable(f"cannot open {path} to drop it: {exc}") from exc
+                if time.monotonic() >= deadline:
+                    raise IndexBusy(f"collection {name} is still open in another process") from exc
+                time.sleep(0.5)
+                continue
+            shard.close()
+            shutil.rmtree(path)
+            return

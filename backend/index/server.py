@@ -16,7 +16,8 @@ from backend.index.base import (
     IndexPoint,
     IndexUnavailable,
     SearchFilter,
-    SearchOne,
+    VectorIndex,
+    VectorStore,
     as_floats,
 )
 
@@ -38,8 +39,6 @@ def server_filter(where: SearchFilter | None) -> models.Filter | None:
         must.append(models.FieldCondition(key="brand", match=models.MatchAny(any=list(where.brands))))
     if where.price_min is not None or where.price_max is not None:
         must.append(models.FieldCondition(key="price", range=models.Range(gte=where.price_min, lte=where.price_max)))
-    if where.model_version is not None:
-        must.append(models.FieldCondition(key="model_version", match=models.MatchValue(value=where.model_version)))
     must_not: list[Any] = []
     if where.exclude_product_ids:
         must_not.append(
@@ -52,7 +51,7 @@ def _product(product_id: int) -> models.Filter:
     return models.Filter(must=[models.FieldCondition(key="product_id", match=models.MatchValue(value=product_id))])
 
 
-class ServerIndex(SearchOne):
+class ServerIndex:
     """A VectorIndex over one collection of a Qdrant server."""
 
     def __init__(self, client: QdrantClient, name: str, dim: int = EMBEDDING_DIM, hnsw_ef: int = 64) -> None:
@@ -86,12 +85,6 @@ class ServerIndex(SearchOne):
                 self.client.delete(self.name, models.PointIdsList(points=list(ids)), wait=True)
             except TRANSIENT as exc:
                 raise IndexUnavailable(f"Qdrant delete failed: {exc}") from exc
-
-    def delete_product(self, product_id: int) -> None:
-        try:
-            self.client.delete(self.name, models.FilterSelector(filter=_product(product_id)), wait=True)
-        except TRANSIENT as exc:
-            raise IndexUnavailable(f"Qdrant delete failed: {exc}") from exc
 
     def set_product_payload(self, product_id: int, payload: dict[str, Any]) -> None:
         try:
@@ -174,4 +167,49 @@ class ServerIndex(SearchOne):
         return True
 
     def close(self) -> None:
-        """The client is shared by every collection of the process; `close_all` closes it."""
+        """The client is shared by every collection of the store; the store closes it."""
+
+
+class ServerStore(VectorStore):
+    """Collections of one Qdrant server (or qdrant-client's in-process `:memory:` mode, for tests)."""
+
+    builds_visible = True
+
+    def __init__(self, url: str, *, api_key: str | None = None, hnsw_ef: int = 64) -> None:
+        super().__init__()
+        self.location = url
+        self.hnsw_ef = hnsw_ef
+        if url == ":memory:":
+            self.client = QdrantClient(location=":memory:")
+        else:
+            self.client = QdrantClient(url=url, api_key=api_key, timeout=10)
+
+    def _connect(self, name: str) -> VectorIndex:
+        return ServerIndex(self.client, name, hnsw_ef=self.hnsw_ef)
+
+    def list(self) -> list[str]:
+        try:
+            return sorted(c.name for c in self.client.get_collections().collections)
+        except Exception as exc:
+            raise IndexUnavailable(f"Qdrant server unavailable: {exc}") from exc
+
+    def _drop(self, name: str, wait_s: float) -> None:
+        try:
+            self.client.delete_collection(name)
+        except Exception as exc:
+            raise IndexUnavailable(f"cannot drop collection {name}: {exc}") from exc
+
+    def point_alias(self, alias: str, name: str) -> None:
+        actions: list[models.AliasOperations] = []
+        try:
+            if any(a.alias_name == alias for a in self.client.get_aliases().aliases):
+                actions.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+            actions.append(
+                models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=name, alias_name=alias))
+            )
+            self.client.update_collection_aliases(change_aliases_operations=actions)
+        except Exception as exc:
+            raise IndexUnavailable(f"cannot point alias {alias} at {name}: {exc}") from exc
+
+    def _close_connection(self) -> None:
+        self.client.close()

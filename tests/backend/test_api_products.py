@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from backend.config import Settings
+from backend.db.models import Product, ProductImage
 from backend.extensions import db
-from backend.models import Product, ProductImage
 from tests.conftest import AUTH
 from tests.utils import images, live_index
 from tests.utils.api import add_photos, upload

@@ -10,14 +10,15 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from backend import embedding
-from backend.active_index import active_collection, default_model_note, default_version
-from backend.embedding import UnknownModel, configured_default
+from backend.db.models import Product, ProductImage
 from backend.extensions import db
-from backend.models import Product, ProductImage
+from backend.pipeline import embedders as embedding
+from backend.pipeline.active import active_collection, default_model_note, default_version
+from backend.pipeline.embedders import UnknownModel, configured_default
 from tests.conftest import make_settings
 from tests.utils import images, live_index, migrated_app
 from tests.utils.api import upload
+from tests.utils.cli import cli_runner
 from tests.utils.datasets import photos_of
 
 
@@ -47,7 +48,7 @@ def test_an_unknown_default_names_the_choices(tmp_path: Path) -> None:
 
 
 def test_model_list_shows_the_built_in_models_and_the_live_one(app: Any) -> None:
-    result = app.test_cli_runner().invoke(args=["model", "list"])
+    result = cli_runner(app).invoke(args=["model", "list"])
     assert result.exit_code == 0, result.output
     rows = {row["version"]: row for row in json.loads(result.output)}
     lite0 = rows["efficientnet_lite0-imagenet"]
@@ -72,7 +73,7 @@ def test_an_untrained_install_moves_to_the_pretrained_default_by_reindex(
         note = default_model_note(session=db.session, settings=settings)
     assert note is not None and "lookalike model activate efficientnet_lite0-imagenet" in note
 
-    runner = app.test_cli_runner()
+    runner = cli_runner(app)
     monkeypatch.setattr(embedding, "_embedders", {})  # load it here, so that its log line is seen
     with caplog.at_level(logging.INFO, logger="lookalike"):
         result = runner.invoke(args=["model", "activate", "efficientnet_lite0-imagenet", "--drop-wait", "5"])
@@ -105,7 +106,7 @@ def test_activating_a_built_in_model_whose_weights_are_missing_stops(
     app: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
-    result = app.test_cli_runner().invoke(args=["model", "activate", "resnet50-imagenet"])
+    result = cli_runner(app).invoke(args=["model", "activate", "resnet50-imagenet"])
     assert result.exit_code == 1 and "lookalike model pull resnet50" in result.output
 
 
@@ -121,7 +122,7 @@ def test_train_from_catalog_splits_by_product(app: Any, client: Any, tmp_path: P
     args = ["train", "--from-catalog", "--out", str(out), "--arch", "efficientnet_lite0", "--weights", "none",
             "--recipe", "cpu", "--image-size", "64", "--epochs-head", "1", "--epochs-finetune", "1", "--workers", "0",
             "--val-fraction", "0.34", "--views", "1"]  # fmt: skip
-    result = app.test_cli_runner().invoke(args=args)
+    result = cli_runner(app).invoke(args=args)
     assert result.exit_code == 0, result.output
     assert "left out category 'scarf': 1 product(s), fewer than --min-products 5" in result.output
     rows = (out / "catalog.csv").read_text().splitlines()[1:]
@@ -149,7 +150,7 @@ def test_model_pull(app: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
     import torch
 
-    runner = app.test_cli_runner()
+    runner = cli_runner(app)
     lite = runner.invoke(args=["model", "pull", "efficientnet_lite0"])
     assert lite.exit_code == 0 and "efficientnet-lite0-57934424.pth" in lite.output
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from backend.db.models import Product, ProductImage
 from backend.extensions import db
-from backend.models import Product, ProductImage
 from tests.utils import images
+from tests.utils.cli import cli_runner
 
 
 def make_tree(root: Path) -> None:
@@ -22,7 +23,7 @@ def make_tree(root: Path) -> None:
 
 def test_import_tree(app: Any, tmp_path: Path) -> None:
     make_tree(tmp_path / "catalog")
-    runner = app.test_cli_runner()
+    runner = cli_runner(app)
     result = runner.invoke(args=["import", str(tmp_path / "catalog")])
     assert result.exit_code == 0, result.output
     assert "imported 5 products" in result.output

@@ -12,6 +12,7 @@ from qdrant_client import QdrantClient
 from backend.index import Hit, IndexPoint, SearchFilter, VectorIndex
 from backend.index.edge import EdgeIndex
 from backend.index.server import ServerIndex
+from tests.utils.vectors import search_one
 
 DIM = 1000
 
@@ -53,22 +54,22 @@ def ids(hits: list[Hit]) -> list[int]:
 
 def test_search_returns_euclidean_distance_ascending(index: VectorIndex) -> None:
     index.upsert(catalog())
-    hits = index.search(vec(0, 0), limit=3)
+    hits = search_one(index, vec(0, 0), limit=3)
     assert ids(hits) == [1, 2, 3]
     assert [h.distance for h in hits] == pytest.approx([1.0, 2.0, 3.0])
     assert [h.product_id for h in hits] == [10, 10, 20]
-    assert index.search(vec(0, 3), limit=1)[0].distance == pytest.approx(np.hypot(1, 3), rel=1e-5)
+    assert search_one(index, vec(0, 3), limit=1)[0].distance == pytest.approx(np.hypot(1, 3), rel=1e-5)
 
 
 def test_filters_or_within_a_field_and_across_fields(index: VectorIndex) -> None:
     index.upsert(catalog())
-    assert ids(index.search(vec(0), limit=10, where=SearchFilter(categories=("hat", "shoes")))) == [3, 5]
+    assert ids(search_one(index, vec(0), limit=10, where=SearchFilter(categories=("hat", "shoes")))) == [3, 5]
     both = SearchFilter(categories=("dress",), brands=("zeta",))
-    assert ids(index.search(vec(0), limit=10, where=both)) == [4]
+    assert ids(search_one(index, vec(0), limit=10, where=both)) == [4]
     priced = SearchFilter(price_min=10.0, price_max=30.0)
-    assert ids(index.search(vec(0), limit=10, where=priced)) == [1, 2, 3]
-    assert ids(index.search(vec(0), limit=10, where=SearchFilter(exclude_product_ids=(10, 30)))) == [3, 5]
-    assert ids(index.search(vec(0), limit=10, max_distance=2.5)) == [1, 2]
+    assert ids(search_one(index, vec(0), limit=10, where=priced)) == [1, 2, 3]
+    assert ids(search_one(index, vec(0), limit=10, where=SearchFilter(exclude_product_ids=(10, 30)))) == [3, 5]
+    assert ids(search_one(index, vec(0), limit=10, max_distance=2.5)) == [1, 2]
 
 
 def test_upsert_is_idempotent_and_replaces(index: VectorIndex) -> None:
@@ -78,24 +79,22 @@ def test_upsert_is_idempotent_and_replaces(index: VectorIndex) -> None:
     index.upsert([IndexPoint(1, vec(9.0), {"product_id": 10, "category": "dress", "brand": None, "price": None})])
     assert index.count() == 5
     assert index.vectors([1])[1][0] == pytest.approx(9.0)
-    assert ids(index.search(vec(0), limit=1)) == [2]
+    assert ids(search_one(index, vec(0), limit=1)) == [2]
 
 
-def test_delete_by_id_and_by_product(index: VectorIndex) -> None:
+def test_delete_by_id(index: VectorIndex) -> None:
     index.upsert(catalog())
     index.delete([3, 999])
     assert index.ids() == {1, 2, 4, 5}
-    index.delete_product(10)
-    assert index.ids() == {4, 5}
-    assert index.vectors([1, 4]).keys() == {4}
+    assert index.vectors([1, 3]).keys() == {1}
 
 
 def test_set_product_payload_changes_what_filters_see(index: VectorIndex) -> None:
     index.upsert(catalog())
     index.set_product_payload(10, {"category": "hat", "price": 99.0})
-    assert ids(index.search(vec(0), limit=10, where=SearchFilter(categories=("hat",)))) == [1, 2, 3]
-    assert ids(index.search(vec(0), limit=10, where=SearchFilter(price_min=90.0))) == [1, 2]
-    assert ids(index.search(vec(0), limit=10, where=SearchFilter(brands=("acme",)))) == [1, 2, 3]  # others stay
+    assert ids(search_one(index, vec(0), limit=10, where=SearchFilter(categories=("hat",)))) == [1, 2, 3]
+    assert ids(search_one(index, vec(0), limit=10, where=SearchFilter(price_min=90.0))) == [1, 2]
+    assert ids(search_one(index, vec(0), limit=10, where=SearchFilter(brands=("acme",)))) == [1, 2, 3]  # others stay
 
 
 def test_search_batch_answers_each_vector(index: VectorIndex) -> None:
@@ -111,7 +110,7 @@ def test_many_points_and_scroll(index: VectorIndex) -> None:
     index.upsert([IndexPoint(i + 1, data[i], {"product_id": i}) for i in range(len(data))])
     assert index.count() == 1500 and index.ids() == set(range(1, 1501))
     exact = np.argsort(np.linalg.norm(data - data[7], axis=1))[:5] + 1
-    assert ids(index.search(data[7], limit=5)) == exact.tolist()
+    assert ids(search_one(index, data[7], limit=5)) == exact.tolist()
 
 
 def test_edge_shard_survives_reopen(tmp_path: Path) -> None:
@@ -119,15 +118,8 @@ def test_edge_shard_survives_reopen(tmp_path: Path) -> None:
     first.upsert(catalog())
     first.close()
     again = EdgeIndex(tmp_path, "persist")
-    assert again.count() == 5 and ids(again.search(vec(0), limit=2)) == [1, 2]
+    assert again.count() == 5 and ids(search_one(again, vec(0), limit=2)) == [1, 2]
     again.close()
-
-
-def test_model_version_filter_keeps_models_apart(index: VectorIndex) -> None:
-    index.upsert([IndexPoint(i, vec(float(i)), {"product_id": i, "model_version": "old"}) for i in (1, 2)])
-    index.upsert([IndexPoint(i, vec(float(i)), {"product_id": i, "model_version": "new"}) for i in (3, 4)])
-    assert ids(index.search(vec(0), limit=10, where=SearchFilter(model_version="new"))) == [3, 4]
-    assert ids(index.search(vec(0), limit=10, where=SearchFilter(model_version="old"))) == [1, 2]
 
 
 def test_ready_once_the_data_is_in_memory(index: VectorIndex) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import ImageFile
 
-from backend.errors import ApiError
+from backend.api.errors import http_status
+from backend.errors import ImageRejected
 from backend.media import MediaStorage, check_image, sniff_format
 from tests.utils import images
 
@@ -32,25 +33,25 @@ def test_accepts_real_images_by_content_whatever_the_name() -> None:
     ],
 )
 def test_rejections(data: bytes, status: int, code: str) -> None:
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(ImageRejected) as caught:
         check_image(data, filename="x", **LIMITS)
-    assert caught.value.status_code == status and caught.value.extra_data["error"] == code
+    assert http_status(caught.value) == status and caught.value.kind == code
 
 
 def test_too_many_bytes_is_413() -> None:
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(ImageRejected) as caught:
         check_image(images.png(1), filename="x", max_bytes=100, max_pixels=10**9)
-    assert caught.value.status_code == 413
+    assert http_status(caught.value) == 413
 
 
 def test_decompression_bomb_rejected_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     decoded = []
     original = ImageFile.ImageFile.load
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(1) or original(self))
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(ImageRejected) as caught:
         check_image(images.bomb_png(), filename="bomb.png", **LIMITS)
-    assert caught.value.status_code == 400 and "12000x12000 pixels" in caught.value.message
-    assert caught.value.extra_data["error"] == "image_too_large"
+    assert http_status(caught.value) == 400 and "12000x12000 pixels" in caught.value.message
+    assert caught.value.kind == "image_too_large"
     assert decoded == []
     check_image(images.png(1), filename="ok.png", **LIMITS)
     assert decoded == [1]  # the spy does see a normal decode

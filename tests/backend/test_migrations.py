@@ -13,7 +13,7 @@ from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect
 
-from backend import create_app
+from backend.app import create_app
 from backend.extensions import db
 from tests.conftest import POSTGRES_URL, make_settings
 

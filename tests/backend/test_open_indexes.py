@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.active_index import Active, index_for
 from backend.config import Settings
-from backend.index import IndexPoint, IndexUnavailable, close_all, open_index
+from backend.index import IndexPoint, IndexUnavailable, close_all, store_for
+from backend.pipeline.active import Active, index_of
 from tests.conftest import make_settings
 
 
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    monkeypatch.setattr("backend.index.RELEASE_GRACE_S", 0.2)
+    monkeypatch.setattr("backend.index.base.RELEASE_GRACE_S", 0.2)
     yield make_settings(tmp_path / "var")
     close_all()
 
@@ -29,19 +29,19 @@ def point(image_id: int) -> IndexPoint:
 def test_a_late_request_on_the_replaced_shard_neither_reopens_it_nor_closes_the_new_one(settings: Settings) -> None:
     old = Active("products-v1-1", "v1")
     new = Active("products-v2-2", "v2")
-    old_index = index_for(settings, old)
+    old_index = index_of(settings, old)
     old_index.upsert([point(1)])
-    new_index = index_for(settings, new)  # the first request after the switch: the old shard is retiring
+    new_index = index_of(settings, new)  # the first request after the switch: the old shard is retiring
     new_index.upsert([point(2)])
 
-    late = index_for(settings, old)  # a request that read the old name just before the switch
+    late = index_of(settings, old)  # a request that read the old name just before the switch
     assert late is old_index and late.ids() == {1}
-    assert index_for(settings, new) is new_index  # the late request did not retire the new shard
+    assert index_of(settings, new) is new_index  # the late request did not retire the new shard
 
     time.sleep(0.5)  # past the grace
     assert new_index.ids() == {2}
     with pytest.raises(IndexUnavailable, match="replaced by a reindex"):
-        index_for(settings, old)  # closed for good in this process: never opened again
+        index_of(settings, old)  # closed for good in this process: never opened again
     with pytest.raises(IndexUnavailable):
         old_index.ids()
-    assert open_index(settings, new.name) is new_index
+    assert store_for(settings).open(new.name) is new_index

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from flask_migrate import upgrade
 
-from backend import create_app
+from backend.app import create_app
 from backend.index import close_all
 from tests.conftest import make_settings
 from tests.utils import images

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.production import worker_layout
+from backend.cli.production import worker_layout
 from tests.conftest import make_settings
 
 

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from backend.extensions import db
-from backend.registry import RegistryError, check_activatable, list_models, register_model
+from backend.pipeline.registry import RegistryError, check_activatable, list_models, register_model
 from ml.checkpoint import save_checkpoint
 from ml.model import build_model
 from tests.utils import images, live_index
 from tests.utils.api import upload
+from tests.utils.cli import cli_runner
 
 
 def make_checkpoint(path: Path, seed: int) -> Path:
@@ -50,7 +51,7 @@ def test_activation_reindexes_into_a_new_collection_and_switches(client: Any, ap
     old = upload(client, "OLD", images.png(1)).json
     upload(client, "OLD2", images.png(2))
     before = client.get("/api/v1/stats").json["index"]["collection"]
-    runner = app.test_cli_runner()
+    runner = cli_runner(app)
     assert runner.invoke(args=["model", "register", str(make_checkpoint(tmp_path / "m.pt", 4))]).exit_code == 0
     with app.app_context():
         version = list_models(session=db.session)[0].version

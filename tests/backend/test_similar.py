@@ -136,20 +136,21 @@ def test_search_by_uploaded_photo(client: Any, app: Any, settings: Any) -> None:
     missing = client.post("/api/v1/search", data={}, content_type="multipart/form-data")
     assert missing.status_code == 400 and missing.json["field"] == "image"
     with app.app_context():  # searching stores nothing
-        from backend.models import ProductImage
+        from backend.db.models import ProductImage
 
         assert db.session.query(ProductImage).count() == 2
 
 
 def test_public_products_match_the_product_schema(client: Any, app: Any) -> None:
-    from backend.api.schemas import ProductOut
-    from backend.products import get_product
-    from backend.similar import public_products
+    from backend.api.schemas import ProductOut, public_product
+    from backend.db.products import get_product
+    from backend.similar import product_rows
 
     upload(client, "S1", images.png(1), images.png(2), brand="acme", price="12.5", attributes='{"a": [1, 2]}')
     upload(client, "S2", images.png(3))
     with app.test_request_context():
-        fast = public_products(session=db.session, product_ids=[1, 2, 99])
+        rows = product_rows(session=db.session, product_ids=[1, 2, 99])
+        fast = {pid: public_product(row, "/media/") for pid, row in rows.items()}
         for pid in (1, 2):
             assert fast[pid] == ProductOut().dump(get_product(session=db.session, product_id=pid))
         assert set(fast) == {1, 2}
@@ -159,7 +160,7 @@ def test_public_products_match_the_product_schema(client: Any, app: Any) -> None
 def test_multi_photo_product_query_strategies(tmp_path: Path, strategy: str) -> None:
     from flask_migrate import upgrade
 
-    from backend import create_app
+    from backend.app import create_app
     from backend.index import close_all
     from tests.conftest import make_settings
     from tests.utils import live_index

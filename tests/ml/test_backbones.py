@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 from torchvision.models import resnet50
 
-from backend.ml_commands import ARCH_CHOICES
 from ml.backbones import (
     ARCHS,
     LITE_PACKAGES,
@@ -27,6 +26,8 @@ from ml.checkpoint import embedder_from_checkpoint, load_checkpoint, save_checkp
 from ml.embedder import Normalize, Origin
 from ml.model import build_model
 from ml.pretrained import DEFAULT_MODEL, builtin_arch, builtin_names, pretrained_embedder
+from ml.versions import ARCH_NAMES
+from tests.utils.cli import cli_runner
 from tests.utils.datasets import photos_of
 
 LITE = ["efficientnet_lite0", "efficientnet_lite2"]
@@ -45,8 +46,8 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_cli_choices_are_the_architectures() -> None:
-    assert tuple(ARCHS) == ARCH_CHOICES
-    assert builtin_names() == [f"{arch}-imagenet" for arch in ARCH_CHOICES]
+    assert tuple(ARCHS) == ARCH_NAMES
+    assert builtin_names() == [f"{arch}-imagenet" for arch in ARCH_NAMES]
     assert builtin_arch("efficientnet_lite2-imagenet") == "efficientnet_lite2"
     assert builtin_arch("efficientnet_lite2") is None and builtin_arch("vgg16-imagenet") is None
 
@@ -101,7 +102,7 @@ def test_unknown_arch_and_foreign_state_dicts_name_the_valid_choices(tmp_path: P
 def test_cli_bad_arch_foreign_weights_and_missing_package_fail_with_one_line(
     app: object, tmp_path: Path, split_tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runner = app.test_cli_runner()  # type: ignore[attr-defined]
+    runner = cli_runner(app)
     base = ["train", "--data", str(split_tree), "--out", str(tmp_path / "o"), "--workers", "0", "--recipe", "cpu"]
     bad_arch = runner.invoke(args=[*base, "--arch", "vgg16"])
     assert bad_arch.exit_code == 2 and "'resnet50', 'efficientnet_lite0', 'efficientnet_lite2'" in bad_arch.output
@@ -152,7 +153,7 @@ def test_default_model_is_pretrained_and_groups_real_photos_by_look(offline: Non
 
 def test_cli_recipe_defaults_to_cpu_without_cuda(app: object, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    runner = app.test_cli_runner()  # type: ignore[attr-defined]
+    runner = cli_runner(app)
     result = runner.invoke(args=["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
     expected = "full" if torch.cuda.is_available() else "cpu"
     assert f"recipe: {expected} (--recipe chooses)" in result.output and result.exit_code == 1

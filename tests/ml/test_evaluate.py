@@ -12,6 +12,7 @@ import torch
 from ml.checkpoint import embedder_from_checkpoint, save_checkpoint
 from ml.evaluate import colour_histogram, l2_normalize, main, retrieval_metrics
 from ml.model import build_model
+from tests.utils.cli import cli_runner
 
 
 def test_retrieval_metrics_by_hand() -> None:
@@ -72,7 +73,7 @@ def test_evaluate_refuses_other_classes(checkpoint: Path, tmp_path: Path, split_
 
 def test_embed_command_matches_the_embedder(checkpoint: Path, split_tree: Path, tmp_path: Path, app: object) -> None:
     (split_tree / "validation" / "red" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
-    runner = app.test_cli_runner()  # type: ignore[attr-defined]
+    runner = cli_runner(app)
     out = tmp_path / "vectors.npy"
     args = ["embed", "--model", str(checkpoint), str(split_tree / "validation"), "--out", str(out), "--workers", "0"]
     result = runner.invoke(args=args)
@@ -93,7 +94,7 @@ def test_embed_command_matches_the_embedder(checkpoint: Path, split_tree: Path, 
 
 def test_cli_train_reports_bad_data(tmp_path: Path, app: object) -> None:
     (tmp_path / "empty").mkdir()
-    runner = app.test_cli_runner()  # type: ignore[attr-defined]
+    runner = cli_runner(app)
     result = runner.invoke(args=["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"),
                                  "--weights", "none"])  # fmt: skip
     assert result.exit_code == 1 and "no category folders" in result.output
@@ -135,6 +136,6 @@ def test_a_fine_tuned_checkpoint_is_compared_with_its_pretrained_start(tmp_path:
 
 
 def test_cli_evaluate_unknown_model_names_the_built_in_ones(app: object, split_tree: Path) -> None:
-    runner = app.test_cli_runner()  # type: ignore[attr-defined]
+    runner = cli_runner(app)
     result = runner.invoke(args=["evaluate", "--model", "vgg16-imagenet", "--data", str(split_tree)])
     assert result.exit_code == 1 and "efficientnet_lite0-imagenet" in result.output

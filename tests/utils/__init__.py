@@ -8,11 +8,11 @@ from typing import Any
 
 from flask_migrate import upgrade
 
-from backend.active_index import active_index
 from backend.app import create_app
 from backend.config import Settings
 from backend.extensions import db
 from backend.index import VectorIndex, close_all
+from backend.pipeline.active import active_index
 
 
 @contextmanager

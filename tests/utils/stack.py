@@ -19,10 +19,10 @@ import redis
 from flask_migrate import upgrade
 from sqlalchemy import func, select
 
-from backend import create_app
+from backend.app import create_app
+from backend.db.models import ProductImage
 from backend.extensions import db
 from backend.index import close_all
-from backend.models import ProductImage
 from tests.conftest import TOKEN, fresh_database
 from tests.utils.server import LOOKALIKE, free_port
 

@@ -13,17 +13,17 @@ from typing import Any
 import httpx
 import pytest
 
-from backend import reindex as reindex_module
-from backend.active_index import active_collection
-from backend.api import similar as similar_api
+from backend import similar as similar_use_case
 from backend.extensions import db
-from backend.index import list_collections, open_index, server_client
-from backend.reindex import reindex
+from backend.index import store_for
+from backend.pipeline import reindex as reindex_module
+from backend.pipeline.active import active_collection
+from backend.pipeline.reindex import reindex
+from backend.pipeline.tasks import enqueue_embedding
 from tests.conftest import make_settings
 from tests.utils import images, migrated_app
 from tests.utils.api import AUTH, upload
 from tests.utils.server import LOOKALIKE, running_server
-from workers.tasks import enqueue_embedding
 
 
 class QueryLoop(threading.Thread):
@@ -126,10 +126,10 @@ def test_reindex_on_the_server_moves_the_alias_and_drops_the_old_collection(serv
     loop.join(timeout=30)
     assert loop.problems == [] and loop.answers > 5
     assert report.embedded == 12 and report.dropped_previous
-    qdrant = server_client(settings)
+    qdrant = store_for(settings).client
     aliases = {a.alias_name: a.collection_name for a in qdrant.get_aliases().aliases}
     assert aliases == {"products": report.collection}
-    assert list_collections(settings) == [report.collection] and before != report.collection
+    assert store_for(settings).list() == [report.collection] and before != report.collection
     assert qdrant.count("products").count == 12  # the alias answers for the new collection
 
 
@@ -163,14 +163,14 @@ def test_a_query_that_read_the_old_collection_before_the_switch_still_answers(
     with server_app.app_context():
         before = active_collection(session=db.session, settings=settings).name
     read, resume = threading.Event(), threading.Event()
-    real_get_product = similar_api.get_product
+    real_get_product = similar_use_case.get_product
 
     def paused_get_product(**kwargs: Any) -> Any:  # the request has read the active collection by now
         read.set()
         resume.wait(30)
         return real_get_product(**kwargs)
 
-    monkeypatch.setattr(similar_api, "get_product", paused_get_product)
+    monkeypatch.setattr(similar_use_case, "get_product", paused_get_product)
     answer: list[Any] = []
     request = threading.Thread(target=lambda: answer.append(client.get(f"/api/v1/products/{ids[0]}/similar")))
     request.start()
@@ -195,7 +195,7 @@ def test_a_query_that_read_the_old_collection_before_the_switch_still_answers(
     response = answer[0]
     assert response.status_code == 200, response.json
     assert {i["product"]["id"] for i in response.json["items"]} == set(ids[1:])
-    assert before not in list_collections(settings)  # dropped after the grace
+    assert before not in store_for(settings).list()  # dropped after the grace
 
 
 def test_changes_between_the_reindex_pass_and_its_switch_reach_the_new_collection(
@@ -218,6 +218,6 @@ def test_changes_between_the_reindex_pass_and_its_switch_reach_the_new_collectio
         report = reindex(session=db.session, settings=settings, enqueue=enqueue_embedding, drop_wait_s=0)
     assert report.embedded == 2  # both were in the database while it embedded
     with server_app.app_context():
-        index = open_index(settings, report.collection)
+        index = store_for(settings).open(report.collection)
         assert index.ids() == {keep["images"][0]["id"]}
         assert [p["price"] for p in index.payloads().values()] == [99.0]

@@ -16,17 +16,17 @@ import pytest
 import redis
 from flask_migrate import upgrade
 
-from backend import create_app
+from backend.app import create_app
+from backend.db.models import IndexCollection, ProductImage
 from backend.extensions import db
-from backend.index import IndexPoint, close_all, list_collections, open_index
-from backend.models import IndexCollection, ProductImage
-from backend.sweep import run_sweep
+from backend.index import IndexPoint, close_all, store_for
+from backend.pipeline.sweep import run_sweep
+from backend.pipeline.tasks import enqueue_embedding
 from tests.conftest import REDIS_URL, make_settings
 from tests.utils import images, live_index, migrated_app
 from tests.utils.api import upload
 from tests.utils.server import LOOKALIKE, free_port
 from tests.utils.stack import wait_for
-from workers.tasks import enqueue_embedding
 
 
 @pytest.fixture(params=["edge", "server"])
@@ -51,7 +51,7 @@ def sweep(app: Any, full: bool = True) -> dict[str, Any]:
 
 
 def test_sweep_repairs_drift(any_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("backend.index.RELEASE_GRACE_S", 0.1)
+    monkeypatch.setattr("backend.index.base.RELEASE_GRACE_S", 0.1)
     client = any_app.test_client()
     a = upload(client, "A", images.png(1), images.png(2), category="dress", price="10").json
     b = upload(client, "B", images.png(3)).json
@@ -76,8 +76,10 @@ def test_sweep_repairs_drift(any_app: Any, monkeypatch: pytest.MonkeyPatch) -> N
     set_row(any_app, ids[2], status="pending", enqueued_at=long_ago)  # its task was lost
     index.set_product_payload(c["id"], {"category": "stale"})  # a payload update that never arrived
     settings = any_app.config["SETTINGS"]
-    open_index(settings, "products-stray").upsert([IndexPoint(1, np.ones(1000, dtype=np.float32), {"product_id": 1})])
-    assert "products-stray" in list_collections(settings)
+    store_for(settings).open("products-stray").upsert(
+        [IndexPoint(1, np.ones(1000, dtype=np.float32), {"product_id": 1})]
+    )
+    assert "products-stray" in store_for(settings).list()
 
     quick = sweep(any_app, full=False)  # the minutely sweep: lost and failed photos only
     assert quick["retried_failed"] == 1 and quick["requeued_pending"] == 1 and quick["missing_points"] == 0
@@ -88,7 +90,7 @@ def test_sweep_repairs_drift(any_app: Any, monkeypatch: pytest.MonkeyPatch) -> N
     # On Edge this process still holds the stray shard for a moment (queries in flight finish): a later sweep drops it.
     time.sleep(0.3)
     dropped = quick["dropped_collections"] + report["dropped_collections"] + sweep(any_app)["dropped_collections"]
-    assert dropped == ["products-stray"] and "products-stray" not in list_collections(settings)
+    assert dropped == ["products-stray"] and "products-stray" not in store_for(settings).list()
     assert index.ids() == set(ids)
     assert {p["category"] for p in index.payloads().values()} == {"dress"}
     assert [i["status"] for i in client.get(f"/api/v1/products/{a['id']}").json["images"]] == ["indexed"] * 2
@@ -112,22 +114,22 @@ def test_sweep_leaves_alone_what_a_live_worker_holds(any_app: Any) -> None:
 
 def test_sweep_keeps_a_just_retired_collection_for_the_grace(any_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Queries that read the old name just before a switch may still be on it: it is dropped only later."""
-    monkeypatch.setattr("backend.index.RELEASE_GRACE_S", 0.1)  # this process lets go of the Edge shard sooner
+    monkeypatch.setattr("backend.index.base.RELEASE_GRACE_S", 0.1)  # this process lets go of the Edge shard sooner
     settings = any_app.config["SETTINGS"]
     name = "products-old-20260101000000"
-    open_index(settings, name).upsert([IndexPoint(1, np.ones(1000, dtype=np.float32), {"product_id": 1})])
+    store_for(settings).open(name).upsert([IndexPoint(1, np.ones(1000, dtype=np.float32), {"product_id": 1})])
     with any_app.app_context():
         db.session.add(IndexCollection(name=name, model_version="old", state="retired", switched_at=datetime.now(UTC)))
         db.session.commit()
     assert sweep(any_app, full=False)["dropped_collections"] == []
-    assert name in list_collections(settings)
+    assert name in store_for(settings).list()
     with any_app.app_context():
         row = db.session.get(IndexCollection, name)
         row.switched_at = datetime.now(UTC) - timedelta(minutes=1)
         db.session.commit()
     time.sleep(0.3)
     assert sweep(any_app, full=False)["dropped_collections"] == [name]
-    assert name not in list_collections(settings)
+    assert name not in store_for(settings).list()
     with any_app.app_context():
         assert db.session.get(IndexCollection, name) is None
 
@@ -247,7 +249,7 @@ def test_bulk_import_into_the_full_stack_enqueues_chunks_and_returns(tmp_path: P
 
 
 def test_the_embedded_default_sweeps_inside_the_serving_process(tmp_path: Path) -> None:
-    from backend.maintenance import start_in_process_sweep
+    from backend.pipeline.maintenance import start_in_process_sweep
 
     app = create_app(make_settings(tmp_path / "var", sweep_interval_s=0.2, sweep_full_interval_s=0.5))
     with app.app_context():

@@ -10,14 +10,14 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 
-from backend import create_app
+from backend.app import create_app
+from backend.db.models import ProductImage
 from backend.extensions import db
 from backend.index import close_all
-from backend.models import ProductImage
+from backend.pipeline.tasks import embed_images
 from tests.conftest import REDIS_URL, make_settings
 from tests.utils import images, live_index
 from tests.utils.api import upload
-from workers.tasks import embed_images
 
 
 def statuses(app: Any) -> list[tuple[str, str | None, int]]:

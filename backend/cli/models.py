@@ -7,19 +7,27 @@ from pathlib import Path
 from typing import Any
 
 import click
-from flask import current_app
-from flask.cli import with_appcontext
+import torch
+from flask.cli import ScriptInfo, with_appcontext
+
+from backend.cli.pipeline import run_reindex
+from backend.config import current_settings
+from backend.extensions import db
+from backend.pipeline.active import active_collection
+from backend.pipeline.registry import RegistryError, check_activatable, list_models, register_model
+from backend.training_data import export_catalog
+from ml import evaluate, train
+from ml.backbones import ARCHS, imagenet_available, lite_weights_path, pull_resnet50
+from ml.batch import embed_directory
+from ml.datasets import DatasetError
+from ml.versions import ARCH_NAMES, UnknownArch, WeightsUnavailable, builtin_name
 
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
+RECIPE_CHOICES = ("full", "cpu")
 
 
 def _fail(exc: Exception) -> None:
     raise click.ClickException(str(exc)) from exc
-
-
-# Literal lists, so that `--help` needs no torch; a test checks them against ml.backbones.ARCHS.
-ARCH_CHOICES = ("resnet50", "efficientnet_lite0", "efficientnet_lite2")
-RECIPE_CHOICES = ("full", "cpu")
 
 
 @click.command("train")
@@ -28,7 +36,7 @@ RECIPE_CHOICES = ("full", "cpu")
     "--from-catalog", is_flag=True, help="Train on the products in the database (category = label), split by product."
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
-@click.option("--arch", default="efficientnet_lite0", show_default=True, type=click.Choice(ARCH_CHOICES))
+@click.option("--arch", default="efficientnet_lite0", show_default=True, type=click.Choice(ARCH_NAMES))
 @click.option("--weights", default="imagenet", show_default=True, help="imagenet, none, or a path to a state dict.")
 @click.option(
     "--recipe",
@@ -58,22 +66,16 @@ RECIPE_CHOICES = ("full", "cpu")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 def train_command(data: Path | None, from_catalog: bool, min_products: int, **options: Any) -> None:
     """Fine-tune an ImageNet backbone in two phases; writes best.pt, last.pt, metrics.json, curves.png."""
-    from ml.backbones import UnknownArch, WeightsUnavailable
-    from ml.datasets import DatasetError
-    from ml.train import TrainConfig, main
-
     if (data is None) == (not from_catalog):
         raise click.UsageError("give either --data or --from-catalog")
     if options["recipe"] is None:
-        import torch
-
         options["recipe"] = "full" if torch.cuda.is_available() and options["device"] != "cpu" else "cpu"
         click.echo(f"recipe: {options['recipe']} (--recipe chooses)")
     if from_catalog:
         data = _export_catalog(options["out"], options["val_fraction"], options["seed"], min_products)
     options["data"], options["out"] = str(data), str(options["out"])
     try:
-        metrics = main(TrainConfig(**options))
+        metrics = train.main(train.TrainConfig(**options))
     except (DatasetError, WeightsUnavailable, UnknownArch, FileNotFoundError, ValueError) as exc:
         _fail(exc)
     best = metrics["best"]
@@ -85,11 +87,6 @@ def train_command(data: Path | None, from_catalog: bool, min_products: int, **op
 
 
 def _export_catalog(out: Path, val_fraction: float, seed: int, min_products: int) -> Path:
-    from flask.cli import ScriptInfo
-
-    from backend.extensions import db
-    from backend.training_data import export_catalog
-
     app = click.get_current_context().ensure_object(ScriptInfo).load_app()
     with app.app_context():
         report = export_catalog(
@@ -125,12 +122,8 @@ def _export_catalog(out: Path, val_fraction: float, seed: int, min_products: int
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
 def evaluate_command(**options: Any) -> None:
     """Top-1/top-3, retrieval P@k and mAP@k (raw and L2) against the pretrained start, untrained and colour."""
-    from ml.backbones import WeightsUnavailable
-    from ml.datasets import DatasetError
-    from ml.evaluate import main
-
     try:
-        result = main(**options)
+        result = evaluate.main(**options)
     except (DatasetError, WeightsUnavailable, FileNotFoundError, ValueError) as exc:
         _fail(exc)
     c = result["classification"]
@@ -153,8 +146,6 @@ def evaluate_command(**options: Any) -> None:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
 def embed_command(model_path: Path, directory: Path, out: Path, device: str, batch_size: int, workers: int) -> None:
     """Embed every photo under DIRECTORY with the workers' Embedder; OUT gets the vectors, OUT.ids.json the paths."""
-    from ml.batch import embed_directory
-
     try:
         ids, vectors, skipped = embed_directory(
             model_path, directory, out, device=device, batch_size=batch_size, workers=workers
@@ -174,9 +165,6 @@ def model_group() -> None:
 @with_appcontext
 def model_register(checkpoint: Path) -> None:
     """Register a checkpoint under its content-hash version."""
-    from backend.extensions import db
-    from backend.registry import RegistryError, register_model
-
     try:
         model = register_model(session=db.session, path=checkpoint)
     except RegistryError as exc:
@@ -188,13 +176,7 @@ def model_register(checkpoint: Path) -> None:
 @with_appcontext
 def model_list() -> None:
     """Built-in and registered models as JSON; the one that embeds now is marked active."""
-    from backend.active_index import active_collection
-    from backend.extensions import db
-    from backend.registry import list_models
-    from ml.backbones import ARCHS, imagenet_available
-    from ml.pretrained import builtin_name
-
-    live = active_collection(session=db.session, settings=current_app.config["SETTINGS"]).model_version
+    live = active_collection(session=db.session, settings=current_settings()).model_version
     rows: list[dict[str, Any]] = [
         {
             "version": builtin_name(arch),
@@ -227,10 +209,6 @@ def model_list() -> None:
 @click.option("--drop-wait", default=120.0, show_default=True, help="Seconds to wait for the old collection.")
 def model_activate(version: str, drop_wait: float) -> None:
     """Make VERSION (built-in or registered) the model that embeds: reindex every photo with it, then switch."""
-    from backend.extensions import db
-    from backend.pipeline_commands import run_reindex
-    from backend.registry import RegistryError, check_activatable
-
     try:
         check_activatable(session=db.session, version=version)
     except RegistryError as exc:
@@ -240,17 +218,11 @@ def model_activate(version: str, drop_wait: float) -> None:
 
 
 @model_group.command("pull")
-@click.argument("arch", type=click.Choice(ARCH_CHOICES))
+@click.argument("arch", type=click.Choice(ARCH_NAMES))
 def model_pull(arch: str) -> None:
     """Fetch ARCH's ImageNet weights: resnet50 downloads torchvision's (needs a network); Lite ones are installed."""
-    from ml.backbones import WeightsUnavailable, lite_weights_path, pull_resnet50
-    from ml.pretrained import builtin_name
-
     try:
         path = pull_resnet50() if arch == "resnet50" else lite_weights_path(arch)
     except WeightsUnavailable as exc:
         _fail(exc)
     click.echo(f"{builtin_name(arch)}: weights at {path}")
-
-
-ML_COMMANDS = [train_command, evaluate_command, embed_command, model_group]

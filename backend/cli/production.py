@@ -6,7 +6,9 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from backend.app import create_app
 from backend.config import Settings
+from backend.pipeline.maintenance import start_in_process_sweep
 
 
 def worker_layout(settings: Settings, workers: int | None, threads: int | None) -> tuple[int, int]:
@@ -31,9 +33,6 @@ class ProductionServer(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from backend.app import create_app
-        from backend.maintenance import start_in_process_sweep
-
         app = create_app(self.settings)  # in the gunicorn worker process, the one that holds the store
         start_in_process_sweep(app)
         return app

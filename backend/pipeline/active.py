@@ -13,11 +13,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from backend.config import Settings
-from backend.embedding import UNTRAINED, configured_default, is_untrained
+from backend.db.models import CollectionState, IndexCollection, ModelVersion
 from backend.extensions import DbSession
-from backend.index import VectorIndex, open_index, release_others
-from backend.models import CollectionState, IndexCollection, ModelVersion
-from ml.pretrained import builtin_arch
+from backend.index import VectorIndex, store_for
+from backend.pipeline.embedders import UNTRAINED, configured_default, is_untrained
+from ml.versions import builtin_arch
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,13 @@ def new_collection_name(settings: Settings, version: str) -> str:
 
 def active_collection(*, session: DbSession, settings: Settings) -> Active:
     """The active collection; the first call of a new installation creates it for the default model."""
-    row = session.scalar(select(IndexCollection).where(IndexCollection.state == CollectionState.active.value))
+    row = session.scalar(select(IndexCollection).where(IndexCollection.state == CollectionState.active))
     if row is None:
         version = default_version(session=session, settings=settings)
         row = IndexCollection(
             name=new_collection_name(settings, version),
             model_version=version,
-            state=CollectionState.active.value,
+            state=CollectionState.active,
             switched_at=datetime.now(UTC),
         )
         session.add(row)
@@ -73,26 +73,27 @@ def active_collection(*, session: DbSession, settings: Settings) -> Active:
             session.commit()
         except IntegrityError:  # another process created it first
             session.rollback()
-            row = session.scalar(select(IndexCollection).where(IndexCollection.state == CollectionState.active.value))
+            row = session.scalar(select(IndexCollection).where(IndexCollection.state == CollectionState.active))
             assert row is not None
     return Active(row.name, row.model_version)
 
 
-def index_for(settings: Settings, active: Active) -> VectorIndex:
+def index_of(settings: Settings, active: Active) -> VectorIndex:
     """The index of a collection read as active, opened once per process; replaced Edge shards are let go.
 
     Callers that read `active` earlier pass it here rather than read it again: a switch in between
     would pair one model's vectors with another model's collection.
     """
-    index = open_index(settings, active.name)
-    release_others(settings, keep=active.name)
+    store = store_for(settings)
+    index = store.open(active.name)
+    store.release_others(keep=active.name)
     return index
 
 
 def active_index(*, session: DbSession, settings: Settings) -> tuple[Active, VectorIndex]:
     """The active collection and its index."""
     active = active_collection(session=session, settings=settings)
-    return active, index_for(settings, active)
+    return active, index_of(settings, active)
 
 
 def building_indexes(*, session: DbSession, settings: Settings) -> list[VectorIndex]:
@@ -101,7 +102,8 @@ def building_indexes(*, session: DbSession, settings: Settings) -> list[VectorIn
 
     An Edge shard being built is held by the reindex's process; there the full sweep repairs such drift.
     """
-    if settings.qdrant_url is None:
+    store = store_for(settings)
+    if not store.builds_visible:
         return []
-    names = session.scalars(select(IndexCollection.name).where(IndexCollection.state == CollectionState.building.value))
-    return [open_index(settings, name) for name in names]
+    names = session.scalars(select(IndexCollection.name).where(IndexCollection.state == CollectionState.building))
+    return [store.open(name) for name in names]

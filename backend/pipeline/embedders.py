@@ -1,20 +1,24 @@
-"""The process-wide embedder of a model version, loaded once per process."""
+"""The process-wide embedder of a model version, loaded once per process.
+
+torch is imported when the first model loads, not when the web app or a command starts.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from backend.config import Settings
+from backend.db.models import ModelVersion
 from backend.extensions import db
-from backend.models import ModelVersion
-from ml.backbones import WeightsUnavailable
-from ml.checkpoint import embedder_from_checkpoint
-from ml.embedder import Embedder, untrained_version
-from ml.pretrained import builtin_arch, builtin_names, pretrained_embedder
+from ml.versions import WeightsUnavailable, builtin_arch, builtin_names, untrained_version
+
+if TYPE_CHECKING:
+    from ml.embedder import Embedder
 
 log = logging.getLogger("lookalike")
 _embedders: dict[str, Embedder] = {}
@@ -48,8 +52,12 @@ def embedder_for(settings: Settings, version: str) -> Embedder:
         embedder = _embedders.get(version)
         if embedder is not None:
             return embedder
+        # Here, not above: torch takes seconds to import, and only a process that embeds needs it.
+        from ml import checkpoint, pretrained
+        from ml import embedder as embedders
+
         if is_untrained(settings, version):
-            embedder = Embedder.untrained(
+            embedder = embedders.Embedder.untrained(
                 seed=settings.untrained_seed,
                 image_size=settings.embed_image_size,
                 device=settings.device.value,
@@ -57,7 +65,7 @@ def embedder_for(settings: Settings, version: str) -> Embedder:
             )
         elif builtin_arch(version) is not None:
             try:
-                embedder = pretrained_embedder(
+                embedder = pretrained.pretrained_embedder(
                     version, device=settings.device.value, batch_size=settings.embed_batch_size
                 )
             except WeightsUnavailable as exc:
@@ -70,7 +78,7 @@ def embedder_for(settings: Settings, version: str) -> Embedder:
                     f" and is not the untrained network of UNTRAINED_SEED={settings.untrained_seed},"
                     f" EMBED_IMAGE_SIZE={settings.embed_image_size}"
                 )
-            embedder = embedder_from_checkpoint(
+            embedder = checkpoint.embedder_from_checkpoint(
                 Path(model.path), device=settings.device.value, batch_size=settings.embed_batch_size
             )
         info = embedder.info

@@ -18,6 +18,7 @@ from flask import Flask
 from kombu import Queue
 
 from backend.config import Settings
+from backend.extensions import db
 
 EMBED_QUEUE = "embed"  # the GPU worker's queue
 INDEX_QUEUE = "index"  # deletes, payload syncs, the sweep: short tasks on the vector store
@@ -31,7 +32,7 @@ def celery_init_app(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
-    celery_app = Celery(app.name, task_cls=FlaskTask, include=["workers.tasks"])
+    celery_app = Celery(app.name, task_cls=FlaskTask, include=["backend.pipeline.tasks"])
     celery_app.conf.update(
         # Without a broker the same tasks run in-process, synchronously, when enqueued.
         task_always_eager=settings.tasks_in_process,
@@ -70,8 +71,6 @@ def celery_init_app(app: Flask) -> Celery:
     @worker_process_init.connect(weak=False)
     def _fresh_connections(**kwargs: Any) -> None:
         # A forked pool process must not reuse the parent's database connections.
-        from backend.extensions import db
-
         with app.app_context():
             db.engine.dispose(close=False)
 

@@ -6,11 +6,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from backend.db.models import ModelVersion
 from backend.extensions import DbSession
-from backend.models import ModelVersion
-from ml.backbones import get_arch, imagenet_available
-from ml.checkpoint import load_checkpoint
-from ml.pretrained import builtin_arch, builtin_names
+from ml.versions import builtin_arch, builtin_names
 
 
 class RegistryError(ValueError):
@@ -19,6 +17,9 @@ class RegistryError(ValueError):
 
 def register_model(*, session: DbSession, path: Path) -> ModelVersion:
     """Record a checkpoint under its content-hash version; registering the same weights twice is refused."""
+    # Here, not above: reading a checkpoint needs torch, which the web app does not import.
+    from ml.checkpoint import load_checkpoint
+
     path = Path(path).resolve()
     try:
         checkpoint = load_checkpoint(path)
@@ -51,6 +52,9 @@ def check_activatable(*, session: DbSession, version: str) -> ModelVersion | Non
     here. Activation itself is a reindex."""
     arch = builtin_arch(version)
     if arch is not None:
+        # Here, not above: the backbones' module imports torch and timm.
+        from ml.backbones import get_arch, imagenet_available
+
         if not imagenet_available(arch):
             raise RegistryError(f"the ImageNet weights of {version} are not here: {get_arch(arch).weights_origin}")
         return None

@@ -12,14 +12,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, select
 
-from backend.active_index import active_index
 from backend.config import Settings
+from backend.db.models import CollectionState, FailureKind, ImageStatus, IndexCollection, Product, ProductImage
+from backend.db.photos import set_pending
 from backend.extensions import DbSession
-from backend.index import RELEASE_GRACE_S, IndexBusy, IndexUnavailable, drop_collection, list_collections
-from backend.indexing import claim_is_stale
-from backend.models import CollectionState, FailureKind, ImageStatus, IndexCollection, Product, ProductImage
+from backend.index import IndexBusy, IndexUnavailable, VectorIndex, store_for
+from backend.index.base import RELEASE_GRACE_S
+from backend.pipeline.active import active_index
+from backend.pipeline.indexing import claim_is_stale
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ def run_sweep(
     stale_before = now - timedelta(seconds=settings.pending_stale_s)
     rows = session.execute(
         select(ProductImage.id, ProductImage.claimed_by, ProductImage.claimed_until).where(
-            ProductImage.status == ImageStatus.pending.value,
+            ProductImage.status == ImageStatus.pending,
             or_(ProductImage.enqueued_at.is_(None), ProductImage.enqueued_at < stale_before),
         )
     ).all()
@@ -66,13 +68,13 @@ def run_sweep(
     retry = list(
         session.scalars(
             select(ProductImage.id).where(
-                ProductImage.status == ImageStatus.failed.value,
-                ProductImage.failure_kind == FailureKind.transient.value,
+                ProductImage.status == ImageStatus.failed,
+                ProductImage.failure_kind == FailureKind.transient,
             )
         )
     )
     if retry:
-        _set_pending(session, retry)
+        set_pending(session, retry)
     report.requeued_pending, report.retried_failed = len(lost), len(retry)
 
     # 3. Drift between the database and the active collection.
@@ -95,12 +97,10 @@ def run_sweep(
     return report
 
 
-def _drift(session: DbSession, version: str, index: Any, report: SweepReport) -> list[int]:
+def _drift(session: DbSession, version: str, index: VectorIndex, report: SweepReport) -> list[int]:
     """Compare the database with every point; fix what differs. Returns the photos to embed again."""
     in_index = index.ids()
-    indexed = select(ProductImage.id, ProductImage.model_version).where(
-        ProductImage.status == ImageStatus.indexed.value
-    )
+    indexed = select(ProductImage.id, ProductImage.model_version).where(ProductImage.status == ImageStatus.indexed)
     known = {image_id: model for image_id, model in session.execute(indexed)}
     all_ids = set(session.scalars(select(ProductImage.id)))
     orphans = sorted(in_index - all_ids)
@@ -109,7 +109,7 @@ def _drift(session: DbSession, version: str, index: Any, report: SweepReport) ->
     missing = sorted(i for i, v in known.items() if v == version and i not in in_index)
     other = sorted(i for i, v in known.items() if v != version)
     if missing or other:
-        _set_pending(session, missing + other)
+        set_pending(session, missing + other)
     report.orphan_points, report.missing_points, report.other_model = len(orphans), len(missing), len(other)
     report.payloads_fixed = _fix_payloads(session, index)
     return missing + other
@@ -124,19 +124,20 @@ def _drop_replaced(session: DbSession, settings: Settings, report: SweepReport) 
     retired = list(
         session.scalars(
             select(IndexCollection.name).where(
-                IndexCollection.state == CollectionState.retired.value,
+                IndexCollection.state == CollectionState.retired,
                 or_(IndexCollection.switched_at.is_(None), IndexCollection.switched_at <= settled),
             )
         )
     )
+    store = store_for(settings)
     try:
         prefix = f"{settings.qdrant_collection}-"
-        retired += [n for n in list_collections(settings) if n.startswith(prefix) and n not in known_names]
+        retired += [n for n in store.list() if n.startswith(prefix) and n not in known_names]
     except IndexUnavailable as exc:
         log.warning("sweep: cannot list collections: %s", exc)
     for name in retired:
         try:
-            drop_collection(settings, name)
+            store.drop(name)
         except IndexBusy:
             continue
         except IndexUnavailable as exc:
@@ -147,27 +148,16 @@ def _drop_replaced(session: DbSession, settings: Settings, report: SweepReport) 
     session.commit()
 
 
-def _set_pending(session: DbSession, image_ids: list[int]) -> None:
-    for start in range(0, len(image_ids), 10_000):
-        session.execute(
-            update(ProductImage)
-            .where(ProductImage.id.in_(image_ids[start : start + 10_000]))
-            .values(status=ImageStatus.pending.value, error=None, failure_kind=None)
-            .execution_options(synchronize_session=False)
-        )
-    session.commit()
-
-
-def _fix_payloads(session: DbSession, index: Any) -> int:
+def _fix_payloads(session: DbSession, index: VectorIndex) -> int:
     """Compare every point's category, brand and price with its product; rewrite the products that differ."""
     stored = index.payloads()
     products = {p.id: p.index_payload() for p in session.scalars(select(Product))}
     wrong: set[int] = set()
     for payload in stored.values():
         product_id = payload.get("product_id")
-        truth = products.get(product_id)  # type: ignore[arg-type]
+        truth = products.get(product_id) if isinstance(product_id, int) else None
         if truth is not None and any(payload.get(k) != truth[k] for k in ("category", "brand", "price")):
-            wrong.add(product_id)  # type: ignore[arg-type]
+            wrong.add(truth["product_id"])
     for product_id in sorted(wrong):
         index.set_product_payload(product_id, products[product_id])
     return len(wrong)

@@ -12,6 +12,9 @@ import time
 from flask import Flask
 
 from backend.config import Settings
+from backend.extensions import db
+from backend.pipeline.sweep import run_sweep
+from backend.pipeline.tasks import enqueue_embedding
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +29,6 @@ def start_in_process_sweep(app: Flask) -> threading.Event | None:
     stop = threading.Event()
 
     def loop() -> None:
-        from backend.extensions import db
-        from backend.sweep import run_sweep
-        from workers.tasks import enqueue_embedding
-
         last_full = time.monotonic()
         while not stop.wait(settings.sweep_interval_s):
             full = time.monotonic() - last_full >= settings.sweep_full_interval_s

@@ -9,19 +9,25 @@ from typing import Any
 
 import click
 from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeout
 from flask import current_app
 from flask.cli import with_appcontext
 
-from backend.commands import progress_bar
-from backend.config import Environment, Settings
-
-
-def _settings() -> Settings:
-    return current_app.config["SETTINGS"]  # type: ignore[no-any-return]
+from backend.cli.progress import progress_bar
+from backend.config import Environment, Settings, current_settings
+from backend.db.products import image_status_counts
+from backend.extensions import db
+from backend.index import IndexUnavailable, store_for
+from backend.pipeline.active import active_collection
+from backend.pipeline.embedders import UnknownModel
+from backend.pipeline.enqueue import enqueue_embedding, sweep
+from backend.pipeline.reindex import reindex
+from backend.pipeline.sweep import run_sweep
 
 
 def _celery() -> Celery:
-    return current_app.extensions["celery"]  # type: ignore[no-any-return]
+    celery: Celery = current_app.extensions["celery"]
+    return celery
 
 
 def _need_broker(settings: Settings, what: str) -> None:
@@ -37,7 +43,7 @@ def _need_broker(settings: Settings, what: str) -> None:
 @with_appcontext
 def worker(concurrency: int | None, queues: str, loglevel: str, celery_args: tuple[str, ...]) -> None:
     """Start a Celery worker (prefork pool) that embeds photos and keeps the index in step."""
-    settings = _settings()
+    settings = current_settings()
     _need_broker(settings, "worker")
     concurrency = concurrency or settings.worker_concurrency
     if settings.embedded_index:
@@ -57,7 +63,7 @@ def worker(concurrency: int | None, queues: str, loglevel: str, celery_args: tup
 @with_appcontext
 def beat(loglevel: str, celery_args: tuple[str, ...]) -> None:
     """Start Celery beat: the quick sweep every SWEEP_INTERVAL_S, the full one every SWEEP_FULL_INTERVAL_S."""
-    settings = _settings()
+    settings = current_settings()
     _need_broker(settings, "scheduler")
     _celery().start(["beat", f"--loglevel={loglevel}", *celery_args])
 
@@ -69,7 +75,7 @@ def beat(loglevel: str, celery_args: tuple[str, ...]) -> None:
 @with_appcontext
 def flower(address: str | None, port: int | None, celery_args: tuple[str, ...]) -> None:
     """Start Flower, the Celery monitor, behind basic auth (FLOWER_BASIC_AUTH=user:password)."""
-    settings = _settings()
+    settings = current_settings()
     _need_broker(settings, "Flower")
     auth = settings.flower_basic_auth
     if auth is None:
@@ -84,12 +90,7 @@ def flower(address: str | None, port: int | None, celery_args: tuple[str, ...]) 
 
 
 def pipeline_stats() -> dict[str, Any]:
-    from backend.active_index import active_collection
-    from backend.extensions import db
-    from backend.index import IndexUnavailable, open_index
-    from backend.products import image_status_counts
-
-    settings = _settings()
+    settings = current_settings()
     active = active_collection(session=db.session, settings=settings)
     stats: dict[str, Any] = {
         "photos": image_status_counts(session=db.session),
@@ -97,7 +98,7 @@ def pipeline_stats() -> dict[str, Any]:
         "model_version": active.model_version,
     }
     try:
-        stats["index"]["points"] = open_index(settings, active.name).count()
+        stats["index"]["points"] = store_for(settings).open(active.name).count()
     except IndexUnavailable as exc:
         stats["index"]["error"] = str(exc)
     return stats
@@ -116,21 +117,14 @@ def stats_command() -> None:
 @click.option("--timeout", default=300, show_default=True, help="Seconds to wait for a worker's answer.")
 @with_appcontext
 def sweep_command(quick: bool, here: bool, timeout: int) -> None:
-    """Re-enqueue lost and transiently failed photos; repair drift between the database and the index (points,
-    payloads)."""
-    settings = _settings()
-    if settings.tasks_in_process or here:
-        from backend.extensions import db
-        from backend.sweep import run_sweep
-        from workers.tasks import enqueue_embedding
+    """Re-enqueue lost and transiently failed photos; repair drift between the database and the index.
 
+    Drift: points of deleted photos, photos without a point, points of another model, stale payloads."""
+    settings = current_settings()
+    if settings.tasks_in_process or here:
         report = run_sweep(session=db.session, settings=settings, enqueue=enqueue_embedding, full=not quick)
         click.echo(json.dumps(report.as_dict(), indent=2))
         return
-    from celery.exceptions import TimeoutError as CeleryTimeout
-
-    from workers.tasks import sweep
-
     # A worker runs it: on the embedded store, the worker is the process that holds the index.
     result = sweep.apply_async(kwargs={"full": not quick})
     try:
@@ -152,12 +146,7 @@ def reindex_command(version: str | None, drop_wait: float) -> None:
 
 
 def run_reindex(version: str | None, drop_wait: float = 120.0) -> None:
-    from backend.embedding import UnknownModel
-    from backend.extensions import db
-    from backend.reindex import reindex
-    from workers.tasks import enqueue_embedding
-
-    settings = _settings()
+    settings = current_settings()
     with progress_bar("reindex") as (update, set_total):
         try:
             report = reindex(
@@ -173,6 +162,3 @@ def run_reindex(version: str | None, drop_wait: float = 120.0) -> None:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
     click.echo(json.dumps(vars(report), indent=2))
-
-
-PIPELINE_COMMANDS = [worker, beat, flower, stats_command, sweep_command, reindex_command]

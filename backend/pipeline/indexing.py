@@ -17,16 +17,20 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, not_, or_, select, update
 from sqlalchemy.orm import joinedload
 
-from backend.active_index import Active
+from backend.db.models import CollectionState, FailureKind, ImageStatus, IndexCollection, ProductImage
+from backend.db.photos import fail_photos, mark_indexed, update_photos
 from backend.extensions import DbSession
 from backend.index import IndexPoint, VectorIndex
 from backend.media import MediaStorage, open_image
-from backend.models import CollectionState, FailureKind, ImageStatus, IndexCollection, ProductImage
-from ml.embedder import Embedder
+from backend.pipeline.active import Active
+
+if TYPE_CHECKING:
+    from ml.embedder import Embedder
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()[:60]
@@ -83,11 +87,47 @@ def point_payload(image: ProductImage, model_version: str) -> dict[str, object]:
 
 
 @dataclass(frozen=True)
-class Claimed:
+class PhotoRef:
+    """What embedding a photo needs, as plain values: a row deleted meanwhile cannot break the run."""
+
     id: int
     stored_name: str
-    attempts: int
     payload: dict[str, object]
+
+
+@dataclass(frozen=True)
+class Claimed(PhotoRef):
+    attempts: int = 0
+
+
+def embed_and_upsert(
+    *,
+    photos: Sequence[PhotoRef],
+    index: Callable[[], VectorIndex],
+    embedder: Callable[[], Embedder],
+    storage: MediaStorage,
+    max_pixels: int,
+    model_version: str,
+    on_unreadable: Callable[[int, str], None],
+) -> list[int]:
+    """Decode the photos, embed them in one batch, upsert their points; returns the ids written.
+
+    An unreadable photo is its own failure, not the batch's: `on_unreadable(id, reason)` hears of it at
+    once. `index` and `embedder` are called only when there is a photo to write."""
+    decoded, ready = [], []
+    for photo in photos:
+        try:
+            decoded.append(open_image(storage.read(photo.stored_name), max_pixels))
+            ready.append(photo)
+        except Exception as exc:  # any unreadable photo
+            on_unreadable(photo.id, f"cannot read photo: {type(exc).__name__}: {exc}")
+    if not ready:
+        return []
+    model = embedder()
+    assert model.model_version == model_version, "the embedder must be the collection's model"
+    vectors = model.embed(decoded)
+    index().upsert([IndexPoint(photo.id, vectors[i], photo.payload) for i, photo in enumerate(ready)])
+    return [photo.id for photo in ready]
 
 
 def claim(*, session: DbSession, image_ids: Sequence[int], version: str, me: str, lease_s: float) -> list[Claimed]:
@@ -104,12 +144,12 @@ def claim(*, session: DbSession, image_ids: Sequence[int], version: str, me: str
         update(ProductImage)
         .where(
             ProductImage.id.in_(ids),
-            or_(ProductImage.status != ImageStatus.indexed.value, ProductImage.model_version.is_distinct_from(version)),
+            or_(ProductImage.status != ImageStatus.indexed, ProductImage.model_version.is_distinct_from(version)),
             # A photo that failed for a reason of its own stays failed until someone changes it.
             not_(
                 and_(
-                    ProductImage.status == ImageStatus.failed.value,
-                    ProductImage.failure_kind == FailureKind.permanent.value,
+                    ProductImage.status == ImageStatus.failed,
+                    ProductImage.failure_kind == FailureKind.permanent,
                 )
             ),
             or_(
@@ -121,7 +161,7 @@ def claim(*, session: DbSession, image_ids: Sequence[int], version: str, me: str
         .values(
             claimed_by=me,
             claimed_until=now + timedelta(seconds=lease_s),
-            status=ImageStatus.pending.value,
+            status=ImageStatus.pending,
         )
         .execution_options(synchronize_session=False)
     )
@@ -133,7 +173,7 @@ def claim(*, session: DbSession, image_ids: Sequence[int], version: str, me: str
         .order_by(ProductImage.id)
     ).all()
     # Plain values: a row deleted by the API later must not break the attribute loads of this run.
-    claimed = [Claimed(row.id, row.stored_name, row.attempts, point_payload(row, version)) for row in rows]
+    claimed = [Claimed(row.id, row.stored_name, point_payload(row, version), row.attempts) for row in rows]
     session.rollback()
     return claimed
 
@@ -144,7 +184,7 @@ def release(*, session: DbSession, me: str, charged: Sequence[int] = ()) -> None
         update(ProductImage)
         .where(
             ProductImage.claimed_by == me,
-            ProductImage.status == ImageStatus.pending.value,
+            ProductImage.status == ImageStatus.pending,
             ProductImage.id.in_(list(charged)),
         )
         .values(attempts=ProductImage.attempts - 1)
@@ -162,12 +202,7 @@ def release(*, session: DbSession, me: str, charged: Sequence[int] = ()) -> None
 def _charge(session: DbSession, rows: Sequence[Claimed], report: IndexReport) -> None:
     """Count an attempt on these photos, committed before any work: a photo that kills the process is counted."""
     ids = [row.id for row in rows]
-    session.execute(
-        update(ProductImage)
-        .where(ProductImage.id.in_(ids))
-        .values(attempts=ProductImage.attempts + 1)
-        .execution_options(synchronize_session=False)
-    )
+    update_photos(session, ids, attempts=ProductImage.attempts + 1)
     session.commit()
     report.charged.extend(ids)
 
@@ -205,7 +240,7 @@ def index_images(
                 reason = (
                     f"gave up after {row.attempts} attempts: the worker process died each time it embedded this photo"
                 )
-                _fail_ids(session, [row.id], reason, FailureKind.permanent)
+                fail_photos(session, [row.id], reason, FailureKind.permanent)
                 report.failed[row.id] = reason
                 continue
             _charge(session, [row], report)
@@ -229,7 +264,7 @@ def _classify_unclaimed(session: DbSession, image_ids: Sequence[int], claimed: s
     for image_id in unclaimed:
         if image_id not in found:
             report.vanished.append(image_id)
-        elif found[image_id] != ImageStatus.pending.value:
+        elif found[image_id] != ImageStatus.pending:
             report.skipped.append(image_id)  # indexed, or failed for a reason of its own
         else:
             report.busy.append(image_id)  # another live worker holds it
@@ -245,113 +280,39 @@ def _embed_group(
     max_pixels: int,
     report: IndexReport,
 ) -> None:
-    decoded, ready = [], []
-    for row in rows:
-        try:
-            decoded.append(open_image(storage.read(row.stored_name), max_pixels))
-            ready.append(row)
-        except Exception as exc:  # any unreadable photo is this photo's failure, not the batch's
-            reason = f"cannot read photo: {type(exc).__name__}: {exc}"
-            _fail_ids(session, [row.id], reason, FailureKind.permanent)
-            report.failed[row.id] = reason
-    if not ready:
-        return
-    version = active.model_version
-    embedder = embedder_of()
-    assert embedder.model_version == version, "the embedder must be the active collection's model"
-    vectors = embedder.embed(decoded)
-    index = index_of()
-    index.upsert([IndexPoint(row.id, vectors[i], row.payload) for i, row in enumerate(ready)])
 
-    ready_ids = [row.id for row in ready]
+    def unreadable(image_id: int, reason: str) -> None:
+        fail_photos(session, [image_id], reason, FailureKind.permanent)
+        report.failed[image_id] = reason
+
+    ready_ids = embed_and_upsert(
+        photos=rows,
+        index=index_of,
+        embedder=embedder_of,
+        storage=storage,
+        max_pixels=max_pixels,
+        model_version=active.model_version,
+        on_unreadable=unreadable,
+    )
+    if not ready_ids:
+        return
     session.expire_all()
     # The collection we wrote to must still be the active one, read under a lock the switch also takes.
     state = session.scalar(
         select(IndexCollection.state).where(IndexCollection.name == active.name).with_for_update(read=True)
     )
     still_there = set(session.scalars(select(ProductImage.id).where(ProductImage.id.in_(ready_ids))))
-    if state != CollectionState.active.value:
+    if state != CollectionState.active:
         # A reindex switched collections while we embedded: our vectors belong to the old model.
-        session.execute(
-            update(ProductImage)
-            .where(ProductImage.id.in_(list(still_there)))
-            .values(claimed_by=None, claimed_until=None, attempts=0)
-            .execution_options(synchronize_session=False)
-        )
+        update_photos(session, sorted(still_there), claimed_by=None, claimed_until=None, attempts=0)
         session.commit()
         report.requeue.extend(sorted(still_there))
         return
-    mark_indexed(session, sorted(still_there), version)
+    mark_indexed(session, sorted(still_there), active.model_version)
     session.commit()
     report.indexed.extend(sorted(still_there))
     # A photo deleted while we embedded must not keep a point: its delete already ran, maybe before our upsert.
     gone = [i for i in ready_ids if i not in still_there]
     if gone:
-        index.delete(gone)
+        index_of().delete(gone)
         report.vanished.extend(gone)
-
-
-def mark_indexed(session: DbSession, image_ids: Sequence[int], version: str, chunk: int = 10_000) -> None:
-    """Record photos as indexed by `version` (not committed: the caller's transaction decides)."""
-    now = datetime.now(UTC)
-    ids = list(image_ids)
-    for start in range(0, len(ids), chunk):
-        session.execute(
-            update(ProductImage)
-            .where(ProductImage.id.in_(ids[start : start + chunk]))
-            .values(
-                status=ImageStatus.indexed.value,
-                model_version=version,
-                indexed_at=now,
-                error=None,
-                failure_kind=None,
-                claimed_by=None,
-                claimed_until=None,
-                attempts=0,  # attempts count the runs on a photo that never ended; this one did
-            )
-            .execution_options(synchronize_session=False)
-        )
-
-
-def mark_failed(*, session: DbSession, image_ids: Sequence[int], reason: str, kind: FailureKind) -> list[int]:
-    """Record a failure for photos not indexed yet and not held by another worker; returns their ids."""
-    now = datetime.now(UTC)
-    ids = list(
-        session.scalars(
-            select(ProductImage.id).where(
-                ProductImage.id.in_(list(image_ids)),
-                ProductImage.status != ImageStatus.indexed.value,
-                or_(ProductImage.claimed_by.is_(None), ProductImage.claimed_until < now),
-            )
-        )
-    )
-    if ids:
-        _fail_ids(session, ids, reason, kind)
-    return ids
-
-
-def _fail_ids(session: DbSession, image_ids: list[int], reason: str, kind: FailureKind) -> None:
-    session.execute(
-        update(ProductImage)
-        .where(ProductImage.id.in_(image_ids))
-        .values(
-            status=ImageStatus.failed.value,
-            error=reason[:1000],
-            failure_kind=kind.value,
-            claimed_by=None,
-            claimed_until=None,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    log.warning("photos %s failed (%s): %s", image_ids, kind.value, reason)
-
-
-def mark_enqueued(*, session: DbSession, image_ids: Sequence[int]) -> None:
-    session.execute(
-        update(ProductImage)
-        .where(ProductImage.id.in_(list(image_ids)))
-        .values(enqueued_at=datetime.now(UTC))
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()

@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from backend.errors import ApiError
+from backend.db.models import ImageStatus, Product, ProductImage
+from backend.errors import DuplicateSku, NotFound
 from backend.extensions import DbSession
 from backend.media import CheckedImage, MediaStorage
-from backend.models import ImageStatus, Product, ProductImage
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +35,14 @@ class ProductIn:
 def get_product(*, session: DbSession, product_id: int) -> Product:
     product = session.get(Product, product_id, options=[selectinload(Product.images)])
     if product is None:
-        raise ApiError(404, "not_found", f"product {product_id} not found")
+        raise NotFound(f"product {product_id} not found")
     return product
 
 
 def get_image(*, session: DbSession, image_id: int) -> ProductImage:
     image = session.get(ProductImage, image_id)
     if image is None:
-        raise ApiError(404, "not_found", f"image {image_id} not found")
+        raise NotFound(f"image {image_id} not found")
     return image
 
 
@@ -66,7 +66,7 @@ def _store_images(
                 height=checked.height,
                 content_type=checked.content_type,
                 size_bytes=len(checked.data),
-                status=ImageStatus.pending.value,
+                status=ImageStatus.pending,
                 attempts=0,
             )
         )
@@ -82,7 +82,7 @@ def _commit_or_undo(*, session: DbSession, storage: MediaStorage, stored: list[s
         for name in stored:
             storage.delete(name)
         if isinstance(exc, IntegrityError):
-            raise ApiError(409, "duplicate_sku", f"a product with sku {sku!r} already exists", field="sku") from exc
+            raise DuplicateSku(sku) from exc
         raise
 
 
@@ -91,7 +91,7 @@ def create_product(
 ) -> Product:
     """Create a product and its photos (status pending) in one transaction."""
     if sku_taken(session=session, sku=product_in.sku):
-        raise ApiError(409, "duplicate_sku", f"a product with sku {product_in.sku!r} already exists", field="sku")
+        raise DuplicateSku(product_in.sku)
     product = Product(
         sku=product_in.sku,
         title=product_in.title,
@@ -118,7 +118,7 @@ def add_images(
 def update_product(*, session: DbSession, product: Product, changes: dict[str, Any]) -> tuple[Product, bool]:
     """Apply field changes; returns the product and whether its points' payload must follow."""
     if "sku" in changes and changes["sku"] != product.sku and sku_taken(session=session, sku=changes["sku"]):
-        raise ApiError(409, "duplicate_sku", f"a product with sku {changes['sku']!r} already exists", field="sku")
+        raise DuplicateSku(changes["sku"])
     payload_changed = any(k in changes and changes[k] != getattr(product, k) for k in PAYLOAD_FIELDS)
     for key, value in changes.items():
         setattr(product, key, value)
@@ -126,7 +126,7 @@ def update_product(*, session: DbSession, product: Product, changes: dict[str, A
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise ApiError(409, "duplicate_sku", f"a product with sku {changes.get('sku')!r} already exists") from exc
+        raise DuplicateSku(changes.get("sku")) from exc
     return product, payload_changed
 
 

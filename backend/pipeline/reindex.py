@@ -7,7 +7,6 @@ every photo, and never a mix of two models. The old collection is dropped once n
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,23 +14,8 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import joinedload
 
-from backend.active_index import active_collection, new_collection_name
 from backend.config import Settings
-from backend.embedding import embedder_for
-from backend.extensions import DbSession
-from backend.index import (
-    RELEASE_GRACE_S,
-    IndexBusy,
-    IndexPoint,
-    IndexUnavailable,
-    close_index,
-    drop_collection,
-    open_index,
-    point_alias,
-)
-from backend.indexing import mark_indexed, point_payload
-from backend.media import MediaStorage, open_image
-from backend.models import (
+from backend.db.models import (
     CollectionState,
     FailureKind,
     ImageStatus,
@@ -40,9 +24,15 @@ from backend.models import (
     Product,
     ProductImage,
 )
+from backend.db.photos import mark_indexed, update_photos
+from backend.extensions import DbSession
+from backend.index import IndexBusy, IndexUnavailable, VectorIndex, store_for
+from backend.media import MediaStorage
+from backend.pipeline.active import active_collection, new_collection_name
+from backend.pipeline.embedders import embedder_for
+from backend.pipeline.indexing import PhotoRef, embed_and_upsert, point_payload
 
 log = logging.getLogger(__name__)
-CHUNK = 10_000
 
 
 @dataclass
@@ -71,12 +61,13 @@ def reindex(
     version = version or previous.model_version
     embedder = embedder_for(settings, version)  # UnknownModel before anything is built
     name = new_collection_name(settings, version)
-    session.add(IndexCollection(name=name, model_version=version, state=CollectionState.building.value))
+    session.add(IndexCollection(name=name, model_version=version, state=CollectionState.building))
     session.commit()
     started = datetime.now(UTC)
     report = ReindexReport(collection=name, model_version=version, previous=previous.name)
-    storage = MediaStorage(settings.media_root)  # type: ignore[arg-type]
-    index = open_index(settings, name)
+    storage = MediaStorage(settings.media_root)
+    store = store_for(settings)
+    index = store.open(name)
     try:
         ids = list(session.scalars(select(ProductImage.id).order_by(ProductImage.id)))
         on_total(len(ids))
@@ -89,43 +80,38 @@ def reindex(
                 .where(ProductImage.id.in_(ids[start : start + step]))
                 .options(joinedload(ProductImage.product))
             ).all()
-            decoded, ready = [], []
-            for row in rows:
-                try:
-                    decoded.append(open_image(storage.read(row.stored_name), settings.max_image_pixels))
-                    ready.append(row)
-                except Exception as exc:
-                    unreadable[row.id] = f"cannot read photo: {type(exc).__name__}: {exc}"
-            if ready:
-                vectors = embedder.embed(decoded)
-                index.upsert(
-                    [IndexPoint(row.id, vectors[i], point_payload(row, version)) for i, row in enumerate(ready)]
+            photos = [PhotoRef(row.id, row.stored_name, point_payload(row, version)) for row in rows]
+            done.update(
+                embed_and_upsert(
+                    photos=photos,
+                    index=lambda: index,
+                    embedder=lambda: embedder,
+                    storage=storage,
+                    max_pixels=settings.max_image_pixels,
+                    model_version=version,
+                    on_unreadable=unreadable.__setitem__,
                 )
-                done.update(row.id for row in ready)
+            )
             session.rollback()  # end the read transaction: nothing to keep between batches
             progress(len(ids[start : start + step]))
         index.optimize()  # build the graph before queries arrive
         report.orphans_removed = _tidy(session, index, done, started)
     except BaseException:
         session.rollback()
-        close_index(settings, name)
-        drop_collection(settings, name)
+        store.drop(name)
         session.execute(delete(IndexCollection).where(IndexCollection.name == name))
         session.commit()
         raise
-    close_index(settings, name)  # Edge: the serving process opens it after the switch
+    store.close_collection(name)  # Edge: the serving process opens it after the switch
     report.embedded, report.unreadable = len(done), len(unreadable)
     report.caught_up = _switch(session, settings, name, version, done, unreadable, enqueue)
     try:
-        point_alias(settings, settings.qdrant_collection, name)
+        store.point_alias(settings.qdrant_collection, name)
     except IndexUnavailable as exc:  # queries read the active collection from the database, not the alias
         log.warning("reindex: alias %s not moved: %s", settings.qdrant_collection, exc)
-    if settings.qdrant_url is not None:
-        # Queries that read the old name just before the switch finish on it (Edge: the serving process
-        # keeps the shard open as long, and the drop below waits for it).
-        time.sleep(min(RELEASE_GRACE_S, drop_wait_s))
     try:
-        drop_collection(settings, previous.name, wait_s=drop_wait_s)
+        # Queries that read the old name just before the switch finish on it first.
+        store.drop_replaced(previous.name, wait_s=drop_wait_s)
         session.execute(delete(IndexCollection).where(IndexCollection.name == previous.name))
         session.commit()
         report.dropped_previous = True
@@ -134,15 +120,15 @@ def reindex(
     return report
 
 
-def _tidy(session: DbSession, index: object, done: set[int], started: datetime) -> int:
+def _tidy(session: DbSession, index: VectorIndex, done: set[int], started: datetime) -> int:
     """Before the switch: drop points of photos deleted during the build, refresh payloads changed meanwhile."""
     existing = set(session.scalars(select(ProductImage.id)))
     gone = sorted(done - existing)
     if gone:
-        index.delete(gone)  # type: ignore[attr-defined]
+        index.delete(gone)
         done.difference_update(gone)
     for product in session.scalars(select(Product).where(Product.updated_at >= started)):
-        index.set_product_payload(product.id, product.index_payload())  # type: ignore[attr-defined]
+        index.set_product_payload(product.id, product.index_payload())
     session.rollback()
     return len(gone)
 
@@ -160,40 +146,32 @@ def _switch(
     now = datetime.now(UTC)
     # The same rows a finishing worker reads (FOR SHARE): it sees either the old state or the new one.
     session.scalars(
-        select(IndexCollection).where(IndexCollection.state == CollectionState.active.value).with_for_update()
+        select(IndexCollection).where(IndexCollection.state == CollectionState.active).with_for_update()
     ).all()
     session.execute(
         update(IndexCollection)
-        .where(IndexCollection.state == CollectionState.active.value)
-        .values(state=CollectionState.retired.value, switched_at=now)  # the sweep drops it after the grace
+        .where(IndexCollection.state == CollectionState.active)
+        .values(state=CollectionState.retired, switched_at=now)  # the sweep drops it after the grace
     )
     session.execute(
         update(IndexCollection)
         .where(IndexCollection.name == name)
-        .values(state=CollectionState.active.value, switched_at=now)
+        .values(state=CollectionState.active, switched_at=now)
     )
     session.execute(update(ModelVersion).values(active=ModelVersion.version == version))
-    mark_indexed(session, sorted(done), version, chunk=CHUNK)
+    mark_indexed(session, sorted(done), version)
     for image_id, reason in unreadable.items():
-        session.execute(
-            update(ProductImage)
-            .where(ProductImage.id == image_id)
-            .values(status=ImageStatus.failed.value, error=reason[:1000], failure_kind=FailureKind.permanent.value)
+        update_photos(
+            session, [image_id], status=ImageStatus.failed, error=reason[:1000], failure_kind=FailureKind.permanent
         )
     # Photos not in the new collection (they arrived during the build): embed them with the new model.
     # (Whatever their status says: one indexed meanwhile went into the old collection.)
     behind = [
         i
-        for i in session.scalars(select(ProductImage.id).where(ProductImage.status != ImageStatus.failed.value))
+        for i in session.scalars(select(ProductImage.id).where(ProductImage.status != ImageStatus.failed))
         if i not in done
     ]
-    for start in range(0, len(behind), CHUNK):
-        session.execute(
-            update(ProductImage)
-            .where(ProductImage.id.in_(behind[start : start + CHUNK]))
-            .values(status=ImageStatus.pending.value)
-            .execution_options(synchronize_session=False)
-        )
+    update_photos(session, behind, status=ImageStatus.pending)
     session.commit()
     enqueue(behind)
     return len(behind)

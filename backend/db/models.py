@@ -12,6 +12,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -54,6 +55,24 @@ class ImageStatus(StrEnum):
     pending = "pending"
     indexed = "indexed"
     failed = "failed"
+
+
+class FailureKind(StrEnum):
+    transient = "transient"  # the store or the database was down: the sweep retries
+    permanent = "permanent"  # the photo itself
+
+
+class CollectionState(StrEnum):
+    building = "building"  # a reindex is filling it; never queried
+    active = "active"  # the one collection queries and new photos use
+    retired = "retired"  # replaced by a reindex; dropped once no process holds it
+
+
+def text_enum(enum: type[StrEnum]) -> Enum:
+    """An enum stored as its values in a VARCHAR(16), as the migrations made the columns (no CHECK, no type)."""
+    return Enum(
+        enum, native_enum=False, create_constraint=False, length=16, values_callable=lambda e: [m.value for m in e]
+    )
 
 
 class Product(db.Model):  # type: ignore[name-defined,misc]
@@ -100,12 +119,11 @@ class ProductImage(db.Model):  # type: ignore[name-defined,misc]
     height: Mapped[int] = mapped_column(Integer)
     content_type: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), default=ImageStatus.pending.value)
+    status: Mapped[ImageStatus] = mapped_column(text_enum(ImageStatus), default=ImageStatus.pending)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     model_version: Mapped[str | None] = mapped_column(String(80))
-    # transient (the store or the database was down: the sweep retries) or permanent (the photo itself)
-    failure_kind: Mapped[str | None] = mapped_column(String(16))
+    failure_kind: Mapped[FailureKind | None] = mapped_column(text_enum(FailureKind))
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # A worker's lease on the photo while it embeds it: "host:pid:token" until claimed_until.
     claimed_by: Mapped[str | None] = mapped_column(String(160))
@@ -114,17 +132,6 @@ class ProductImage(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     product: Mapped[Product] = relationship(back_populates="images")
-
-
-class FailureKind(StrEnum):
-    transient = "transient"
-    permanent = "permanent"
-
-
-class CollectionState(StrEnum):
-    building = "building"  # a reindex is filling it; never queried
-    active = "active"  # the one collection queries and new photos use
-    retired = "retired"  # replaced by a reindex; dropped once no process holds it
 
 
 class IndexCollection(db.Model):  # type: ignore[name-defined,misc]
@@ -144,7 +151,7 @@ class IndexCollection(db.Model):  # type: ignore[name-defined,misc]
 
     name: Mapped[str] = mapped_column(String(160), primary_key=True)
     model_version: Mapped[str] = mapped_column(String(80))
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[CollectionState] = mapped_column(text_enum(CollectionState))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     switched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

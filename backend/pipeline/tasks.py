@@ -5,32 +5,30 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import InterfaceError as DbInterfaceError
 
-from backend.active_index import active_collection, active_index, building_indexes, index_for
-from backend.config import Settings
-from backend.embedding import UnknownModel, embedder_for
+from backend.config import Settings, current_settings
+from backend.db.models import FailureKind, Product
+from backend.db.photos import mark_enqueued, mark_failed
 from backend.extensions import db
-from backend.index import IndexUnavailable
-from backend.indexing import index_images, mark_failed, worker_identity
+from backend.index import IndexUnavailable, VectorIndex
 from backend.media import MediaStorage
-from backend.models import FailureKind, Product
+from backend.pipeline.active import active_collection, active_index, building_indexes, index_of
+from backend.pipeline.embedders import UnknownModel, embedder_for
+from backend.pipeline.indexing import index_images, worker_identity
+from backend.pipeline.sweep import run_sweep
 
 log = logging.getLogger(__name__)
 
 # Worth trying again later: the store, the database or the broker was away; the model file is missing here.
 TRANSIENT = (IndexUnavailable, OperationalError, DbInterfaceError, BrokerError, ConnectionError, UnknownModel)
-
-
-def _settings() -> Settings:
-    return current_app.config["SETTINGS"]  # type: ignore[no-any-return]
 
 
 def backoff_s(settings: Settings, retries: int) -> float:
@@ -54,16 +52,16 @@ def _safe_rollback() -> None:
 @shared_task(bind=True, name="lookalike.embed_images")
 def embed_images(self: Task, image_ids: list[int]) -> dict[str, int]:
     """Embed photos by id with the active collection's model and upsert them into it."""
-    settings = _settings()
+    settings = current_settings()
     me = worker_identity(self.request.id or uuid.uuid4().hex)
     try:
         active = active_collection(session=db.session, settings=settings)
         report = index_images(
             session=db.session,
             active=active,
-            index=lambda: index_for(settings, active),  # the collection read above, not a fresh read
+            index=lambda: index_of(settings, active),  # the collection read above, not a fresh read
             embedder=lambda: embedder_for(settings, active.model_version),
-            storage=MediaStorage(settings.media_root),  # type: ignore[arg-type]
+            storage=MediaStorage(settings.media_root),
             image_ids=image_ids,
             max_pixels=settings.max_image_pixels,
             me=me,
@@ -111,10 +109,10 @@ def embed_images(self: Task, image_ids: list[int]) -> dict[str, int]:
     return report.counts()
 
 
-def _index_task(self: Task, name: str, action: Any) -> None:
+def _index_task(self: Task, name: str, action: Callable[[VectorIndex], None]) -> None:
     """Run `action(index)` on the active collection and any being built; retry transient failures, then
     leave it to the sweep."""
-    settings = _settings()
+    settings = current_settings()
     try:
         _, index = active_index(session=db.session, settings=settings)
         for each in [index, *building_indexes(session=db.session, settings=settings)]:
@@ -137,7 +135,7 @@ def delete_points(self: Task, image_ids: list[int]) -> None:
 def sync_product(self: Task, product_id: int) -> None:
     """Copy a product's category, brand and price from the database onto its points."""
 
-    def apply(index: Any) -> None:
+    def apply(index: VectorIndex) -> None:
         product = db.session.get(Product, product_id)
         if product is not None:
             index.set_product_payload(product_id, product.index_payload())
@@ -148,18 +146,14 @@ def sync_product(self: Task, product_id: int) -> None:
 @shared_task(name="lookalike.sweep", ignore_result=False)
 def sweep(full: bool = False) -> dict[str, Any]:
     """Re-enqueue lost and transiently failed photos, repair drift between the database and the index."""
-    from backend.sweep import run_sweep
-
-    return run_sweep(session=db.session, settings=_settings(), enqueue=enqueue_embedding, full=full).as_dict()
+    return run_sweep(session=db.session, settings=current_settings(), enqueue=enqueue_embedding, full=full).as_dict()
 
 
 def enqueue_embedding(image_ids: list[int], *, batch_size: int | None = None) -> None:
     """Enqueue photos for embedding in batches, recording when; without a broker this runs now, in this process."""
-    from backend.indexing import mark_enqueued
-
     if not image_ids:
         return
-    size = batch_size or _settings().embed_batch_size
+    size = batch_size or current_settings().embed_batch_size
     mark_enqueued(session=db.session, image_ids=image_ids)
     for start in range(0, len(image_ids), size):
         embed_images.delay(list(image_ids[start : start + size]))

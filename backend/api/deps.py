@@ -1,0 +1,31 @@
+"""What routes share: the settings, the media storage, and checked uploads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from werkzeug.datastructures import FileStorage
+
+from backend.config import current_settings
+from backend.errors import InvalidInput
+from backend.media import CheckedImage, MediaStorage, check_image
+
+
+def storage() -> MediaStorage:
+    return MediaStorage(current_settings().media_root)
+
+
+def checked_uploads(files: Sequence[FileStorage], *, required: bool = True) -> list[CheckedImage]:
+    """Check every uploaded photo before any is stored, so a bad one leaves nothing behind."""
+    files = [f for f in files if f is not None]
+    cfg = current_settings()
+    if required and not files:
+        raise InvalidInput("images", "at least one photo is required")
+    if len(files) > cfg.max_images_per_request:
+        raise InvalidInput("images", f"at most {cfg.max_images_per_request} photos per request")
+    limit = cfg.max_upload_bytes
+    # Read one byte past the limit: enough to know a file is too large without reading all of it.
+    return [
+        check_image(f.stream.read(limit + 1), filename=f.filename, max_bytes=limit, max_pixels=cfg.max_image_pixels)
+        for f in files
+    ]

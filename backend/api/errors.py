@@ -1,0 +1,84 @@
+"""One JSON error shape for the whole API: {"error": code, "message": text}; domain errors mapped to HTTP here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import APIFlask, HTTPError
+
+from backend.errors import DuplicateSku, ImageRejected, InvalidInput, LookalikeError, NotFound, NotIndexed
+from backend.index import IndexUnavailable
+
+# Codes for statuses raised by Flask, Werkzeug or APIFlask rather than by our own code.
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_field",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(HTTPError):
+    """An HTTP error with a machine-readable code; extra keyword fields are added to the body."""
+
+    def __init__(self, status_code: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(status_code, message, extra_data={"error": code, **extra})
+
+
+def _field_message(detail: dict[str, Any]) -> tuple[str, str]:
+    """Flatten webargs' {location: {field: [messages]}} into the first field and a readable line."""
+    parts: list[str] = []
+    first = ""
+    for fields in detail.values():
+        if not isinstance(fields, dict):
+            continue
+        for field, messages in fields.items():
+            first = first or str(field)
+            if isinstance(messages, dict):  # list items: {index: [messages]}
+                messages = [m for ms in messages.values() for m in (ms if isinstance(ms, list) else [ms])]
+            text = "; ".join(str(m) for m in messages) if isinstance(messages, list) else str(messages)
+            parts.append(f"{field}: {text}")
+    return first, "; ".join(parts)
+
+
+# The status of each domain error; a rejected photo's depends on why.
+STATUS_OF: dict[type[LookalikeError], int] = {NotFound: 404, DuplicateSku: 409, NotIndexed: 409, InvalidInput: 400}
+IMAGE_STATUS = {"file_too_large": 413, "unsupported_media_type": 415}
+
+
+def http_status(error: LookalikeError) -> int:
+    if isinstance(error, ImageRejected):
+        return IMAGE_STATUS.get(error.kind, 400)
+    return next((status for kind, status in STATUS_OF.items() if isinstance(error, kind)), 400)
+
+
+def as_http(error: LookalikeError) -> ApiError:
+    return ApiError(http_status(error), error.code, error.message, **error.extra)
+
+
+def register_error_processor(app: APIFlask) -> None:
+    @app.errorhandler(LookalikeError)
+    def domain_error(error: LookalikeError) -> Any:
+        return app.error_callback(as_http(error))
+
+    @app.errorhandler(IndexUnavailable)
+    def index_unavailable(error: IndexUnavailable) -> tuple[dict[str, Any], int]:
+        app.logger.warning("vector index unavailable: %s", error)
+        return {"error": "index_unavailable", "message": "the vector index is unavailable; try again shortly"}, 503
+
+    @app.error_processor
+    def to_json(error: HTTPError) -> tuple[dict[str, Any], int, Any]:
+        body: dict[str, Any] = {"error": STATUS_CODES.get(error.status_code, "error"), "message": error.message}
+        if error.status_code == app.config["VALIDATION_ERROR_STATUS_CODE"] and isinstance(error.detail, dict):
+            field, message = _field_message(error.detail)
+            if field:
+                body.update(error="invalid_field", field=field, message=message)
+        body.update(error.extra_data)
+        return body, error.status_code, error.headers

@@ -1,0 +1,24 @@
+"""Progress bars for long commands (import, reindex)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from tqdm import tqdm
+
+
+@contextmanager
+def progress_bar(desc: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """A photo progress bar on stderr whose total is known later: yields (update, set_total)."""
+    with tqdm(unit="photo", desc=desc, file=sys.stderr, dynamic_ncols=True) as bar:
+
+        def set_total(n: int) -> None:
+            bar.total = n
+            bar.refresh()
+
+        def update(n: int) -> None:
+            bar.update(n)
+
+        yield update, set_total

@@ -1,0 +1,1 @@
+"""Models and data access: PostgreSQL (or SQLite) is the record of truth."""
