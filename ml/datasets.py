@@ -18,12 +18,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ml.versions import DatasetError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 SPLIT_ALIASES = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
-
-
-class DatasetError(ValueError):
-    """The dataset cannot be read as asked: a missing file, an unknown class, an empty split."""
 
 
 @dataclass(frozen=True)

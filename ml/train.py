@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ml import train_cpu
 from ml.backbones import get_arch
 from ml.checkpoint import load_checkpoint, save_checkpoint, state_hash
 from ml.datasets import Catalog, ImageDataset, collate_skipping, load_catalog
@@ -203,8 +204,6 @@ def main(config: TrainConfig) -> dict[str, Any]:
 
 
 def _main_cpu(model: LookalikeNet, catalog: Catalog, val_split: str, config: TrainConfig, out: Path) -> dict[str, Any]:
-    from ml import train_cpu
-
     if resolve_device(config.device).type != "cpu":
         log.info("the cpu recipe runs on the CPU; --recipe full uses the GPU")
     started = time.monotonic()

@@ -38,6 +38,10 @@ class UnknownArch(ValueError):
     """An architecture name that is not one of ARCHS."""
 
 
+class DatasetError(ValueError):
+    """The dataset cannot be read as asked: a missing file, an unknown class, an empty split."""
+
+
 def builtin_name(arch: str) -> str:
     return arch + SUFFIX
 

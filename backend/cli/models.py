@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import torch
 from flask.cli import ScriptInfo, with_appcontext
 
 from backend.cli.pipeline import run_reindex
@@ -16,11 +15,7 @@ from backend.extensions import db
 from backend.pipeline.active import active_collection
 from backend.pipeline.registry import RegistryError, check_activatable, list_models, register_model
 from backend.training_data import export_catalog
-from ml import evaluate, train
-from ml.backbones import ARCHS, imagenet_available, lite_weights_path, pull_resnet50
-from ml.batch import embed_directory
-from ml.datasets import DatasetError
-from ml.versions import ARCH_NAMES, UnknownArch, WeightsUnavailable, builtin_name
+from ml.versions import ARCH_NAMES, DatasetError, UnknownArch, WeightsUnavailable, builtin_name
 
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
 RECIPE_CHOICES = ("full", "cpu")
@@ -66,6 +61,11 @@ def _fail(exc: Exception) -> None:
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 def train_command(data: Path | None, from_catalog: bool, min_products: int, **options: Any) -> None:
     """Fine-tune an ImageNet backbone in two phases; writes best.pt, last.pt, metrics.json, curves.png."""
+    # Here and in the commands below: torch takes seconds to import, and `--help` needs none of it.
+    import torch
+
+    from ml import train
+
     if (data is None) == (not from_catalog):
         raise click.UsageError("give either --data or --from-catalog")
     if options["recipe"] is None:
@@ -122,6 +122,9 @@ def _export_catalog(out: Path, val_fraction: float, seed: int, min_products: int
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
 def evaluate_command(**options: Any) -> None:
     """Top-1/top-3, retrieval P@k and mAP@k (raw and L2) against the pretrained start, untrained and colour."""
+    # torch, imported when the command runs
+    from ml import evaluate
+
     try:
         result = evaluate.main(**options)
     except (DatasetError, WeightsUnavailable, FileNotFoundError, ValueError) as exc:
@@ -146,6 +149,9 @@ def evaluate_command(**options: Any) -> None:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
 def embed_command(model_path: Path, directory: Path, out: Path, device: str, batch_size: int, workers: int) -> None:
     """Embed every photo under DIRECTORY with the workers' Embedder; OUT gets the vectors, OUT.ids.json the paths."""
+    # torch, imported when the command runs
+    from ml.batch import embed_directory
+
     try:
         ids, vectors, skipped = embed_directory(
             model_path, directory, out, device=device, batch_size=batch_size, workers=workers
@@ -176,6 +182,9 @@ def model_register(checkpoint: Path) -> None:
 @with_appcontext
 def model_list() -> None:
     """Built-in and registered models as JSON; the one that embeds now is marked active."""
+    # torch, imported when the command runs
+    from ml.backbones import ARCHS, imagenet_available
+
     live = active_collection(session=db.session, settings=current_settings()).model_version
     rows: list[dict[str, Any]] = [
         {
@@ -221,6 +230,9 @@ def model_activate(version: str, drop_wait: float) -> None:
 @click.argument("arch", type=click.Choice(ARCH_NAMES))
 def model_pull(arch: str) -> None:
     """Fetch ARCH's ImageNet weights: resnet50 downloads torchvision's (needs a network); Lite ones are installed."""
+    # torch, imported when the command runs
+    from ml.backbones import lite_weights_path, pull_resnet50
+
     try:
         path = pull_resnet50() if arch == "resnet50" else lite_weights_path(arch)
     except WeightsUnavailable as exc:

@@ -19,7 +19,7 @@ from backend.db.products import image_status_counts
 from backend.extensions import db
 from backend.index import IndexUnavailable, store_for
 from backend.pipeline.active import active_collection
-from backend.pipeline.embedders import UnknownModel
+from backend.pipeline.embedders import UnknownModel, import_model_code
 from backend.pipeline.enqueue import enqueue_embedding, sweep
 from backend.pipeline.reindex import reindex
 from backend.pipeline.sweep import run_sweep
@@ -51,6 +51,7 @@ def worker(concurrency: int | None, queues: str, loglevel: str, celery_args: tup
         if concurrency not in (None, 1):
             raise click.UsageError("the embedded Qdrant Edge store allows one worker process: set QDRANT_URL for more")
         concurrency = 1
+    import_model_code()  # before the pool forks: every pool process starts with torch imported
     argv = ["worker", f"--loglevel={loglevel}", "-Q", queues, "--pool=prefork", "-n", f"lookalike-{os.getpid()}@%h"]
     if concurrency:
         argv.append(f"--concurrency={concurrency}")

@@ -15,7 +15,7 @@ from backend.cli.production import run
 from backend.config import Settings, current_settings
 from backend.extensions import db
 from backend.pipeline.active import active_collection, default_model_note
-from backend.pipeline.embedders import is_untrained
+from backend.pipeline.embedders import import_model_code, is_untrained
 from backend.pipeline.maintenance import start_in_process_sweep
 from ml.versions import builtin_arch
 
@@ -42,6 +42,7 @@ def serve(host: str | None, port: int | None, production: bool, workers: int | N
     click.echo(f" * Tasks: {'in-process' if settings.tasks_in_process else f'Celery on {settings.redis_url}'}")
     click.echo(f" * API on http://{host}:{port}/api/v1  (docs: http://{host}:{port}/docs)")
     _announce_model(settings)
+    import_model_code()  # torch now, not inside the first request
     if production:
         try:
             run(settings, host=host, port=port, workers=workers, threads=threads)

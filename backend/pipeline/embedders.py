@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -46,18 +47,27 @@ def is_untrained(settings: Settings, version: str) -> bool:
     return version == untrained_version(settings.untrained_seed, settings.embed_image_size)
 
 
+def import_model_code() -> tuple[ModuleType, ModuleType, ModuleType]:
+    """ml's checkpoint, embedder and pretrained modules: torch and torchvision, seconds to import.
+
+    Serving and worker processes call this at start: an import cut short by a task's soft time limit
+    would leave torch half-imported in the process."""
+    # Here, not above: only a process that embeds needs torch; the web app and the CLI start without it.
+    from ml import checkpoint, embedder, pretrained
+
+    return checkpoint, embedder, pretrained
+
+
 def embedder_for(settings: Settings, version: str) -> Embedder:
     """The embedder of `version`: built-in pretrained, a registered checkpoint, or the untrained network."""
     with _lock:
-        embedder = _embedders.get(version)
-        if embedder is not None:
-            return embedder
-        # Here, not above: torch takes seconds to import, and only a process that embeds needs it.
-        from ml import checkpoint, pretrained
-        from ml import embedder as embedders
+        cached = _embedders.get(version)
+        if cached is not None:
+            return cached
+        checkpoint, embedder, pretrained = import_model_code()
 
         if is_untrained(settings, version):
-            embedder = embedders.Embedder.untrained(
+            loaded = embedder.Embedder.untrained(
                 seed=settings.untrained_seed,
                 image_size=settings.embed_image_size,
                 device=settings.device.value,
@@ -65,7 +75,7 @@ def embedder_for(settings: Settings, version: str) -> Embedder:
             )
         elif builtin_arch(version) is not None:
             try:
-                embedder = pretrained.pretrained_embedder(
+                loaded = pretrained.pretrained_embedder(
                     version, device=settings.device.value, batch_size=settings.embed_batch_size
                 )
             except WeightsUnavailable as exc:
@@ -78,10 +88,10 @@ def embedder_for(settings: Settings, version: str) -> Embedder:
                     f" and is not the untrained network of UNTRAINED_SEED={settings.untrained_seed},"
                     f" EMBED_IMAGE_SIZE={settings.embed_image_size}"
                 )
-            embedder = checkpoint.embedder_from_checkpoint(
+            loaded = checkpoint.embedder_from_checkpoint(
                 Path(model.path), device=settings.device.value, batch_size=settings.embed_batch_size
             )
-        info = embedder.info
+        info = loaded.info
         log.info(
             "model %s loaded: %s, %s, %s vectors, %d px, on %s",
             info.model_version,
@@ -91,5 +101,5 @@ def embedder_for(settings: Settings, version: str) -> Embedder:
             info.image_size,
             info.device,
         )
-        _embedders[version] = embedder
-        return embedder
+        _embedders[version] = loaded
+        return loaded

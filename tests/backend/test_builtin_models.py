@@ -12,7 +12,7 @@ from PIL import Image
 
 from backend.db.models import Product, ProductImage
 from backend.extensions import db
-from backend.pipeline import embedders as embedding
+from backend.pipeline import embedders
 from backend.pipeline.active import active_collection, default_model_note, default_version
 from backend.pipeline.embedders import UnknownModel, configured_default
 from tests.conftest import make_settings
@@ -74,7 +74,7 @@ def test_an_untrained_install_moves_to_the_pretrained_default_by_reindex(
     assert note is not None and "lookalike model activate efficientnet_lite0-imagenet" in note
 
     runner = cli_runner(app)
-    monkeypatch.setattr(embedding, "_embedders", {})  # load it here, so that its log line is seen
+    monkeypatch.setattr(embedders, "_embedders", {})  # load it here, so that its log line is seen
     with caplog.at_level(logging.INFO, logger="lookalike"):
         result = runner.invoke(args=["model", "activate", "efficientnet_lite0-imagenet", "--drop-wait", "5"])
     assert result.exit_code == 0, result.output
