@@ -1,14 +1,14 @@
-"""Fixtures: real SQLite and PostgreSQL databases with migrations applied, a fresh index per test."""
+"""Fixtures: real SQLite and PostgreSQL databases with migrations applied, a fresh index per test.
+
+Helpers live in tests/utils; nothing is imported from here."""
 
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
-import psycopg
 import pytest
 from flask_migrate import upgrade
 from sqlalchemy import text
@@ -31,45 +31,14 @@ for _name in (
 ):
     os.environ.pop(_name, None)
 
+from flask import Flask  # noqa: E402
+
 from backend.app import create_app  # noqa: E402
 from backend.config import Settings  # noqa: E402
 from backend.extensions import db  # noqa: E402
 from backend.index import close_all  # noqa: E402
-
-TOKEN = "test-admin-token-0123456789"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def make_settings(var_dir: Path, **overrides: object) -> Settings:
-    # The untrained network at 64 px: fast, and its vectors are what the index tests need (pixels, not meaning).
-    values: dict[str, object] = {
-        "var_dir": var_dir,
-        "admin_token": TOKEN,
-        "embed_image_size": 64,
-        "default_model": "untrained",
-        "device": "cpu",
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
-
-
-@contextmanager
-def fresh_database(prefix: str, needed_by: str) -> Iterator[str]:
-    """The URL of a new PostgreSQL database, dropped on exit. PostgreSQL is required: the test fails without it."""
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is required for {needed_by} and is not reachable at {POSTGRES_URL}: {exc}")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_URL.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+from tests.utils import migrated_app  # noqa: E402
+from tests.utils.settings import fresh_database, make_settings  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -119,3 +88,15 @@ def app(settings: Settings) -> Iterator[object]:
 @pytest.fixture
 def client(app):  # type: ignore[no-untyped-def]
     return app.test_client()
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """More apps, on SQLite under their own VAR_DIR with the settings given, migrated; closed at the end."""
+    with ExitStack() as apps:
+
+        def make(name: str = "var", **overrides: object) -> Flask:
+            app: Flask = apps.enter_context(migrated_app(make_settings(tmp_path / name, **overrides)))
+            return app
+
+        yield make

@@ -9,8 +9,8 @@ from PIL import Image
 
 from ml.datasets import DatasetError, ImageDataset, collate_skipping, load_catalog
 from ml.presets import EvalPreset
-from tests.ml.conftest import COLOURS, write_class_photos
 from tests.utils import images
+from tests.utils.colours import COLOURS, write_class_photos
 
 
 def test_split_tree(split_tree: Path) -> None:

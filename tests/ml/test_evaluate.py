@@ -64,7 +64,7 @@ def test_evaluate_writes_metrics_and_pictures(checkpoint: Path, split_tree: Path
 
 def test_evaluate_refuses_other_classes(checkpoint: Path, tmp_path: Path, split_tree: Path) -> None:
     (split_tree / "train" / "extra").mkdir()
-    from tests.ml.conftest import write_class_photos
+    from tests.utils.colours import write_class_photos
 
     write_class_photos(split_tree / "train" / "extra", (0, 0, 0), 2, 1)
     with pytest.raises(ValueError, match="the model knows classes"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from tests.conftest import AUTH
+from tests.utils.settings import AUTH
 
 
 def upload(client: Any, sku: str, *photos: bytes, headers: dict[str, str] | None = None, **fields: Any) -> Any:

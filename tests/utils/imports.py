@@ -85,13 +85,23 @@ def _is_type_checking(node: ast.If) -> bool:
     return isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
 
 
+def _reason_above(lines: list[str], lineno: int) -> str:
+    """The comment that heads a block of imports (blank lines and other imports may come between)."""
+    for line in reversed(lines[: lineno - 1]):
+        text = line.strip()
+        if text.startswith("#"):
+            return text.lstrip("# ")
+        if text and not text.startswith(("import ", "from ")):
+            return ""
+    return ""
+
+
 def _walk(node: ast.AST, deferred: bool, source: str, lines: list[str], graph: Graph) -> None:
     for child in ast.iter_child_nodes(node):
         if isinstance(child, ast.If) and _is_type_checking(child):
             continue  # for the type checker only: never imported at run time
         if isinstance(child, ast.Import | ast.ImportFrom):
-            above = lines[child.lineno - 2].strip() if child.lineno >= 2 else ""
-            reason = above.lstrip("# ") if above.startswith("#") else ""
+            reason = _reason_above(lines, child.lineno)
             for target in _targets(child, graph.modules):
                 graph.imports.append(Import(source, target, child.lineno, deferred, reason))
         inner = deferred or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)

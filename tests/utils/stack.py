@@ -23,8 +23,8 @@ from backend.app import create_app
 from backend.db.models import ProductImage
 from backend.extensions import db
 from backend.index import close_all
-from tests.conftest import TOKEN, fresh_database
 from tests.utils.server import LOOKALIKE, free_port
+from tests.utils.settings import TOKEN, fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,11 +15,11 @@ from backend.extensions import db
 from backend.pipeline import embedders
 from backend.pipeline.active import active_collection, default_model_note, default_version
 from backend.pipeline.embedders import UnknownModel, configured_default
-from tests.conftest import make_settings
 from tests.utils import images, live_index, migrated_app
 from tests.utils.api import upload
 from tests.utils.cli import cli_runner
 from tests.utils.datasets import photos_of
+from tests.utils.settings import make_settings
 
 
 def test_a_new_install_defaults_to_the_pretrained_lite0(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from backend.config import Settings
 from backend.index import IndexPoint, IndexUnavailable, close_all, store_for
 from backend.pipeline.active import Active, index_of
-from tests.conftest import make_settings
+from tests.utils.settings import make_settings
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ from backend.pipeline import reindex as reindex_module
 from backend.pipeline.active import active_collection
 from backend.pipeline.reindex import reindex
 from backend.pipeline.tasks import enqueue_embedding
-from tests.conftest import make_settings
 from tests.utils import images, migrated_app
 from tests.utils.api import AUTH, upload
 from tests.utils.server import LOOKALIKE, running_server
+from tests.utils.settings import make_settings
 
 
 class QueryLoop(threading.Thread):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from backend.cli.production import worker_layout
-from tests.conftest import make_settings
+from tests.utils.settings import make_settings
 
 
 def test_embedded_store_serves_from_one_process(tmp_path: Path) -> None:

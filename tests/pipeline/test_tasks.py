@@ -10,14 +10,12 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 
-from backend.app import create_app
 from backend.db.models import ProductImage
 from backend.extensions import db
-from backend.index import close_all
 from backend.pipeline.tasks import embed_images
-from tests.conftest import REDIS_URL, make_settings
 from tests.utils import images, live_index
 from tests.utils.api import upload
+from tests.utils.settings import REDIS_URL
 
 
 def statuses(app: Any) -> list[tuple[str, str | None, int]]:
@@ -57,13 +55,9 @@ def test_missing_file_fails_with_reason_and_unknown_ids_vanish(client: Any, app:
     assert status == "failed" and "cannot read photo" in error and attempts == 1
 
 
-def test_unreachable_index_fails_photos_with_reason(tmp_path: Path) -> None:
+def test_unreachable_index_fails_photos_with_reason(make_app: Any) -> None:
     # Port 9 on loopback: nothing listens, the connection is refused at once.
-    app = create_app(make_settings(tmp_path, qdrant_url="http://127.0.0.1:9"))
-    from flask_migrate import upgrade
-
-    with app.app_context():
-        upgrade()
+    app = make_app(qdrant_url="http://127.0.0.1:9")
     client = app.test_client()
     response = upload(client, "DOWN", images.png(1))
     assert response.status_code == 201
@@ -77,21 +71,16 @@ def test_unreachable_index_fails_photos_with_reason(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def redis_app(tmp_path: Path) -> Any:
+def redis_app(make_app: Any) -> Any:
     connection = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
     try:
         connection.ping()
     except redis.ConnectionError as exc:
         pytest.fail(f"Redis is required for these tests and is not reachable at {REDIS_URL}: {exc}")
     connection.flushdb()
-    app = create_app(make_settings(tmp_path, redis_url=REDIS_URL))
-    from flask_migrate import upgrade
-
-    with app.app_context():
-        upgrade()
+    app = make_app(redis_url=REDIS_URL)
     yield app, connection
     connection.flushdb()
-    close_all()
 
 
 def test_upload_enqueues_on_redis_and_a_worker_indexes(redis_app: Any) -> None:

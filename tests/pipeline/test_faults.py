@@ -17,9 +17,9 @@ import pytest
 from backend.extensions import db
 from backend.index import close_all
 from backend.pipeline.tasks import embed_images
-from tests.conftest import AUTH
 from tests.utils import images, live_index
 from tests.utils.api import upload
+from tests.utils.settings import AUTH
 from tests.utils.stack import Stack, wait_for
 
 pytestmark = pytest.mark.faults

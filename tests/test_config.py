@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from backend.config import Settings
+from tests.utils.settings import make_settings
 
 
 def test_embedded_defaults(tmp_path: Path) -> None:
@@ -49,3 +51,25 @@ def test_environment_and_postgres_driver(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("DEVICE", "tpu")
     with pytest.raises(ValidationError, match="device"):
         Settings(_env_file=None)
+
+
+def test_settings_keep_time_limits_and_retries_below_the_visibility_timeout(tmp_path: Path, make_app: Any) -> None:
+    with pytest.raises(ValueError, match="must exceed the task time limit"):
+        make_settings(tmp_path, task_soft_time_limit_s=100, broker_visibility_timeout_s=120)
+    with pytest.raises(ValueError, match="must stay below BROKER_VISIBILITY_TIMEOUT_S"):
+        make_settings(tmp_path, retry_backoff_max_s=600, broker_visibility_timeout_s=600)
+    with pytest.raises(ValueError, match="user:password"):
+        make_settings(tmp_path, flower_basic_auth="nopassword")
+    app = make_app()
+    settings = app.config["SETTINGS"]
+    conf = app.extensions["celery"].conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
+    assert conf.task_soft_time_limit < conf.task_time_limit < conf.broker_transport_options["visibility_timeout"]
+    assert settings.retry_backoff_max_s < conf.broker_transport_options["visibility_timeout"]
+    assert conf.task_routes["lookalike.embed_images"] == {"queue": "embed"}
+    assert conf.beat_schedule["sweep"]["schedule"] == 60.0
+    assert conf.beat_schedule["sweep-full"] == {
+        **conf.beat_schedule["sweep-full"],
+        "schedule": 3600.0,
+        "kwargs": {"full": True},
+    }

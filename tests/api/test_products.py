@@ -10,9 +10,9 @@ import pytest
 from backend.config import Settings
 from backend.db.models import Product, ProductImage
 from backend.extensions import db
-from tests.conftest import AUTH
 from tests.utils import images, live_index
 from tests.utils.api import add_photos, upload
+from tests.utils.settings import AUTH
 
 
 def stored_files(settings: Settings) -> list[Path]:

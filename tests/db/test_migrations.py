@@ -15,7 +15,7 @@ from sqlalchemy import inspect
 
 from backend.app import create_app
 from backend.extensions import db
-from tests.conftest import POSTGRES_URL, make_settings
+from tests.utils.settings import POSTGRES_URL, make_settings
 
 TABLES = {"products", "product_images", "model_versions", "index_collections", "alembic_version"}
 

@@ -9,9 +9,9 @@ from flask_migrate import upgrade
 
 from backend.app import create_app
 from backend.index import close_all
-from tests.conftest import make_settings
 from tests.utils import images
 from tests.utils.api import upload
+from tests.utils.settings import make_settings
 
 
 @pytest.fixture(scope="module")
