@@ -38,7 +38,7 @@ from backend.db.models import Product, ProductImage
 from backend.extensions import db
 from backend.index import IndexPoint, SearchFilter, VectorIndex, close_all
 from backend.pipeline.active import active_index
-from ml.embedder import untrained_version
+from ml.versions import untrained_version
 
 CATEGORIES = ["dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes", "shorts", "skirt", "t-shirt"]
 DIM = 1000
@@ -215,21 +215,17 @@ def index_alone(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     vectors = np.ascontiguousarray(vectors)
     sq_norms = np.einsum("ij,ij->i", vectors, vectors)
     index = live_index(settings)
-    version = untrained_version(settings.untrained_seed, settings.embed_image_size)
     rng = np.random.default_rng(args.seed + 2)
     picks = rng.choice(len(vectors), args.recall_queries, replace=False)
     out: dict[str, Any] = {"points": index.count()}
     for j in picks:  # warm-up: a reopened shard pages its files in on first touch
-        index.search(vectors[j], limit=10, where=SearchFilter(model_version=version))
+        index.search_batch([vectors[j]], limit=10)
     for label, with_category in (("no filter", False), ("category filter", True)):
-        wheres = [
-            SearchFilter(model_version=version, categories=(CATEGORIES[categories[owner[j]]],) if with_category else ())
-            for j in picks
-        ]
+        wheres = [SearchFilter(categories=(CATEGORIES[categories[owner[j]]],) if with_category else ()) for j in picks]
         latencies, found = [], []
         for j, where in zip(picks, wheres, strict=True):  # timed alone: no NumPy scan between the queries
             tick = time.perf_counter()
-            hits = index.search(vectors[j], limit=10, where=where)
+            hits = index.search_batch([vectors[j]], limit=10, where=where)[0]
             latencies.append(time.perf_counter() - tick)
             found.append({h.id - 1 for h in hits})
         exact_latencies, recalls = [], []
