@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     max_upload_mb: float = Field(default=20, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
+    # Longer side over shorter side: bounds the resize for embedding as the pixel limit bounds the decode.
+    max_aspect_ratio: float = Field(default=10.0, ge=1)
     max_images_per_request: int = Field(default=20, gt=0)
     embed_batch_size: int = Field(default=32, gt=0)
     # The model a new installation embeds with until another is activated: a built-in ImageNet model

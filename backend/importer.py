@@ -76,7 +76,11 @@ def import_tree(
             with path.open("rb") as fh:
                 data = fh.read(settings.max_upload_bytes + 1)
             checked = check_image(
-                data, filename=path.name, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
+                data,
+                filename=path.name,
+                max_bytes=settings.max_upload_bytes,
+                max_pixels=settings.max_image_pixels,
+                max_aspect_ratio=settings.max_aspect_ratio,
             )
             product = create_product(
                 session=session,

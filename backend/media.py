@@ -53,8 +53,37 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def check_image(data: bytes, *, filename: str | None, max_bytes: int, max_pixels: int) -> CheckedImage:
-    """Validate one uploaded photo; raise ImageRejected naming the file and the kind of problem."""
+MAX_ASPECT_RATIO = 10.0
+EXIF_ORIENTATION = 0x0112
+TURNED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+
+
+def header_guard(width: int, height: int, *, max_pixels: int, max_aspect_ratio: float) -> tuple[str, str] | None:
+    """What is wrong with a photo of this size before any pixel is decoded, as (kind, reason), or None.
+
+    The pixel count bounds the decode; the aspect ratio bounds the resize for embedding (the shorter side
+    goes to 256 px: a 6000x1 photo would become 1,536,000 px wide)."""
+    if width < 1 or height < 1:
+        return "invalid_image", "the image has no pixels"
+    if width * height > max_pixels:
+        return "image_too_large", f"{width}x{height} pixels is over the limit of {max_pixels} pixels"
+    ratio = max(width, height) / min(width, height)
+    if ratio > max_aspect_ratio:
+        return "bad_aspect_ratio", f"{width}x{height} is {ratio:.0f}:1, over the limit of {max_aspect_ratio:g}:1"
+    return None
+
+
+def check_image(
+    data: bytes,
+    *,
+    filename: str | None,
+    max_bytes: int,
+    max_pixels: int,
+    max_aspect_ratio: float = MAX_ASPECT_RATIO,
+) -> CheckedImage:
+    """Validate one uploaded photo; raise ImageRejected naming the file and the kind of problem.
+
+    The reported width and height are the photo's as shown, after its EXIF orientation."""
     label = filename or "upload"
     if len(data) > max_bytes:
         raise ImageRejected("file_too_large", f"{label}: {len(data)} bytes is over the limit of {max_bytes} bytes")
@@ -69,20 +98,18 @@ def check_image(data: bytes, *, filename: str | None, max_bytes: int, max_pixels
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             width, height = image.size  # read from the header only: nothing decoded yet
-            if width * height > max_pixels:
-                raise ImageRejected(
-                    "image_too_large",
-                    f"{label}: {width}x{height} pixels is over the limit of {max_pixels} pixels",
-                )
+            refused = header_guard(width, height, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
+            if refused is not None:
+                raise ImageRejected(refused[0], f"{label}: {refused[1]}")
             image.load()  # full decode: catches truncated and corrupt files
+            if "exif" in image.info and image.getexif().get(EXIF_ORIENTATION, 1) in TURNED:
+                width, height = height, width
     except ImageRejected:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageRejected("image_too_large", f"{label}: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageRejected("invalid_image", f"{label}: the {fmt} image is truncated or corrupt ({exc})") from exc
-    if width < 1 or height < 1:
-        raise ImageRejected("invalid_image", f"{label}: the image has no pixels")
     return CheckedImage(
         data=data,
         format=fmt,
@@ -93,11 +120,12 @@ def check_image(data: bytes, *, filename: str | None, max_bytes: int, max_pixels
     )
 
 
-def open_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode a photo for embedding, with the same pixel guard as the upload check."""
+def open_image(data: bytes, max_pixels: int, max_aspect_ratio: float = MAX_ASPECT_RATIO) -> Image.Image:
+    """Decode a photo for embedding, with the same guards as the upload check."""
     image = Image.open(io.BytesIO(data))
-    if image.size[0] * image.size[1] > max_pixels:
-        raise ValueError(f"{image.size[0]}x{image.size[1]} pixels is over the limit of {max_pixels}")
+    refused = header_guard(*image.size, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
+    if refused is not None:
+        raise ValueError(refused[1])
     image.load()
     return image
 

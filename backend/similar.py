@@ -114,7 +114,7 @@ def similar_to_photo(
     """Products that look like a photo that is not stored (a shopper's upload)."""
     active, index = active_index(session=session, settings=settings)
     embedder = embedder_for(settings, active.model_version)
-    vector = embedder.embed([open_image(photo.data, settings.max_image_pixels)])[0]
+    vector = embedder.embed([open_image(photo.data, settings.max_image_pixels, settings.max_aspect_ratio)])[0]
     return _answer(session, active, index, [vector.tolist()], params.search_filter(), params)
 
 

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ml.presets import to_rgb
 from ml.versions import DatasetError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
@@ -240,7 +241,7 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int, int] | None]):
         sample = self.samples[i]
         try:
             with Image.open(sample.path) as opened:
-                image = opened.convert("RGB")
+                image = to_rgb(opened)
             if sample.bbox is not None:
                 image = image.crop(sample.bbox)
             return self.transform(image), sample.label, i

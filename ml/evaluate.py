@@ -25,7 +25,7 @@ from ml.checkpoint import load_checkpoint, model_from_checkpoint
 from ml.datasets import ImageDataset, Sample, collate_skipping, load_catalog
 from ml.embedder import l2_rows, resolve_device
 from ml.plots import plot_confusion, plot_neighbours
-from ml.presets import EvalPreset
+from ml.presets import EvalPreset, to_rgb
 from ml.pretrained import builtin_arch, builtin_names, pretrained_embedder, starting_point
 
 
@@ -65,7 +65,7 @@ l2_normalize = l2_rows  # the embedder's own normalization, so evaluation measur
 def colour_histogram(path: Path, image_size: int, bins: int = 8) -> np.ndarray:
     """A bins^3 RGB histogram of the same centre crop the networks see, summing to 1."""
     with Image.open(path) as image:
-        rgb = image.convert("RGB")
+        rgb = to_rgb(image)
         scale = round(image_size * 256 / 224) / min(rgb.size)
         rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))))
         left, top = (rgb.width - image_size) // 2, (rgb.height - image_size) // 2

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
-from PIL import ImageFile
+from PIL import Image, ImageFile
 
 from backend.api.errors import http_status
 from backend.errors import ImageRejected
 from backend.media import MediaStorage, check_image, sniff_format
+from ml.presets import to_rgb
 from tests.utils import images
 
 LIMITS = {"max_bytes": 5 * 1024 * 1024, "max_pixels": 40_000_000}
@@ -69,3 +71,33 @@ def test_storage_names_and_round_trip(tmp_path: Path) -> None:
     storage.delete(name)
     storage.delete(name)  # deleting twice is harmless
     assert not storage.path(name).exists()
+
+
+@pytest.mark.parametrize(("width", "height"), [(6000, 1), (1, 6000), (40_000_000, 1), (2200, 200)])
+def test_extreme_shapes_refused_from_the_header(width: int, height: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded = []
+    original = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(1) or original(self))
+    with pytest.raises(ImageRejected) as caught:
+        check_image(images.png_header(width, height), filename="thin.png", **LIMITS)
+    assert caught.value.kind == "bad_aspect_ratio" and http_status(caught.value) == 400
+    assert f"{width}x{height}" in caught.value.message and decoded == []
+    check_image(images.thin_png(1000, 100), filename="ten-to-one.png", **LIMITS)  # 10:1 is allowed
+
+
+def test_reported_size_follows_exif_orientation() -> None:
+    checked = check_image(images.rotated_jpeg(60, 30, orientation=6), filename="turned.jpg", **LIMITS)
+    assert (checked.width, checked.height) == (30, 60)
+
+
+def test_photos_become_rgb_as_people_see_them() -> None:
+    def rgb(data: bytes) -> Image.Image:
+        return to_rgb(Image.open(io.BytesIO(data)))
+
+    grey = rgb(images.sixteen_bit_png(32768))
+    assert grey.mode == "RGB" and grey.getpixel((0, 0)) == (128, 128, 128)  # not clipped to white
+    assert rgb(images.transparent_png()).getpixel((0, 0)) == (255, 255, 255)  # laid on white, not black
+    turned = rgb(images.rotated_jpeg(60, 30, orientation=6))
+    assert turned.size == (30, 60)
+    red, green, blue = turned.getpixel((15, 3))  # the stored left band is on top once turned
+    assert red > 200 and green < 50 and blue < 50

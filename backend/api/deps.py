@@ -26,6 +26,12 @@ def checked_uploads(files: Sequence[FileStorage], *, required: bool = True) -> l
     limit = cfg.max_upload_bytes
     # Read one byte past the limit: enough to know a file is too large without reading all of it.
     return [
-        check_image(f.stream.read(limit + 1), filename=f.filename, max_bytes=limit, max_pixels=cfg.max_image_pixels)
+        check_image(
+            f.stream.read(limit + 1),
+            filename=f.filename,
+            max_bytes=limit,
+            max_pixels=cfg.max_image_pixels,
+            max_aspect_ratio=cfg.max_aspect_ratio,
+        )
         for f in files
     ]

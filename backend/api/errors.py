@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from apiflask import APIFlask, HTTPError
+from flask import request
 
+from backend.api.schemas import ATTRIBUTES_MAX_DEPTH
 from backend.errors import DuplicateSku, ImageRejected, InvalidInput, LookalikeError, NotFound, NotIndexed
 from backend.index import IndexUnavailable
 
@@ -51,6 +53,8 @@ def _field_message(detail: dict[str, Any]) -> tuple[str, str]:
 # The status of each domain error; a rejected photo's depends on why.
 STATUS_OF: dict[type[LookalikeError], int] = {NotFound: 404, DuplicateSku: 409, NotIndexed: 409, InvalidInput: 400}
 IMAGE_STATUS = {"file_too_large": 413, "unsupported_media_type": 415}
+# The deepest JSON body any route takes: an object holding attributes of ATTRIBUTES_MAX_DEPTH levels.
+JSON_BODY_MAX_DEPTH = 1 + ATTRIBUTES_MAX_DEPTH
 
 
 def http_status(error: LookalikeError) -> int:
@@ -63,7 +67,48 @@ def as_http(error: LookalikeError) -> ApiError:
     return ApiError(http_status(error), error.code, error.message, **error.extra)
 
 
+def too_deep(text: str, limit: int) -> str | None:
+    """The top-level key under which a JSON text nests deeper than `limit` ("" at the top), else None.
+
+    Python's JSON parser recurses: a body nested a few thousand levels deep raises RecursionError (a 500)
+    before any schema sees it. This scan does not recurse, and runs only when the text has enough brackets."""
+    if text.count("[") + text.count("{") <= limit:
+        return None
+    depth, in_string, escaped, start, last_string, key = 0, False, False, 0, "", ""
+    for i, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string, last_string = False, text[start:i]
+        elif char == '"':
+            in_string, start = True, i + 1
+        elif char == ":" and depth == 1:
+            key = last_string
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return key
+        elif char in "]}":
+            depth -= 1
+    return None
+
+
+def refuse_deep_json() -> None:
+    """Before the body is parsed: a JSON body nested deeper than any field allows is a 400 naming the field."""
+    if not request.is_json:
+        return
+    text = request.get_data(cache=True, as_text=True)
+    field = too_deep(text, JSON_BODY_MAX_DEPTH)
+    if field is not None:
+        raise InvalidInput(field or "body", f"nested deeper than {JSON_BODY_MAX_DEPTH - 1} levels")
+
+
 def register_error_processor(app: APIFlask) -> None:
+    app.before_request(refuse_deep_json)
+
     @app.errorhandler(LookalikeError)
     def domain_error(error: LookalikeError) -> Any:
         return app.error_callback(as_http(error))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, cast
 
@@ -17,21 +18,57 @@ SKU = validators.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,63}$", error="1-64 lett
 PRINTABLE = validators.Regexp(r"^[^\x00-\x1f\x7f]*$", error="must not contain control characters")
 NAME = [validators.Length(min=1, max=64), PRINTABLE]
 TITLE = [validators.Length(min=1, max=200), PRINTABLE]
-PRICE = validators.Range(min=0, max=1e10)
+# The price column is Numeric(12, 2): ten digits before the point.
+PRICE = validators.Range(min=0, max=9_999_999_999.99)
+# Attributes are shown with every product in every list and similar-items page: kept small and plain.
+ATTRIBUTES_MAX_BYTES = 16 * 1024
+ATTRIBUTES_MAX_DEPTH = 8
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"NaN and Infinity are not JSON numbers ({name})")
+
+
+def check_json_value(value: Any) -> None:
+    """Refuse what standard JSON parsers, PostgreSQL's jsonb or a reader cannot take: NaN and Infinity,
+    NUL characters, nesting deeper than ATTRIBUTES_MAX_DEPTH. Walked without recursion."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > ATTRIBUTES_MAX_DEPTH:
+                raise ValidationError(f"nested deeper than {ATTRIBUTES_MAX_DEPTH} levels")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValidationError("NaN and Infinity are not JSON numbers")
+        elif isinstance(item, str) and "\x00" in item:
+            raise ValidationError("must not contain NUL characters")
 
 
 class JsonObjectText(fields.Field):
-    """A form field holding a JSON object as text (multipart cannot nest)."""
+    """A JSON object: as text in a multipart form (it cannot nest), or as itself in a JSON body."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, Any]:
         if isinstance(value, dict):
-            return value
-        try:
-            parsed = json.loads(value)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError("must be a JSON object") from exc
+            parsed = value
+        else:
+            if not isinstance(value, str | bytes):
+                raise ValidationError("must be a JSON object")
+            if len(value) > ATTRIBUTES_MAX_BYTES:
+                raise ValidationError(f"at most {ATTRIBUTES_MAX_BYTES} bytes of JSON")
+            try:
+                parsed = json.loads(value, parse_constant=_no_constant)
+            except RecursionError as exc:
+                raise ValidationError(f"nested deeper than {ATTRIBUTES_MAX_DEPTH} levels") from exc
+            except ValueError as exc:
+                raise ValidationError(f"must be a JSON object ({exc})") from exc
         if not isinstance(parsed, dict):
             raise ValidationError("must be a JSON object")
+        check_json_value(parsed)
+        size = len(json.dumps(parsed, ensure_ascii=False, separators=(",", ":")).encode())
+        if size > ATTRIBUTES_MAX_BYTES:
+            raise ValidationError(f"at most {ATTRIBUTES_MAX_BYTES} bytes of JSON ({size} given)")
         return parsed
 
 

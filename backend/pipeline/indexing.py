@@ -107,6 +107,7 @@ def embed_and_upsert(
     embedder: Callable[[], Embedder],
     storage: MediaStorage,
     max_pixels: int,
+    max_aspect_ratio: float,
     model_version: str,
     on_unreadable: Callable[[int, str], None],
 ) -> list[int]:
@@ -117,7 +118,7 @@ def embed_and_upsert(
     decoded, ready = [], []
     for photo in photos:
         try:
-            decoded.append(open_image(storage.read(photo.stored_name), max_pixels))
+            decoded.append(open_image(storage.read(photo.stored_name), max_pixels, max_aspect_ratio))
             ready.append(photo)
         except Exception as exc:  # any unreadable photo
             on_unreadable(photo.id, f"cannot read photo: {type(exc).__name__}: {exc}")
@@ -216,6 +217,7 @@ def index_images(
     storage: MediaStorage,
     image_ids: Sequence[int],
     max_pixels: int,
+    max_aspect_ratio: float,
     me: str,
     lease_s: float,
     max_attempts: int,
@@ -234,7 +236,7 @@ def index_images(
         suspects = [row for row in rows if row.attempts > 0]
         if fresh:
             _charge(session, fresh, report)
-            _embed_group(session, active, index, embedder, storage, fresh, max_pixels, report)
+            _embed_group(session, active, index, embedder, storage, fresh, (max_pixels, max_aspect_ratio), report)
         for row in suspects:
             if row.attempts >= max_attempts:
                 reason = (
@@ -244,7 +246,7 @@ def index_images(
                 report.failed[row.id] = reason
                 continue
             _charge(session, [row], report)
-            _embed_group(session, active, index, embedder, storage, [row], max_pixels, report)
+            _embed_group(session, active, index, embedder, storage, [row], (max_pixels, max_aspect_ratio), report)
     except BaseException:
         try:
             session.rollback()
@@ -277,7 +279,7 @@ def _embed_group(
     embedder_of: Callable[[], Embedder],
     storage: MediaStorage,
     rows: list[Claimed],
-    max_pixels: int,
+    limits: tuple[int, float],
     report: IndexReport,
 ) -> None:
 
@@ -290,7 +292,8 @@ def _embed_group(
         index=index_of,
         embedder=embedder_of,
         storage=storage,
-        max_pixels=max_pixels,
+        max_pixels=limits[0],
+        max_aspect_ratio=limits[1],
         model_version=active.model_version,
         on_unreadable=unreadable,
     )

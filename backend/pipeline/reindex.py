@@ -88,6 +88,7 @@ def reindex(
                     embedder=lambda: embedder,
                     storage=storage,
                     max_pixels=settings.max_image_pixels,
+                    max_aspect_ratio=settings.max_aspect_ratio,
                     model_version=version,
                     on_unreadable=unreadable.__setitem__,
                 )

@@ -64,6 +64,7 @@ def embed_images(self: Task, image_ids: list[int]) -> dict[str, int]:
             storage=MediaStorage(settings.media_root),
             image_ids=image_ids,
             max_pixels=settings.max_image_pixels,
+            max_aspect_ratio=settings.max_aspect_ratio,
             me=me,
             lease_s=settings.claim_lease_s,
             max_attempts=settings.max_attempts,
