@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from backend.api import BLUEPRINTS
 from backend.api.errors import register_error_processor
+from backend.api.headers import security_headers
 from backend.api.schemas import ErrorOut
 from backend.config import Settings
 from backend.extensions import db, migrate
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     register_error_processor(app)
+    app.after_request(security_headers)
 
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

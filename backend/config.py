@@ -31,6 +31,23 @@ class ProductQuery(StrEnum):
     closest = "closest"  # every photo queries; a product counts by its closest photo
 
 
+MIN_SECRET_LENGTH = 16
+MIN_SECRET_DISTINCT = 6
+
+
+def secret_weakness(value: str | None) -> str | None:
+    """Why a secret is too easy to guess (without quoting any of it), or None."""
+    if not value:
+        return "is not set"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    if any(char.isspace() for char in value):
+        return "contains whitespace"
+    if len(set(value)) < MIN_SECRET_DISTINCT:
+        return f"has fewer than {MIN_SECRET_DISTINCT} different characters"
+    return None
+
+
 class Settings(BaseSettings):
     """Everything the service reads from its environment.
 
@@ -38,7 +55,8 @@ class Settings(BaseSettings):
     under `VAR_DIR`, tasks run in-process.
     """
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    # hide_input_in_errors: a refused secret is never printed, not even in part.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False, hide_input_in_errors=True)
 
     environment: Environment = Environment.development
     var_dir: Path = Path("var")
@@ -118,13 +136,16 @@ class Settings(BaseSettings):
                 f"RETRY_BACKOFF_MAX_S ({self.retry_backoff_max_s}) must stay below BROKER_VISIBILITY_TIMEOUT_S"
                 f" ({self.broker_visibility_timeout_s}): a retry waiting longer would be delivered twice"
             )
-        if self.flower_basic_auth is not None and ":" not in self.flower_basic_auth:
-            raise ValueError("FLOWER_BASIC_AUTH must be user:password")
+        if self.flower_basic_auth is not None:
+            user, _, password = self.flower_basic_auth.partition(":")
+            if not user.strip() or not password.strip():
+                raise ValueError("FLOWER_BASIC_AUTH must be user:password, neither of them empty")
         if self.environment is Environment.production:
-            if self.secret_key == DEFAULT_SECRET_KEY or len(self.secret_key) < 16:
-                raise ValueError("SECRET_KEY must be set to a random value of 16+ characters in production")
-            if not self.admin_token or len(self.admin_token) < 16:
-                raise ValueError("ADMIN_TOKEN must be set to a random value of 16+ characters in production")
+            secret_key = None if self.secret_key == DEFAULT_SECRET_KEY else self.secret_key
+            for name, value in (("SECRET_KEY", secret_key), ("ADMIN_TOKEN", self.admin_token)):
+                weakness = secret_weakness(value)
+                if weakness:
+                    raise ValueError(f"{name} {weakness}: set a random value of 16+ characters in production")
         return self
 
     @property

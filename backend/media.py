@@ -120,12 +120,16 @@ def check_image(
     )
 
 
+class PhotoRefused(ValueError):
+    """A stored photo over a limit that was lowered after it was uploaded."""
+
+
 def open_image(data: bytes, max_pixels: int, max_aspect_ratio: float = MAX_ASPECT_RATIO) -> Image.Image:
     """Decode a photo for embedding, with the same guards as the upload check."""
     image = Image.open(io.BytesIO(data))
     refused = header_guard(*image.size, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
     if refused is not None:
-        raise ValueError(refused[1])
+        raise PhotoRefused(refused[1])
     image.load()
     return image
 

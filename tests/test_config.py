@@ -28,18 +28,35 @@ def test_development_token_is_made_once_and_kept(tmp_path: Path) -> None:
     assert Settings(_env_file=None, var_dir=tmp_path, admin_token="chosen").resolve_admin_token() == ("chosen", False)
 
 
+SECRET = "kQ7-vX2pLm9_Rt4wZc8N"  # a random-looking value of 20 characters
+TOKEN = "Hy3_nB8qWe5-Ju1oPa6S"
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"admin_token": "a" * 32}, "SECRET_KEY"),
-        ({"secret_key": "s" * 32}, "ADMIN_TOKEN"),
-        ({"secret_key": "s" * 32, "admin_token": "short"}, "ADMIN_TOKEN"),
+        ({"admin_token": TOKEN}, "SECRET_KEY is not set"),
+        ({"secret_key": SECRET}, "ADMIN_TOKEN is not set"),
+        ({"secret_key": SECRET, "admin_token": "short-Tok3n"}, "ADMIN_TOKEN is shorter than 16"),
+        ({"secret_key": "a" * 16, "admin_token": TOKEN}, "SECRET_KEY has fewer than 6 different"),
+        ({"secret_key": SECRET, "admin_token": " " * 16}, "ADMIN_TOKEN contains whitespace"),
+        ({"secret_key": SECRET, "admin_token": "abcabcabcabcabcabc"}, "ADMIN_TOKEN has fewer than 6 different"),
+        ({"secret_key": SECRET[:10] + " " + SECRET[10:], "admin_token": TOKEN}, "SECRET_KEY contains whitespace"),
     ],
 )
-def test_production_refuses_default_secrets(values: dict[str, str], message: str) -> None:
-    with pytest.raises(ValidationError, match=message):
+def test_production_refuses_weak_secrets_without_quoting_them(values: dict[str, str], message: str) -> None:
+    with pytest.raises(ValidationError, match=message) as caught:
         Settings(_env_file=None, environment="production", **values)
-    Settings(_env_file=None, environment="production", secret_key="s" * 32, admin_token="a" * 32)
+    shown = str(caught.value)
+    for value in (v for v in values.values() if v.strip()):
+        assert value not in shown and value[-6:] not in shown
+    Settings(_env_file=None, environment="production", secret_key=SECRET, admin_token=TOKEN)
+
+
+@pytest.mark.parametrize("auth", [":", "ops:", ":pass", " : ", "nopassword"])
+def test_flower_needs_a_user_and_a_password(tmp_path: Path, auth: str) -> None:
+    with pytest.raises(ValidationError, match="FLOWER_BASIC_AUTH must be user:password"):
+        Settings(_env_file=None, var_dir=tmp_path, flower_basic_auth=auth)
 
 
 def test_environment_and_postgres_driver(monkeypatch: pytest.MonkeyPatch) -> None:

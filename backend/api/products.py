@@ -50,9 +50,13 @@ def create(form: dict[str, Any]) -> Any:
 @bp.input(ListQuery, location="query", arg_name="query")
 @bp.output(ProductPageOut)
 def list_(query: dict[str, Any]) -> Any:
-    """List products, newest last, optionally only some categories."""
+    """List products, newest last, optionally only some categories or the one with a sku."""
     items, total = list_products(
-        session=db.session, page=query["page"], per_page=query["per_page"], categories=query["category"]
+        session=db.session,
+        page=query["page"],
+        per_page=query["per_page"],
+        categories=query["category"],
+        sku=query["sku"],
     )
     return {"items": items, "total": total, "page": query["page"], "per_page": query["per_page"]}
 

@@ -131,6 +131,7 @@ class ListQuery(Schema):
     page = fields.Integer(load_default=1, validate=validators.Range(min=1, max=1_000_000))
     per_page = fields.Integer(load_default=20, validate=validators.Range(min=1, max=100))
     category = fields.List(fields.String(validate=NAME), load_default=list)
+    sku = fields.String(load_default=None, validate=SKU, metadata={"description": "only the product with this sku"})
 
 
 class SimilarQuery(Schema):

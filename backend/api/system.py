@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from apiflask import APIBlueprint
@@ -18,6 +19,7 @@ from ml.versions import Origin
 if TYPE_CHECKING:
     from ml.embedder import EmbedderInfo
 
+log = logging.getLogger(__name__)
 bp = APIBlueprint("system", __name__, url_prefix="/api/v1", tag="System")
 
 
@@ -29,12 +31,14 @@ def health() -> Any:
         db.session.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except Exception as exc:  # report, never raise: this is what monitors poll
-        checks["database"] = f"error: {type(exc).__name__}"
+        log.warning("health: database: %s: %s", type(exc).__name__, exc)
+        checks["database"] = "unavailable"
     try:
         active_index(session=db.session, settings=current_settings())[1].count()
         checks["index"] = "ok"
     except Exception as exc:
-        checks["index"] = f"error: {type(exc).__name__}"
+        log.warning("health: vector index: %s: %s", type(exc).__name__, exc)
+        checks["index"] = "unavailable"
     ok = all(v == "ok" for v in checks.values())
     return {"status": "ok" if ok else "degraded", **checks}, 200 if ok else 503
 

@@ -150,9 +150,11 @@ def delete_image(*, session: DbSession, storage: MediaStorage, image: ProductIma
 
 
 def list_products(
-    *, session: DbSession, page: int, per_page: int, categories: Sequence[str] = ()
+    *, session: DbSession, page: int, per_page: int, categories: Sequence[str] = (), sku: str | None = None
 ) -> tuple[list[Product], int]:
     query = select(Product)
+    if sku is not None:  # a client whose connection broke finds out whether its product was kept
+        query = query.where(Product.sku == sku)
     if categories:
         query = query.where(Product.category.in_(list(categories)))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0

@@ -26,7 +26,7 @@ from backend.db.models import CollectionState, FailureKind, ImageStatus, IndexCo
 from backend.db.photos import fail_photos, mark_indexed, update_photos
 from backend.extensions import DbSession
 from backend.index import IndexPoint, VectorIndex
-from backend.media import MediaStorage, open_image
+from backend.media import MediaStorage, PhotoRefused, open_image
 from backend.pipeline.active import Active
 
 if TYPE_CHECKING:
@@ -100,6 +100,15 @@ class Claimed(PhotoRef):
     attempts: int = 0
 
 
+def unreadable_reason(exc: Exception) -> str:
+    """Why a stored photo cannot be read, in words fit for the API (the details go to the log)."""
+    if isinstance(exc, FileNotFoundError):
+        return "the stored file is missing"
+    if isinstance(exc, PhotoRefused):
+        return str(exc)  # our own check's sentence, e.g. the size against the limit
+    return "the file is not a readable image"
+
+
 def embed_and_upsert(
     *,
     photos: Sequence[PhotoRef],
@@ -121,7 +130,8 @@ def embed_and_upsert(
             decoded.append(open_image(storage.read(photo.stored_name), max_pixels, max_aspect_ratio))
             ready.append(photo)
         except Exception as exc:  # any unreadable photo
-            on_unreadable(photo.id, f"cannot read photo: {type(exc).__name__}: {exc}")
+            log.warning("photo %s (%s) cannot be read: %s: %s", photo.id, photo.stored_name, type(exc).__name__, exc)
+            on_unreadable(photo.id, f"cannot read photo: {unreadable_reason(exc)}")
     if not ready:
         return []
     model = embedder()

@@ -38,8 +38,12 @@ def backoff_s(settings: Settings, retries: int) -> float:
 
 
 def _describe(exc: BaseException) -> str:
-    kind = "vector index unavailable" if isinstance(exc, IndexUnavailable) else "temporarily failed"
-    return f"{kind}: {type(exc).__name__}: {exc}"
+    """The public reason (shown in the photo's JSON); the exception itself goes to the log."""
+    if isinstance(exc, IndexUnavailable):
+        return "vector index unavailable"
+    if isinstance(exc, UnknownModel):
+        return "the active model cannot be loaded here"
+    return "the database or the broker was unavailable"
 
 
 def _safe_rollback() -> None:
@@ -95,11 +99,11 @@ def embed_images(self: Task, image_ids: list[int]) -> dict[str, int]:
         countdown = backoff_s(settings, self.request.retries)
         log.warning("embed_images %s: %s; retry in %.1f s", image_ids[:10], exc, countdown)
         raise self.retry(exc=exc, countdown=countdown, max_retries=settings.task_max_retries) from exc
-    except Exception as exc:
+    except Exception:
         # Not worth retrying (a bug, a broken checkpoint): record why, never leave the photos pending.
         _safe_rollback()
         log.exception("embed_images %s failed", image_ids[:10])
-        reason = f"embedding failed: {type(exc).__name__}: {exc}"
+        reason = "embedding failed (the worker's log has the error)"
         return {
             "failed": len(
                 mark_failed(session=db.session, image_ids=image_ids, reason=reason, kind=FailureKind.permanent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +208,43 @@ def test_unknown_ids_are_404(client: Any) -> None:
     # Past the database's integer range: still a plain 404, never a 500.
     assert client.get("/api/v1/products/18446744073709551615").status_code == 404
     assert client.get("/api/v1/images/18446744073709551615/similar").status_code == 404
+
+
+def test_lookup_by_sku(client: Any) -> None:
+    kept = upload(client, "KEPT-1", images.png(1), category="hat").json
+    upload(client, "OTHER-2", images.png(2))
+    found = client.get("/api/v1/products?sku=KEPT-1").json
+    assert found["total"] == 1 and [p["id"] for p in found["items"]] == [kept["id"]]
+    assert client.get("/api/v1/products?sku=KEPT-1&category=dress").json["total"] == 0
+    assert client.get("/api/v1/products?sku=NOPE").json == {"items": [], "total": 0, "page": 1, "per_page": 20}
+    bad = client.get("/api/v1/products?sku=bad%20sku")
+    assert bad.status_code == 400 and bad.json["field"] == "sku"
+
+
+def test_security_headers(client: Any) -> None:
+    product = upload(client, "H", images.png(1)).json
+    for path in ("/api/v1/health", product["images"][0]["url"], "/api/v1/products/999", "/docs"):
+        response = client.get(path)
+        assert response.headers["X-Content-Type-Options"] == "nosniff", path
+    docs = client.get("/docs")
+    assert docs.mimetype == "text/html" and "frame-ancestors 'none'" in docs.headers["Content-Security-Policy"]
+    assert docs.headers["X-Frame-Options"] == "DENY"
+    assert "Content-Security-Policy" not in client.get("/api/v1/health").headers
+
+
+def test_public_errors_carry_no_exception_text(client: Any, app: Any, settings: Any) -> None:
+    product = upload(client, "GONE", images.png(1)).json
+    image = product["images"][0]
+    (settings.media_root / image["url"].removeprefix("/media/")).unlink()  # the file vanishes
+    with app.app_context():
+        from backend.db.models import ImageStatus, ProductImage
+        from backend.pipeline.enqueue import enqueue_embedding
+
+        db.session.get(ProductImage, image["id"]).status = ImageStatus.pending
+        db.session.commit()
+        enqueue_embedding([image["id"]])
+    again = client.get(f"/api/v1/products/{product['id']}").json["images"][0]
+    assert again["status"] == "failed" and again["error"] == "cannot read photo: the stored file is missing"
+    similar = client.get(f"/api/v1/images/{image['id']}/similar").json
+    assert similar["reason"] == "cannot read photo: the stored file is missing"
+    assert "Error" not in json.dumps(client.get("/api/v1/health").json)
