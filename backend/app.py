@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from apiflask import APIFlask
+from pydantic import ValidationError
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
 
 from backend.api import BLUEPRINTS
 from backend.api.errors import register_error_processor
@@ -33,9 +35,33 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.close()
 
 
+class StartupError(RuntimeError):
+    """Settings the app cannot start with, said in one line."""
+
+
+def _one_problem(location: tuple[int | str, ...], message: str) -> str:
+    message = message.removeprefix("Value error, ")
+    return f"{'.'.join(str(part) for part in location).upper()}: {message}" if location else message
+
+
+def read_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(_one_problem(error["loc"], error["msg"]) for error in exc.errors())
+        raise StartupError(f"invalid settings: {problems}") from None
+
+
 def create_app(settings: Settings | None = None) -> APIFlask:
     """Build the app from `settings` (default: read from the environment)."""
-    settings = settings or Settings()
+    settings = settings or read_settings()
+    try:
+        make_url(settings.database_url)
+    except ArgumentError:
+        raise StartupError(
+            "DATABASE_URL is not a database URL: expected postgresql://user:password@host:5432/name"
+            " (or leave it unset for SQLite under VAR_DIR)"
+        ) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     app = APIFlask("lookalike", title="Lookalike API", version="1", spec_path="/openapi.json", docs_path="/docs")

@@ -75,10 +75,14 @@ def load_command(name: str) -> click.Command:
 
 
 def _create_app() -> Flask:
+    """The app from the environment; bad settings stop the command with one line, not a traceback."""
     # Imported here, not above: the web app's imports (apiflask, SQLAlchemy, Celery) wait for a command that needs it.
-    from backend.app import create_app
+    from backend.app import StartupError, create_app
 
-    return create_app()
+    try:
+        return create_app()
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 class LookalikeGroup(FlaskGroup):

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from flask.cli import with_appcontext
 
+from backend.cli.checks import ready_database
 from backend.cli.progress import progress_bar
 from backend.config import current_settings
 from backend.db.products import image_status_counts
@@ -23,6 +24,7 @@ from backend.pipeline.enqueue import enqueue_embedding
 def import_command(directory: Path) -> None:
     """Import DIRECTORY/<category>/<photo>: one product per photo, category = folder name."""
     settings = current_settings()
+    ready_database()
     with progress_bar("import") as (update, set_total):
         summary = import_tree(
             session=db.session,

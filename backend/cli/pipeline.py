@@ -13,6 +13,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from flask import current_app
 from flask.cli import with_appcontext
 
+from backend.cli.checks import ready_database
 from backend.cli.progress import progress_bar
 from backend.config import Environment, Settings, current_settings
 from backend.db.products import image_status_counts
@@ -51,6 +52,7 @@ def worker(concurrency: int | None, queues: str, loglevel: str, celery_args: tup
         if concurrency not in (None, 1):
             raise click.UsageError("the embedded Qdrant Edge store allows one worker process: set QDRANT_URL for more")
         concurrency = 1
+    ready_database()
     import_model_code()  # before the pool forks: every pool process starts with torch imported
     argv = ["worker", f"--loglevel={loglevel}", "-Q", queues, "--pool=prefork", "-n", f"lookalike-{os.getpid()}@%h"]
     if concurrency:
@@ -91,6 +93,7 @@ def flower(address: str | None, port: int | None, celery_args: tuple[str, ...]) 
 
 
 def pipeline_stats() -> dict[str, Any]:
+    ready_database()
     settings = current_settings()
     active = active_collection(session=db.session, settings=settings)
     stats: dict[str, Any] = {
@@ -121,6 +124,7 @@ def sweep_command(quick: bool, here: bool, timeout: int) -> None:
     """Re-enqueue lost and transiently failed photos; repair drift between the database and the index.
 
     Drift: points of deleted photos, photos without a point, points of another model, stale payloads."""
+    ready_database()
     settings = current_settings()
     if settings.tasks_in_process or here:
         report = run_sweep(session=db.session, settings=settings, enqueue=enqueue_embedding, full=not quick)
@@ -147,6 +151,7 @@ def reindex_command(version: str | None, drop_wait: float) -> None:
 
 
 def run_reindex(version: str | None, drop_wait: float = 120.0) -> None:
+    ready_database()
     settings = current_settings()
     with progress_bar("reindex") as (update, set_total):
         try:

@@ -11,6 +11,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from werkzeug.serving import run_simple
 
+from backend.cli.checks import ready_database
 from backend.cli.production import run
 from backend.config import Settings, current_settings
 from backend.extensions import db
@@ -32,6 +33,7 @@ log = logging.getLogger("lookalike")
 def serve(host: str | None, port: int | None, production: bool, workers: int | None, threads: int | None) -> None:
     """Serve the API: one process with threads on the embedded store; `--production` runs gunicorn."""
     settings = current_settings()
+    ready_database(migrate_embedded=True)
     host = host or settings.host
     port = port or settings.port
     token = current_app.config["ADMIN_TOKEN"]

@@ -24,8 +24,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(tmp_path: Path, *, production: bool = False) -> Iterator[tuple[str, str]]:
-    """(base URL, development admin token) of a server on the embedded default, stopped at the end."""
+def running_server(tmp_path: Path, *, production: bool = False, migrate: bool = True) -> Iterator[tuple[str, str]]:
+    """(base URL, development admin token) of a server on the embedded default, stopped at the end.
+
+    `migrate=False` leaves the schema to `serve` itself (it migrates the embedded default)."""
     env = {k: v for k, v in os.environ.items() if k not in {"ADMIN_TOKEN", "DATABASE_URL", "REDIS_URL", "QDRANT_URL"}}
     env.update(
         VAR_DIR=str(tmp_path / "var"),
@@ -34,7 +36,10 @@ def running_server(tmp_path: Path, *, production: bool = False) -> Iterator[tupl
         DEVICE="cpu",
         PYTHONUNBUFFERED="1",
     )
-    subprocess.run([LOOKALIKE, "db", "upgrade"], env=env, cwd=tmp_path, check=True, capture_output=True, timeout=120)
+    if migrate:
+        subprocess.run(
+            [LOOKALIKE, "db", "upgrade"], env=env, cwd=tmp_path, check=True, capture_output=True, timeout=120
+        )
     port = free_port()
     log_path = tmp_path / "serve.log"
     with log_path.open("w") as log:
