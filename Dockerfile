@@ -7,6 +7,9 @@ COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY . .
 RUN uv sync --frozen --no-dev
+# Run as a user without privileges; /data (media, the beat schedule) and /models (checkpoints) belong to it.
+RUN useradd --create-home --uid 10001 lookalike && mkdir -p /data /models && chown lookalike:lookalike /data /models
+USER lookalike
 ENV PATH="/app/.venv/bin:$PATH" VAR_DIR=/data
 EXPOSE 8000
 CMD ["lookalike", "serve", "--production", "--host", "0.0.0.0"]
