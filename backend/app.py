@@ -17,7 +17,7 @@ from backend.api.errors import register_error_processor
 from backend.api.headers import security_headers
 from backend.api.schemas import ErrorOut
 from backend.config import Settings
-from backend.extensions import db, migrate
+from backend.extensions import db, limiter, migrate
 from backend.pipeline.celery_app import celery_init_app
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -79,6 +79,9 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         VALIDATION_ERROR_DESCRIPTION="Invalid field or parameter",
         VALIDATION_ERROR_SCHEMA=ErrorOut,
         HTTP_ERROR_SCHEMA=ErrorOut,
+        RATELIMIT_ENABLED=settings.rate_limits_enabled,
+        RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
+        RATELIMIT_KEY_PREFIX="lookalike-limits",
     )
     for folder in (settings.var_dir, settings.media_root, settings.qdrant_path):
         folder.mkdir(parents=True, exist_ok=True)
@@ -86,6 +89,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
+    limiter.init_app(app)
     register_error_processor(app)
     app.after_request(security_headers)
 

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     max_aspect_ratio: float = Field(default=10.0, ge=1)
     max_images_per_request: int = Field(default=20, gt=0)
     embed_batch_size: int = Field(default=32, gt=0)
+    # Abuse limits per client address (the `limits` notation: N/second|minute|hour).
+    rate_limits_enabled: bool = True
+    rate_limit_search: str = "60/minute"  # POST /search embeds a photo: about a second of CPU each
+    rate_limit_auth_failures: str = "10/minute"  # wrong admin tokens, before every write is refused
     # The model a new installation embeds with until another is activated: a built-in ImageNet model
     # (efficientnet_lite0-imagenet, efficientnet_lite2-imagenet, resnet50-imagenet) or `untrained` (tests).
     default_model: str = "efficientnet_lite0-imagenet"
@@ -165,6 +169,11 @@ class Settings(BaseSettings):
     def claim_lease_s(self) -> int:
         """How long a worker's claim on photos holds: past the hard limit, its process is gone."""
         return self.task_time_limit_s + 30
+
+    @property
+    def search_body_bytes(self) -> int:
+        """The largest /search request: one photo at its limit, and its multipart framing."""
+        return self.max_upload_bytes + 64 * 1024
 
     @property
     def max_upload_bytes(self) -> int:

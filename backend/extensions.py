@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
@@ -26,3 +28,5 @@ db = SQLAlchemy(model_class=Base)
 # What data-access functions take: a plain session, or Flask-SQLAlchemy's scoped `db.session`.
 DbSession = Session | scoped_session[Any]
 migrate = Migrate()
+# Per client address; storage (memory in the embedded default, Redis with a broker) is chosen in the factory.
+limiter = Limiter(key_func=get_remote_address, headers_enabled=True)

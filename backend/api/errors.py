@@ -22,6 +22,7 @@ STATUS_CODES = {
     413: "request_too_large",
     415: "unsupported_media_type",
     422: "invalid_field",
+    429: "too_many_requests",
     500: "internal_error",
     503: "unavailable",
 }
@@ -30,8 +31,10 @@ STATUS_CODES = {
 class ApiError(HTTPError):
     """An HTTP error with a machine-readable code; extra keyword fields are added to the body."""
 
-    def __init__(self, status_code: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(status_code, message, extra_data={"error": code, **extra})
+    def __init__(
+        self, status_code: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
+        super().__init__(status_code, message, extra_data={"error": code, **extra}, headers=headers)
 
 
 def _field_message(detail: dict[str, Any]) -> tuple[str, str]:

@@ -7,9 +7,9 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import send_from_directory
 
+from backend.api.auth import admin_auth
 from backend.api.deps import storage
 from backend.api.errors import ApiError
-from backend.auth import admin_auth
 from backend.config import current_settings
 from backend.db.products import delete_image, get_image
 from backend.extensions import db

@@ -6,6 +6,7 @@ from typing import Any
 
 from apiflask import APIBlueprint
 
+from backend.api.auth import admin_auth
 from backend.api.deps import checked_uploads, storage
 from backend.api.schemas import (
     ImagesIn,
@@ -16,7 +17,6 @@ from backend.api.schemas import (
     ProductPageOut,
     ProductPatchIn,
 )
-from backend.auth import admin_auth
 from backend.db.products import (
     ProductIn,
     add_images,

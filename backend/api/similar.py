@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import current_app
+from flask import current_app, request
 
 from backend import similar as use_case
 from backend.api.deps import checked_uploads
 from backend.api.schemas import PhotoIn, SimilarOut, SimilarQuery, similar_body
 from backend.config import current_settings
-from backend.extensions import db
+from backend.extensions import db, limiter
 from backend.similar import SimilarParams
 
 bp = APIBlueprint("similar", __name__, url_prefix="/api/v1", tag="Similar items")
@@ -46,11 +46,32 @@ def similar_to_image(image_id: int, query: dict[str, Any]) -> Any:
     return _json(similar_body(found, params))
 
 
+def search_limit() -> str:
+    return current_settings().rate_limit_search
+
+
+def one_photo_body() -> None:
+    """/search takes one photo: a larger body is refused (413) before it is read."""
+    if request.endpoint == "similar.search_by_photo":
+        request.max_content_length = current_settings().search_body_bytes
+
+
+bp.before_app_request(one_photo_body)
+
+
 @bp.post("/search")
 @bp.input(SimilarQuery, location="query", arg_name="query")
 @bp.input(PhotoIn, location="files", arg_name="upload")
 @bp.output(SimilarOut)
-@bp.doc(responses={400: "a bad photo or parameter", 413: "photo too large", 415: "not an image"})
+@bp.doc(
+    responses={
+        400: "a bad photo or parameter",
+        413: "photo too large",
+        415: "not an image",
+        429: "too many searches from this address (RATE_LIMIT_SEARCH); Retry-After says when to try again",
+    }
+)
+@limiter.limit(search_limit)
 def search_by_photo(query: dict[str, Any], upload: dict[str, Any]) -> Any:
     """Products that look like an uploaded photo (multipart field `image`); filters in the query string."""
     params = SimilarParams(**query)
