@@ -15,6 +15,7 @@ from sqlalchemy.exc import ArgumentError
 from backend.api import BLUEPRINTS
 from backend.api.errors import register_error_processor
 from backend.api.headers import security_headers
+from backend.api.openapi import merge_duplicate_schemas
 from backend.api.schemas import ErrorOut
 from backend.config import Settings
 from backend.extensions import db, limiter, migrate
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     limiter.init_app(app)
     register_error_processor(app)
     app.after_request(security_headers)
+    app.spec_processor(merge_duplicate_schemas)
 
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

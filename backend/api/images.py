@@ -21,6 +21,7 @@ media_bp = APIBlueprint("media", __name__, url_prefix="/media", enable_openapi=F
 
 
 @bp.delete("/<int(max=2147483647):image_id>")
+@bp.doc(operation_id="deletePhoto")
 @bp.auth_required(admin_auth)
 @bp.output({}, status_code=204)
 def delete(image_id: int) -> Any:

@@ -33,6 +33,7 @@ bp = APIBlueprint("products", __name__, url_prefix="/api/v1/products", tag="Prod
 
 
 @bp.post("")
+@bp.doc(operation_id="createProduct")
 @bp.auth_required(admin_auth)
 @bp.input(ProductCreateIn, location="form_and_files", arg_name="form")
 @bp.output(ProductOut, status_code=201)
@@ -47,6 +48,7 @@ def create(form: dict[str, Any]) -> Any:
 
 
 @bp.get("")
+@bp.doc(operation_id="listProducts")
 @bp.input(ListQuery, location="query", arg_name="query")
 @bp.output(ProductPageOut)
 def list_(query: dict[str, Any]) -> Any:
@@ -62,6 +64,7 @@ def list_(query: dict[str, Any]) -> Any:
 
 
 @bp.get("/<int(max=2147483647):product_id>")
+@bp.doc(operation_id="getProduct")
 @bp.output(ProductOut)
 def get(product_id: int) -> Any:
     """One product with its photos and their indexing status."""
@@ -69,6 +72,7 @@ def get(product_id: int) -> Any:
 
 
 @bp.patch("/<int(max=2147483647):product_id>")
+@bp.doc(operation_id="updateProduct")
 @bp.auth_required(admin_auth)
 @bp.input(ProductPatchIn, arg_name="changes")
 @bp.output(ProductOut)
@@ -82,6 +86,7 @@ def patch(product_id: int, changes: dict[str, Any]) -> Any:
 
 
 @bp.delete("/<int(max=2147483647):product_id>")
+@bp.doc(operation_id="deleteProduct")
 @bp.auth_required(admin_auth)
 @bp.output({}, status_code=204)
 def delete(product_id: int) -> Any:
@@ -92,6 +97,7 @@ def delete(product_id: int) -> Any:
 
 
 @bp.post("/<int(max=2147483647):product_id>/images")
+@bp.doc(operation_id="addPhotos")
 @bp.auth_required(admin_auth)
 @bp.input(ImagesIn, location="form_and_files", arg_name="form")
 @bp.output(ImagesOut, status_code=201)

@@ -216,3 +216,46 @@ class SimilarOut(Schema):
 
 class ImagesOut(Schema):
     items = fields.List(fields.Nested(ImageOut))
+
+
+CHECK = fields.String(metadata={"enum": ["ok", "unavailable"]})
+
+
+class HealthOut(Schema):
+    status = fields.String(required=True, metadata={"enum": ["ok", "degraded"]})
+    database = CHECK
+    index = CHECK
+
+
+class PhotoCountsOut(Schema):
+    pending = fields.Integer()
+    indexed = fields.Integer()
+    failed = fields.Integer()
+
+
+class IndexStatsOut(Schema):
+    backend = fields.String(metadata={"enum": ["qdrant-edge", "qdrant-server"]})
+    collection = fields.String()
+    points = fields.Integer()
+    warm = fields.Boolean(metadata={"description": "the store's data is in memory"})
+
+
+class ModelStatsOut(Schema):
+    version = fields.String()
+    arch = fields.String()
+    origin = fields.String(metadata={"enum": ["untrained", "imagenet-pretrained", "fine-tuned"]})
+    pretrained = fields.Boolean()
+    fine_tuned = fields.Boolean()
+    trained = fields.Boolean()
+    normalize = fields.String(metadata={"enum": ["raw", "l2"]})
+    image_size = fields.Integer()
+    device = fields.String()
+    note = fields.String(allow_none=True)
+
+
+class StatsOut(Schema):
+    products = fields.Integer()
+    images = fields.Nested(PhotoCountsOut)
+    index = fields.Nested(IndexStatsOut)
+    model = fields.Nested(ModelStatsOut)
+    tasks = fields.String(metadata={"enum": ["in-process", "celery"]})

@@ -25,7 +25,10 @@ def _json(body: dict[str, Any]) -> Any:
 @bp.get("/products/<int(max=2147483647):product_id>/similar")
 @bp.input(SimilarQuery, location="query", arg_name="query")
 @bp.output(SimilarOut)
-@bp.doc(responses={404: "unknown product", 409: "the product has no photo indexed by the active model yet"})
+@bp.doc(
+    operation_id="similarToProduct",
+    responses={404: "unknown product", 409: "the product has no photo indexed by the active model yet"},
+)
 def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
     """Products that look like this one (by the mean of its photos' vectors), each once, by its closest photo."""
     params = SimilarParams(**query)
@@ -38,7 +41,10 @@ def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
 @bp.get("/images/<int(max=2147483647):image_id>/similar")
 @bp.input(SimilarQuery, location="query", arg_name="query")
 @bp.output(SimilarOut)
-@bp.doc(responses={404: "unknown photo", 409: "the photo is not indexed by the active model yet"})
+@bp.doc(
+    operation_id="similarToImage",
+    responses={404: "unknown photo", 409: "the photo is not indexed by the active model yet"},
+)
 def similar_to_image(image_id: int, query: dict[str, Any]) -> Any:
     """Products that look like this one photo (its own product left out)."""
     params = SimilarParams(**query)
@@ -64,12 +70,13 @@ bp.before_app_request(one_photo_body)
 @bp.input(PhotoIn, location="files", arg_name="upload")
 @bp.output(SimilarOut)
 @bp.doc(
+    operation_id="searchByPhoto",
     responses={
         400: "a bad photo or parameter",
         413: "photo too large",
         415: "not an image",
         429: "too many searches from this address (RATE_LIMIT_SEARCH); Retry-After says when to try again",
-    }
+    },
 )
 @limiter.limit(search_limit)
 def search_by_photo(query: dict[str, Any], upload: dict[str, Any]) -> Any:

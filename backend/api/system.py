@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from apiflask import APIBlueprint
 from sqlalchemy import func, select, text
 
+from backend.api.schemas import HealthOut, StatsOut
 from backend.config import current_settings
 from backend.db.models import Product
 from backend.db.products import image_status_counts
@@ -24,6 +25,8 @@ bp = APIBlueprint("system", __name__, url_prefix="/api/v1", tag="System")
 
 
 @bp.get("/health")
+@bp.output(HealthOut)
+@bp.doc(operation_id="getHealth", responses={200: "ready", 503: "the database or the vector index is unavailable"})
 def health() -> Any:
     """200 when the database and the vector index answer, 503 otherwise."""
     checks: dict[str, str] = {}
@@ -80,6 +83,8 @@ def model_info(info: EmbedderInfo) -> dict[str, Any]:
 
 
 @bp.get("/stats")
+@bp.output(StatsOut)
+@bp.doc(operation_id="getStats", responses={200: "statistics", 503: "the vector index is unavailable"})
 def stats() -> Any:
     """Photos by status, points in the index, and the model that embeds."""
     return collect_stats()

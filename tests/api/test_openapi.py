@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -44,3 +45,15 @@ def test_document_lists_the_interface(api_app: Any) -> None:
     error = spec["components"]["schemas"]["ErrorOut"]
     assert set(error["required"]) == {"error", "message"}
     assert api_app.test_client().get("/docs").status_code == 200
+
+
+def test_every_operation_has_an_id_and_every_schema_one_name(api_app: Any) -> None:
+    spec = api_app.test_client().get("/openapi.json").json
+    operations = [op for ops in spec["paths"].values() for op in ops.values()]
+    ids = [op.get("operationId") for op in operations]
+    assert all(ids) and len(set(ids)) == len(ids) == 12
+    assert "ProductOut1" not in spec["components"]["schemas"] and "ProductOut1" not in json.dumps(spec)
+    for path, schema in (("/api/v1/health", "HealthOut"), ("/api/v1/stats", "StatsOut")):
+        ref = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+        assert ref.endswith(schema) and spec["components"]["schemas"][schema]["properties"]
+    assert "503" in spec["paths"]["/api/v1/health"]["get"]["responses"]
