@@ -19,6 +19,8 @@ from backend.api.openapi import merge_duplicate_schemas
 from backend.api.schemas import ErrorOut
 from backend.config import Settings
 from backend.extensions import db, limiter, migrate
+from backend.logs import configure_logging
+from backend.metrics import observe_request, start_timer
 from backend.pipeline.celery_app import celery_init_app
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -63,7 +65,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
             "DATABASE_URL is not a database URL: expected postgresql://user:password@host:5432/name"
             " (or leave it unset for SQLite under VAR_DIR)"
         ) from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
 
     app = APIFlask("lookalike", title="Lookalike API", version="1", spec_path="/openapi.json", docs_path="/docs")
     admin_token, made_up = settings.resolve_admin_token()
@@ -92,6 +94,8 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     limiter.init_app(app)
     register_error_processor(app)
+    app.before_request(start_timer)
+    app.after_request(observe_request)
     app.after_request(security_headers)
     app.spec_processor(merge_duplicate_schemas)
 

@@ -26,6 +26,11 @@ class DeviceChoice(StrEnum):
     cuda = "cuda"
 
 
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 class ProductQuery(StrEnum):
     mean = "mean"  # one query with the mean of the product's photo vectors
     closest = "closest"  # every photo queries; a product counts by its closest photo
@@ -59,6 +64,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False, hide_input_in_errors=True)
 
     environment: Environment = Environment.development
+    log_format: LogFormat = LogFormat.text
     var_dir: Path = Path("var")
     # These three default to places under VAR_DIR (see _embedded_defaults).
     database_url: str = ""

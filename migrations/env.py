@@ -11,7 +11,9 @@ config = context.config
 # Interpret the config file for Python logging.
 # This line sets up loggers basically.
 # Keep the app's own loggers working after a migration run in the same process.
-fileConfig(config.config_file_name, disable_existing_loggers=False)
+# Run by the app (`lookalike db upgrade`, `serve`), logging is the app's (LOG_FORMAT): leave it.
+if not logging.getLogger().handlers:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
 
 

@@ -6,13 +6,18 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from apiflask import APIBlueprint
+from flask import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 
+from backend.api.auth import admin_auth
 from backend.api.schemas import HealthOut, StatsOut
 from backend.config import current_settings
 from backend.db.models import Product
 from backend.db.products import image_status_counts
 from backend.extensions import db
+from backend.index import IndexUnavailable
+from backend.metrics import INDEX_POINTS, PHOTOS, REGISTRY
 from backend.pipeline.active import active_index
 from backend.pipeline.embedders import embedder_for
 from ml.versions import Origin
@@ -22,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 bp = APIBlueprint("system", __name__, url_prefix="/api/v1", tag="System")
+metrics_bp = APIBlueprint("metrics", __name__, enable_openapi=False)
 
 
 @bp.get("/health")
@@ -80,6 +86,19 @@ def model_info(info: EmbedderInfo) -> dict[str, Any]:
         if info.trained
         else "untrained network (DEFAULT_MODEL=untrained): similar items reflect pixels, not looks",
     }
+
+
+@metrics_bp.get("/metrics")
+@metrics_bp.auth_required(admin_auth)
+def metrics() -> Any:
+    """Prometheus metrics (the admin token as a bearer token): latency by route, photos, index points, embedding."""
+    for status, count in image_status_counts(session=db.session).items():
+        PHOTOS.labels(status).set(count)
+    try:
+        INDEX_POINTS.set(active_index(session=db.session, settings=current_settings())[1].count())
+    except IndexUnavailable:
+        INDEX_POINTS.set(float("nan"))  # the store is away: no figure rather than a wrong one
+    return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/stats")

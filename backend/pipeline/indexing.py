@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from backend.db.photos import fail_photos, mark_indexed, update_photos
 from backend.extensions import DbSession
 from backend.index import IndexPoint, VectorIndex
 from backend.media import MediaStorage, PhotoRefused, open_image
+from backend.metrics import observe_embedding
 from backend.pipeline.active import Active
 
 if TYPE_CHECKING:
@@ -136,7 +138,9 @@ def embed_and_upsert(
         return []
     model = embedder()
     assert model.model_version == model_version, "the embedder must be the collection's model"
+    started = time.perf_counter()
     vectors = model.embed(decoded)
+    observe_embedding(len(decoded), time.perf_counter() - started)
     index().upsert([IndexPoint(photo.id, vectors[i], photo.payload) for i, photo in enumerate(ready)])
     return [photo.id for photo in ready]
 
