@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     retry_backoff_max_s: float = Field(default=120.0, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=100)
     pending_stale_s: int = Field(default=600, ge=1)
+    # A media file no row owns is removed by the full sweep once it is this old: older than any request
+    # that writes a photo and then commits (a crash between the two leaves such a file).
+    media_orphan_grace_s: int = Field(default=900, ge=60)
     sweep_interval_s: float = Field(default=60.0, gt=0)
     sweep_full_interval_s: float = Field(default=3600.0, gt=0)
     worker_concurrency: int | None = Field(default=None, ge=1)

@@ -8,6 +8,7 @@ import os
 import re
 import uuid
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +158,14 @@ class MediaStorage:
             os.fsync(fh.fileno())
         os.replace(tmp, target)  # readers never see a half-written photo
         return stored_name
+
+    def files(self) -> Iterator[tuple[str, Path]]:
+        """Every file under the root as (name relative to the root, path): photos and unfinished `.part` writes."""
+        if not self.root.is_dir():
+            return
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            for path in sorted(p for p in folder.iterdir() if p.is_file()):
+                yield f"{folder.name}/{path.name}", path
 
     def read(self, stored_name: str) -> bytes:
         return self.path(stored_name).read_bytes()

@@ -20,7 +20,7 @@ bp = APIBlueprint("images", __name__, url_prefix="/api/v1/images", tag="Images")
 media_bp = APIBlueprint("media", __name__, url_prefix="/media", enable_openapi=False)
 
 
-@bp.delete("/<int(max=2147483647):image_id>")
+@bp.delete("/<int:image_id>")
 @bp.doc(operation_id="deletePhoto")
 @bp.auth_required(admin_auth)
 @bp.output({}, status_code=204)

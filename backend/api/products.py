@@ -63,7 +63,7 @@ def list_(query: dict[str, Any]) -> Any:
     return {"items": items, "total": total, "page": query["page"], "per_page": query["per_page"]}
 
 
-@bp.get("/<int(max=2147483647):product_id>")
+@bp.get("/<int:product_id>")
 @bp.doc(operation_id="getProduct")
 @bp.output(ProductOut)
 def get(product_id: int) -> Any:
@@ -71,7 +71,7 @@ def get(product_id: int) -> Any:
     return get_product(session=db.session, product_id=product_id)
 
 
-@bp.patch("/<int(max=2147483647):product_id>")
+@bp.patch("/<int:product_id>")
 @bp.doc(operation_id="updateProduct")
 @bp.auth_required(admin_auth)
 @bp.input(ProductPatchIn, arg_name="changes")
@@ -85,7 +85,7 @@ def patch(product_id: int, changes: dict[str, Any]) -> Any:
     return product
 
 
-@bp.delete("/<int(max=2147483647):product_id>")
+@bp.delete("/<int:product_id>")
 @bp.doc(operation_id="deleteProduct")
 @bp.auth_required(admin_auth)
 @bp.output({}, status_code=204)
@@ -96,7 +96,7 @@ def delete(product_id: int) -> Any:
     return ""
 
 
-@bp.post("/<int(max=2147483647):product_id>/images")
+@bp.post("/<int:product_id>/images")
 @bp.doc(operation_id="addPhotos")
 @bp.auth_required(admin_auth)
 @bp.input(ImagesIn, location="form_and_files", arg_name="form")

@@ -22,7 +22,7 @@ def _json(body: dict[str, Any]) -> Any:
     return current_app.json.response(body)
 
 
-@bp.get("/products/<int(max=2147483647):product_id>/similar")
+@bp.get("/products/<int:product_id>/similar")
 @bp.input(SimilarQuery, location="query", arg_name="query")
 @bp.output(SimilarOut)
 @bp.doc(
@@ -38,7 +38,7 @@ def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
     return _json(similar_body(found, params))
 
 
-@bp.get("/images/<int(max=2147483647):image_id>/similar")
+@bp.get("/images/<int:image_id>/similar")
 @bp.input(SimilarQuery, location="query", arg_name="query")
 @bp.output(SimilarOut)
 @bp.doc(

@@ -32,7 +32,13 @@ class ProductIn:
     attributes: dict[str, Any] | None = None
 
 
+# Ids are 32-bit integer columns: a larger id is simply not there (PostgreSQL would refuse to compare it).
+MAX_ID = 2**31 - 1
+
+
 def get_product(*, session: DbSession, product_id: int) -> Product:
+    if not 0 < product_id <= MAX_ID:
+        raise NotFound(f"product {product_id} not found")
     product = session.get(Product, product_id, options=[selectinload(Product.images)])
     if product is None:
         raise NotFound(f"product {product_id} not found")
@@ -40,6 +46,8 @@ def get_product(*, session: DbSession, product_id: int) -> Product:
 
 
 def get_image(*, session: DbSession, image_id: int) -> ProductImage:
+    if not 0 < image_id <= MAX_ID:
+        raise NotFound(f"image {image_id} not found")
     image = session.get(ProductImage, image_id)
     if image is None:
         raise NotFound(f"image {image_id} not found")

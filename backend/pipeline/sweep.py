@@ -7,6 +7,7 @@ twice and at any moment: re-enqueued photos a worker already finished are skippe
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from backend.db.photos import set_pending
 from backend.extensions import DbSession
 from backend.index import IndexBusy, IndexUnavailable, VectorIndex, store_for
 from backend.index.base import RELEASE_GRACE_S
+from backend.media import MediaStorage
 from backend.pipeline.active import active_index
 from backend.pipeline.indexing import claim_is_stale
 
@@ -34,6 +36,7 @@ class SweepReport:
     other_model: int = 0  # marked indexed by another model than the active collection's: embedded again
     orphan_points: int = 0  # points of photos that no longer exist: deleted
     payloads_fixed: int = 0  # products whose points carried stale category, brand or price
+    orphan_media: int = 0  # media files no row owns, past the grace: removed
     dropped_collections: list[str] = field(default_factory=list)
     optimized: bool = False
     index_error: str | None = None
@@ -88,6 +91,8 @@ def run_sweep(
         report.index_error = str(exc)
         log.warning("sweep: drift not checked: %s", exc)
     _drop_replaced(session, settings, report)
+    if full:
+        report.orphan_media = _remove_orphan_media(session, settings)
 
     todo = sorted(set(lost + retry + requeue_more))
     if todo:
@@ -146,6 +151,25 @@ def _drop_replaced(session: DbSession, settings: Settings, report: SweepReport) 
         session.execute(delete(IndexCollection).where(IndexCollection.name == name))
         report.dropped_collections.append(name)
     session.commit()
+
+
+def _remove_orphan_media(session: DbSession, settings: Settings) -> int:
+    """Files under MEDIA_ROOT that no photo row names, older than MEDIA_ORPHAN_GRACE_S (a request that wrote
+    its file and died before its commit; an unfinished write). A file of a request in flight is younger."""
+    known = set(session.scalars(select(ProductImage.stored_name)))  # read before listing: newer files are young
+    session.rollback()
+    cutoff = time.time() - settings.media_orphan_grace_s
+    removed = 0
+    for name, path in MediaStorage(settings.media_root).files():
+        try:
+            if name not in known and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue  # deleted meanwhile
+    if removed:
+        log.warning("sweep: removed %d media files that no photo owns", removed)
+    return removed
 
 
 def _fix_payloads(session: DbSession, index: VectorIndex) -> int:

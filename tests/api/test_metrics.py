@@ -22,7 +22,7 @@ def sample(text: str, name: str, labels: str = "") -> float:
 
 def test_metrics_count_requests_photos_points_and_embedding(client: Any) -> None:
     # Figures are per process and the tests share one: compare before and after.
-    route = '{method="GET",route="/api/v1/products/<int(max=2147483647):product_id>/similar",status="200"}'
+    route = '{method="GET",route="/api/v1/products/<int:product_id>/similar",status="200"}'
     requests = "lookalike_http_request_duration_seconds_count"
     before = client.get("/metrics", headers=AUTH).get_data(as_text=True)
     already = sample(before, requests, route) if route in before else 0.0

@@ -248,3 +248,16 @@ def test_public_errors_carry_no_exception_text(client: Any, app: Any, settings: 
     similar = client.get(f"/api/v1/images/{image['id']}/similar").json
     assert similar["reason"] == "cannot read photo: the stored file is missing"
     assert "Error" not in json.dumps(client.get("/api/v1/health").json)
+
+
+@pytest.mark.parametrize("method", ["get", "patch", "delete"])
+def test_ids_past_the_column_are_404_on_every_method(client: Any, method: str) -> None:
+    for path in ("/api/v1/products/99999999999", "/api/v1/images/99999999999", "/api/v1/products/0"):
+        if method == "patch" and "images" in path:
+            continue
+        kwargs = {"json": {"title": "x"}} if method == "patch" else {}
+        response = getattr(client, method)(path, headers=AUTH, **kwargs)
+        expected = 405 if (method == "get" and "images" in path) else 404
+        assert response.status_code == expected, (method, path, response.json)
+    assert client.get("/api/v1/products/99999999999/similar").status_code == 404
+    assert client.get("/api/v1/images/99999999999/similar").status_code == 404

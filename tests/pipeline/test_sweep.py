@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,6 +58,7 @@ def test_sweep_repairs_drift(any_app: Any, monkeypatch: pytest.MonkeyPatch) -> N
         "other_model": 0,
         "orphan_points": 0,
         "payloads_fixed": 0,
+        "orphan_media": 0,
         "index_error": None,
     }
 
@@ -123,3 +125,22 @@ def test_sweep_keeps_a_just_retired_collection_for_the_grace(any_app: Any, monke
     assert name not in store_for(settings).list()
     with any_app.app_context():
         assert db.session.get(IndexCollection, name) is None
+
+
+def test_full_sweep_removes_media_no_row_owns_after_the_grace(any_app: Any) -> None:
+    product = upload(any_app.test_client(), "KEEP", images.png(1)).json
+    root = any_app.config["SETTINGS"].media_root
+    kept = root / product["images"][0]["url"].removeprefix("/media/")
+    old = time.time() - 3600
+    os.utime(kept, (old, old))  # old, but a row owns it
+    orphan = root / "ab" / ("ab" + "0" * 30 + ".jpg")  # a request that wrote its file and died before its commit
+    unfinished = root / "cd" / ("cd" + "1" * 30 + ".png.part")  # a write cut short
+    in_flight = root / "ef" / ("ef" + "2" * 30 + ".png")  # written a moment ago, its commit still to come
+    for path in (orphan, unfinished, in_flight):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(images.png(2))
+    for path in (orphan, unfinished):
+        os.utime(path, (old, old))
+    assert sweep(any_app, full=False)["orphan_media"] == 0 and orphan.exists()  # the quick sweep leaves files
+    assert sweep(any_app, full=True)["orphan_media"] == 2
+    assert kept.exists() and in_flight.exists() and not orphan.exists() and not unfinished.exists()
