@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     retry_backoff_max_s: float = Field(default=120.0, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=100)
     pending_stale_s: int = Field(default=600, ge=1)
+    # A worker's claim on the photos it embeds, renewed before each batch: a worker that died (on any
+    # host) lets its photos go this long after its last batch began; the sweep then re-enqueues them.
+    claim_lease_s: int = Field(default=60, ge=10)
     # A media file no row owns is removed by the full sweep once it is this old: older than any request
     # that writes a photo and then commits (a crash between the two leaves such a file).
     media_orphan_grace_s: int = Field(default=900, ge=60)
@@ -173,11 +176,6 @@ class Settings(BaseSettings):
     def task_time_limit_s(self) -> int:
         """The hard limit: the worker process is killed past it (the soft limit raises first)."""
         return self.task_soft_time_limit_s + 30
-
-    @property
-    def claim_lease_s(self) -> int:
-        """How long a worker's claim on photos holds: past the hard limit, its process is gone."""
-        return self.task_time_limit_s + 30
 
     @property
     def search_body_bytes(self) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 from flask import Flask
 from kombu import Queue
 
@@ -67,6 +67,12 @@ def celery_init_app(app: Flask) -> Celery:
     )
     celery_app.set_default()
     app.extensions["celery"] = celery_app
+
+    @worker_ready.connect(weak=False)
+    def _sweep_at_start(sender: Any, **kwargs: Any) -> None:
+        # A worker that starts again after a crash: the photos its dead process held (same host) go back to
+        # the queue now, beat or no beat, instead of after the broker's visibility timeout.
+        sender.app.send_task("lookalike.sweep", kwargs={"full": False})
 
     @worker_process_init.connect(weak=False)
     def _fresh_connections(**kwargs: Any) -> None:

@@ -214,6 +214,17 @@ def release(*, session: DbSession, me: str, charged: Sequence[int] = ()) -> None
     session.commit()
 
 
+def _renew(session: DbSession, image_ids: Sequence[int], me: str, lease_s: float) -> None:
+    """Extend `me`'s lease on photos it still holds, before a batch that may take a while."""
+    session.execute(
+        update(ProductImage)
+        .where(ProductImage.id.in_(list(image_ids)), ProductImage.claimed_by == me)
+        .values(claimed_until=datetime.now(UTC) + timedelta(seconds=lease_s))
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
 def _charge(session: DbSession, rows: Sequence[Claimed], report: IndexReport) -> None:
     """Count an attempt on these photos, committed before any work: a photo that kills the process is counted."""
     ids = [row.id for row in rows]
@@ -252,6 +263,7 @@ def index_images(
             _charge(session, fresh, report)
             _embed_group(session, active, index, embedder, storage, fresh, (max_pixels, max_aspect_ratio), report)
         for row in suspects:
+            _renew(session, [row.id], me, lease_s)
             if row.attempts >= max_attempts:
                 reason = (
                     f"gave up after {row.attempts} attempts: the worker process died each time it embedded this photo"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 
 from flask import Flask
 
@@ -27,6 +28,7 @@ def start_in_process_sweep(app: Flask) -> threading.Event | None:
     if not settings.tasks_in_process:
         return None
     stop = threading.Event()
+    started = datetime.now(UTC)  # photos enqueued before this: their in-process tasks died with the last process
 
     def loop() -> None:
         last_full = time.monotonic()
@@ -34,7 +36,9 @@ def start_in_process_sweep(app: Flask) -> threading.Event | None:
             full = time.monotonic() - last_full >= settings.sweep_full_interval_s
             with app.app_context():
                 try:
-                    run_sweep(session=db.session, settings=settings, enqueue=enqueue_embedding, full=full)
+                    run_sweep(
+                        session=db.session, settings=settings, enqueue=enqueue_embedding, full=full, lost_before=started
+                    )
                     if full:
                         last_full = time.monotonic()
                 except Exception:  # the next round tries again; serving goes on

@@ -46,27 +46,42 @@ class SweepReport:
 
 
 def run_sweep(
-    *, session: DbSession, settings: Settings, enqueue: Callable[[list[int]], None], full: bool = False
+    *,
+    session: DbSession,
+    settings: Settings,
+    enqueue: Callable[[list[int]], None],
+    full: bool = False,
+    lost_before: datetime | None = None,
 ) -> SweepReport:
     """The quick sweep (every minute): lost and transiently failed photos, replaced collections, the Edge graph.
 
     The full sweep (hourly, and `lookalike sweep`) also compares the database with every point of the
     active collection: missing, orphan and other-model points, and payloads.
+
+    `lost_before`: in-process tasks (the embedded default) do not outlive their process, so a photo
+    enqueued before this process started is lost whatever PENDING_STALE_S says.
     """
     report = SweepReport()
     now = datetime.now(UTC)
 
-    # 1. Pending for too long and not held by a live worker: the task carrying them was lost.
+    # 1. Pending and not held by a live worker, and either claimed by a worker that died (its process is gone,
+    # or its lease ran out: it was embedding them) or enqueued too long ago: the task carrying them was lost.
     stale_before = now - timedelta(seconds=settings.pending_stale_s)
+    if lost_before is not None:
+        stale_before = max(stale_before, lost_before)
     rows = session.execute(
-        select(ProductImage.id, ProductImage.claimed_by, ProductImage.claimed_until).where(
-            ProductImage.status == ImageStatus.pending,
-            or_(ProductImage.enqueued_at.is_(None), ProductImage.enqueued_at < stale_before),
+        select(ProductImage.id, ProductImage.claimed_by, ProductImage.claimed_until, ProductImage.enqueued_at).where(
+            ProductImage.status == ImageStatus.pending
         )
     ).all()
-    lost = [
-        image_id for image_id, by, until in rows if by is None or until is None or until < now or claim_is_stale(by)
-    ]
+    lost = []
+    for image_id, by, until, enqueued_at in rows:
+        if by is not None and until is not None:
+            dead = until < now or claim_is_stale(by)
+        else:
+            dead = enqueued_at is None or enqueued_at < stale_before
+        if dead:
+            lost.append(image_id)
     # 2. Failed for a transient reason: try again.
     retry = list(
         session.scalars(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -144,3 +145,25 @@ def test_full_sweep_removes_media_no_row_owns_after_the_grace(any_app: Any) -> N
     assert sweep(any_app, full=False)["orphan_media"] == 0 and orphan.exists()  # the quick sweep leaves files
     assert sweep(any_app, full=True)["orphan_media"] == 2
     assert kept.exists() and in_flight.exists() and not orphan.exists() and not unfinished.exists()
+
+
+def test_photos_of_a_dead_claimant_go_back_at_once_whatever_pending_stale_says(any_app: Any) -> None:
+    """PENDING_STALE_S (60 s here) is for tasks lost in a queue; a claim proves the photo was being
+    embedded, so a claimant that died frees it at the next sweep: its process is gone, or its lease ran out."""
+    client = any_app.test_client()
+    ids = [upload(client, f"D{n}", images.png(n)).json["images"][0]["id"] for n in range(3)]
+    just_now, later = datetime.now(UTC), datetime.now(UTC) + timedelta(minutes=5)
+    dead_here = f"{socket.gethostname()[:60]}:999999:1:task"  # this host, a pid that does not run
+    set_row(any_app, ids[0], status="pending", enqueued_at=just_now, claimed_by=dead_here, claimed_until=later)
+    set_row(any_app, ids[1], status="pending", enqueued_at=just_now, claimed_by="other:1:1:t", claimed_until=just_now)
+    set_row(any_app, ids[2], status="pending", enqueued_at=just_now)  # queued a moment ago: its task is on its way
+    with any_app.app_context():
+        settings = any_app.config["SETTINGS"]
+        assert settings.pending_stale_s == 60 and settings.claim_lease_s == 60
+        report = run_sweep(session=db.session, settings=settings, enqueue=lambda todo: None)
+        assert report.requeued_pending == 2
+        # In-process tasks die with their process: what was enqueued before this process started is lost.
+        report = run_sweep(
+            session=db.session, settings=settings, enqueue=lambda todo: None, lost_before=datetime.now(UTC)
+        )
+        assert report.requeued_pending == 3
