@@ -86,6 +86,11 @@ def flower(address: str | None, port: int | None, celery_args: tuple[str, ...]) 
             raise click.UsageError("set FLOWER_BASIC_AUTH=user:password to start Flower in production")
         auth = f"admin:{current_app.config['ADMIN_TOKEN']}"
         click.echo(" * Flower user: admin, password: the admin token (set FLOWER_BASIC_AUTH to choose)", err=True)
+    # Flower serves /metrics without asking for its basic auth: put it behind the same login as the rest.
+    from flower.views.monitor import Metrics
+    from tornado.web import authenticated
+
+    Metrics.get = authenticated(Metrics.get)  # type: ignore[method-assign]
     address = address or settings.flower_address
     port = port or settings.flower_port
     click.echo(f" * Flower on http://{address}:{port}", err=True)

@@ -64,6 +64,9 @@ def test_flower_needs_basic_auth_and_binds_to_loopback(tmp_path: Path) -> None:
         assert httpx.get(url, auth=("ops", "wrong"), timeout=5).status_code == 401
         page = httpx.get(url, auth=("ops", "s3cret-pass"), timeout=5)
         assert page.status_code == 200 and "Flower" in page.text
+        assert httpx.get(url + "metrics", timeout=5).status_code == 401
+        metrics = httpx.get(url + "metrics", auth=("ops", "s3cret-pass"), timeout=5)
+        assert metrics.status_code == 200 and "flower_" in metrics.text
         listening = subprocess.run(["ss", "-ltn", f"sport = :{port}"], capture_output=True, text=True).stdout
         assert f"127.0.0.1:{port}" in listening and f"0.0.0.0:{port}" not in listening and f"*:{port}" not in listening
     finally:
