@@ -10,16 +10,19 @@ The settings that keep a photo from being lost, in one place:
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from flask import Flask
 from kombu import Queue
 
 from backend.config import Settings
 from backend.extensions import db
 
+log = logging.getLogger(__name__)
 EMBED_QUEUE = "embed"  # the GPU worker's queue
 INDEX_QUEUE = "index"  # deletes, payload syncs, the sweep: short tasks on the vector store
 
@@ -66,13 +69,32 @@ def celery_init_app(app: Flask) -> Celery:
         worker_hijack_root_logger=False,
     )
     celery_app.set_default()
+    stopped = threading.Event()
     app.extensions["celery"] = celery_app
 
     @worker_ready.connect(weak=False)
-    def _sweep_at_start(sender: Any, **kwargs: Any) -> None:
-        # A worker that starts again after a crash: the photos its dead process held (same host) go back to
-        # the queue now, beat or no beat, instead of after the broker's visibility timeout.
-        sender.app.send_task("lookalike.sweep", kwargs={"full": False})
+    def _quick_sweeps(sender: Any, **kwargs: Any) -> None:
+        # At start (a worker back after a crash: what its dead process held goes back to the queue now) and
+        # every SWEEP_INTERVAL_S after (a worker that died for good: its lease runs out, a live one notices),
+        # beat or no beat, instead of after the broker's visibility timeout. Beat adds the hourly full sweep.
+        celery = sender.app
+
+        def send() -> None:
+            try:
+                celery.send_task("lookalike.sweep", kwargs={"full": False})
+            except Exception:  # the broker is away: the next round tries again
+                log.warning("could not send the quick sweep", exc_info=True)
+
+        def every_interval() -> None:
+            while not stopped.wait(settings.sweep_interval_s):
+                send()
+
+        send()
+        threading.Thread(target=every_interval, name="quick-sweeps", daemon=True).start()
+
+    @worker_shutdown.connect(weak=False)
+    def _stop_sweeps(**kwargs: Any) -> None:
+        stopped.set()
 
     @worker_process_init.connect(weak=False)
     def _fresh_connections(**kwargs: Any) -> None:

@@ -10,10 +10,12 @@ import hashlib
 import json
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from backend.db.models import ProductImage
 from backend.extensions import db
 from backend.index import close_all
 from backend.pipeline.tasks import embed_images
@@ -208,3 +210,21 @@ def test_a_batch_past_the_soft_time_limit_is_split_and_finishes(stack: Stack) ->
     stack.stop_workers()
     assert points(stack) == set(ids)
     assert all(row.attempts == 0 for row in stack.rows())
+
+
+def test_a_live_worker_sweeps_every_interval_without_beat(stack: Stack) -> None:
+    """Photos whose claimant died elsewhere (its lease ran out) go back to the queue by a running worker's own
+    periodic quick sweep: no beat, no command, PENDING_STALE_S at its production 600 s."""
+    worker = stack.start_worker(env={"SWEEP_INTERVAL_S": "3", "PENDING_STALE_S": "600"})
+    wait_for(lambda: "lookalike.sweep" in worker.text() and "succeeded" in worker.text(), 60, "the start-up sweep")
+    ids = upload_products_pending(stack, 4)  # after the start-up sweep: only a later one can find them
+    long_ago, just_now = datetime.now(UTC) - timedelta(minutes=5), datetime.now(UTC)
+    with stack.app.app_context():
+        for image_id in ids:
+            row = db.session.get(ProductImage, image_id)
+            row.claimed_by, row.claimed_until, row.enqueued_at = "gone-host:1:1:task", long_ago, just_now
+        db.session.commit()
+    stack.wait_all("indexed", 60)
+    assert "sweep repaired" in worker.text()
+    stack.stop_workers()
+    assert points(stack) == set(ids)
