@@ -6,9 +6,11 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import redis
+
 from tests.utils import images
 from tests.utils.api import upload
-from tests.utils.settings import AUTH
+from tests.utils.settings import AUTH, REDIS_URL
 
 
 def search(client: Any, data: bytes) -> Any:
@@ -62,3 +64,20 @@ def test_search_refuses_a_body_larger_than_one_photo(make_app: Any) -> None:
     assert response.status_code == 413 and response.json["error"] == "request_too_large"
     small = search(client, images.png(1, size=32))
     assert small.status_code == 200
+
+
+def test_with_a_broker_the_counts_live_in_redis(make_app: Any) -> None:
+    """The full stack's API processes share one count per address: it is kept in Redis, not in a process."""
+    connection = redis.Redis.from_url(REDIS_URL)
+    pattern = "*lookalike-limits/*/similar.search_by_photo/*"
+    for key in connection.scan_iter(pattern):
+        connection.delete(key)
+    client = make_app(redis_url=REDIS_URL, rate_limit_search="2/minute").test_client()
+    try:
+        assert [search(client, images.png(1)).status_code for _ in range(3)] == [200, 200, 429]
+        keys = list(connection.scan_iter(pattern))
+        assert len(keys) == 1 and int(connection.get(keys[0]) or 0) >= 2
+        assert 0 < connection.ttl(keys[0]) <= 60  # the window
+    finally:
+        for key in connection.scan_iter(pattern):
+            connection.delete(key)
