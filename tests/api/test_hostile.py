@@ -19,7 +19,8 @@ from tests.utils.settings import AUTH
 MEMORY_PROBE = """
 import io, json, resource, sys
 from pathlib import Path
-from tests.utils import images, migrated_app
+from tests.utils import images
+from tests.utils.apps import migrated_app
 from tests.utils.settings import make_settings
 
 def search(client, data):

@@ -46,7 +46,7 @@ def test_metrics_count_requests_photos_points_and_embedding(client: Any) -> None
 LOG_PROBE = """
 import logging, sys
 from pathlib import Path
-from tests.utils import migrated_app
+from tests.utils.apps import migrated_app
 from tests.utils.settings import make_settings
 
 with migrated_app(make_settings(Path(sys.argv[1]), log_format="json")) as app:

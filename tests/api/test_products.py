@@ -11,8 +11,9 @@ import pytest
 from backend.config import Settings
 from backend.db.models import Product, ProductImage
 from backend.extensions import db
-from tests.utils import images, live_index
+from tests.utils import images
 from tests.utils.api import add_photos, upload
+from tests.utils.apps import live_index
 from tests.utils.settings import AUTH
 
 

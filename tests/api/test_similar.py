@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from backend.extensions import db
-from tests.utils import images, live_index
+from tests.utils import images
 from tests.utils.api import upload
+from tests.utils.apps import live_index
 
 
 def test_similar_endpoint_orders_near_copy_first(client: Any) -> None:

@@ -15,8 +15,9 @@ from backend.extensions import db
 from backend.pipeline import embedders
 from backend.pipeline.active import active_collection, default_model_note, default_version
 from backend.pipeline.embedders import UnknownModel, configured_default
-from tests.utils import images, live_index, migrated_app
+from tests.utils import images
 from tests.utils.api import upload
+from tests.utils.apps import live_index, migrated_app
 from tests.utils.cli import cli_runner
 from tests.utils.datasets import photos_of
 from tests.utils.settings import make_settings

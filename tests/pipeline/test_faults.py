@@ -19,8 +19,9 @@ from backend.db.models import ProductImage
 from backend.extensions import db
 from backend.index import close_all
 from backend.pipeline.tasks import embed_images
-from tests.utils import images, live_index
+from tests.utils import images
 from tests.utils.api import upload
+from tests.utils.apps import live_index
 from tests.utils.settings import AUTH
 from tests.utils.stack import Stack, wait_for
 

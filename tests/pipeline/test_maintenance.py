@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.utils import images, live_index
+from tests.utils import images
 from tests.utils.api import upload
+from tests.utils.apps import live_index
 from tests.utils.settings import REDIS_URL
 from tests.utils.stack import wait_for
 

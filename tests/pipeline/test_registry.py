@@ -12,8 +12,9 @@ from backend.extensions import db
 from backend.pipeline.registry import RegistryError, check_activatable, list_models, register_model
 from ml.checkpoint import save_checkpoint
 from ml.model import build_model
-from tests.utils import images, live_index
+from tests.utils import images
 from tests.utils.api import upload
+from tests.utils.apps import live_index
 from tests.utils.cli import cli_runner
 
 

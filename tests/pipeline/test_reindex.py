@@ -20,8 +20,9 @@ from backend.pipeline import reindex as reindex_module
 from backend.pipeline.active import active_collection
 from backend.pipeline.reindex import reindex
 from backend.pipeline.tasks import enqueue_embedding
-from tests.utils import images, migrated_app
+from tests.utils import images
 from tests.utils.api import AUTH, upload
+from tests.utils.apps import migrated_app
 from tests.utils.server import LOOKALIKE, running_server
 from tests.utils.settings import make_settings
 

@@ -17,8 +17,9 @@ from backend.extensions import db
 from backend.index import IndexPoint, store_for
 from backend.pipeline.sweep import run_sweep
 from backend.pipeline.tasks import enqueue_embedding
-from tests.utils import images, live_index, migrated_app
+from tests.utils import images
 from tests.utils.api import upload
+from tests.utils.apps import live_index, migrated_app
 from tests.utils.settings import make_settings
 
 

@@ -13,8 +13,9 @@ from celery.contrib.testing.worker import start_worker
 from backend.db.models import ProductImage
 from backend.extensions import db
 from backend.pipeline.tasks import embed_images
-from tests.utils import images, live_index
+from tests.utils import images
 from tests.utils.api import upload
+from tests.utils.apps import live_index
 from tests.utils.settings import REDIS_URL
 
 
