@@ -36,7 +36,9 @@ def test_training_with_amp_on_cuda(split_tree: Path, tmp_path: Path) -> None:
         data=str(split_tree),
         out=str(tmp_path / "run"),
         weights="none",
-        epochs_head=2,
+        # The CPU test's schedule: with two epochs of four steps each, AMP's loss scaler spends the first
+        # steps finding its scale (skipped steps) and the loss had not moved yet on an H100.
+        epochs_head=4,
         epochs_finetune=2,
         lr_head=3e-3,
         lr_finetune=1e-3,
@@ -47,6 +49,12 @@ def test_training_with_amp_on_cuda(split_tree: Path, tmp_path: Path) -> None:
         progress=False,
     )
     metrics = main(config)
-    assert metrics["epochs"][-1]["train_loss"] < metrics["epochs"][0]["train_loss"]
+    losses = [epoch["train_loss"] for epoch in metrics["epochs"]]
+    assert len(losses) == 6 and all(np.isfinite(losses))  # both phases ran under AMP, no overflow left in
+    # The head learns on the frozen backbone. Unfreezing it switches its BatchNorm to batch statistics and
+    # the loss jumps (on an H100: 1.33 -> 0.92 over the head, 1.39 just after); over a real fine-tuning
+    # phase it comes down again (docs/quality/lite0-full-h100-curves.png), two epochs here are too few.
+    assert losses[3] < losses[0]
+    assert metrics["best"]["top1"] > 0.5  # four classes: chance is 0.25
     embedder = embedder_from_checkpoint(tmp_path / "run" / "best.pt", device="cpu")
     assert embedder.embed([Image.fromarray(images.noise(1, 80))]).shape == (1, 1000)
