@@ -37,8 +37,9 @@ def _fail(exc: Exception) -> None:
     "--recipe",
     default=None,
     type=click.Choice(RECIPE_CHOICES),
-    help="full: the paper's schedule (GPU); cpu: cached trunk, last stage fine-tuned (minutes on 2 cores)."
-    " Default: full where CUDA is available, else cpu.",
+    help="cpu (the default): cached trunk, last stage fine-tuned, epoch chosen by validation P@10 (minutes on"
+    " 2 cores); full: the paper's schedule, every layer at a small learning rate (GPU). On clothing-small cpu"
+    " scored P@10 0.791 against full's 0.652, on the same photos, the GPU's included.",
 )
 @click.option("--epochs-head", default=None, type=click.IntRange(min=0), help="Default: the recipe's.")
 @click.option("--epochs-finetune", default=None, type=click.IntRange(min=0), help="Default: the recipe's.")
@@ -62,15 +63,13 @@ def _fail(exc: Exception) -> None:
 def train_command(data: Path | None, from_catalog: bool, min_products: int, **options: Any) -> None:
     """Fine-tune an ImageNet backbone in two phases; writes best.pt, last.pt, metrics.json, curves.png."""
     # Here and in the commands below: torch takes seconds to import, and `--help` needs none of it.
-    import torch
-
     from ml import train
 
     if (data is None) == (not from_catalog):
         raise click.UsageError("give either --data or --from-catalog")
     if options["recipe"] is None:
-        options["recipe"] = "full" if torch.cuda.is_available() and options["device"] != "cpu" else "cpu"
-        click.echo(f"recipe: {options['recipe']} (--recipe chooses)")
+        options["recipe"] = "cpu"
+        click.echo("recipe: cpu, the better one on every machine measured (--recipe chooses)")
     if from_catalog:
         data = _export_catalog(options["out"], options["val_fraction"], options["seed"], min_products)
     options["data"], options["out"] = str(data), str(options["out"])
