@@ -62,7 +62,7 @@ def one_photo_body() -> None:
         request.max_content_length = current_settings().search_body_bytes
 
 
-bp.before_app_request(one_photo_body)
+bp.before_request(one_photo_body)
 
 
 @bp.post("/search")

@@ -69,9 +69,15 @@ def run_sweep(
     stale_before = now - timedelta(seconds=settings.pending_stale_s)
     if lost_before is not None:
         stale_before = max(stale_before, lost_before)
+    # Only the claimed (few: being embedded now) and the stale reach Python: not a bulk import's whole backlog.
     rows = session.execute(
         select(ProductImage.id, ProductImage.claimed_by, ProductImage.claimed_until, ProductImage.enqueued_at).where(
-            ProductImage.status == ImageStatus.pending
+            ProductImage.status == ImageStatus.pending,
+            or_(
+                ProductImage.claimed_by.is_not(None),
+                ProductImage.enqueued_at.is_(None),
+                ProductImage.enqueued_at < stale_before,
+            ),
         )
     ).all()
     lost = []

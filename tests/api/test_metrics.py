@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from tests.utils import images
 from tests.utils.api import upload
+from tests.utils.probes import run_python
 from tests.utils.settings import AUTH
 
 
@@ -59,13 +58,7 @@ with migrated_app(make_settings(Path(sys.argv[1]), log_format="json")) as app:
 
 
 def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", LOG_PROBE, str(tmp_path / "var")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    result = run_python(LOG_PROBE, str(tmp_path / "var"))
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     ours = [r for r in records if r["logger"] == "lookalike"]
