@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,14 @@ from backend.api.errors import register_error_processor
 from backend.api.headers import security_headers
 from backend.api.openapi import merge_duplicate_schemas
 from backend.api.schemas import ErrorOut
-from backend.config import Settings
+from backend.config import Environment, Settings
 from backend.extensions import db, limiter, migrate
 from backend.logs import configure_logging
 from backend.metrics import observe_request, start_timer
 from backend.pipeline.celery_app import celery_init_app
+from backend.web import BLUEPRINTS as PAGES
+from backend.web.assets import SWAGGER_SETTINGS
+from backend.web.pages import csrf
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 log = logging.getLogger("lookalike")
@@ -85,6 +89,16 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         RATELIMIT_ENABLED=settings.rate_limits_enabled,
         RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
         RATELIMIT_KEY_PREFIX="lookalike-limits",
+        # The admin pages' session: a signed cookie, never readable by scripts, never sent cross-site.
+        SESSION_COOKIE_NAME="lookalike_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.environment is Environment.production,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.admin_session_hours),
+        # CSRF: the pages' blueprints check every POST; the API's bearer tokens need none.
+        WTF_CSRF_CHECK_DEFAULT=False,
+        WTF_CSRF_TIME_LIMIT=int(settings.admin_session_hours * 3600),
+        **SWAGGER_SETTINGS,
     )
     for folder in (settings.var_dir, settings.media_root, settings.qdrant_path):
         folder.mkdir(parents=True, exist_ok=True)
@@ -99,7 +113,8 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.after_request(security_headers)
     app.spec_processor(merge_duplicate_schemas)
 
-    for blueprint in BLUEPRINTS:
+    csrf.init_app(app)
+    for blueprint in (*BLUEPRINTS, *PAGES):
         app.register_blueprint(blueprint)
     celery_init_app(app)
     return app

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     flower_basic_auth: str | None = None
     flower_address: str = "127.0.0.1"
     flower_port: int = Field(default=5555, ge=1, le=65535)
+    # Flower's address as the admin's browser reaches it (the status page links there); default: address and port.
+    flower_url: str | None = None
+    admin_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
 
     @model_validator(mode="before")
     @classmethod

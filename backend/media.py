@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from backend.errors import ImageRejected
+from ml.pixels import to_rgb
 
 # Magic numbers of the formats we accept; the client's filename and content type are never trusted.
 SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
@@ -27,6 +28,11 @@ SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
 STORED_NAME = re.compile(r"[0-9a-f]{2}/[0-9a-f]{32}\.(jpg|png|gif|webp)")
+SHARD = re.compile(r"[0-9a-f]{2}")
+# Thumbnails: one JPEG per photo under MEDIA_ROOT/thumbs/, made once, the longer side THUMB_SIDE pixels.
+THUMBS = "thumbs"
+THUMB_SIDE = 320
+THUMB_QUALITY = 82
 
 
 @dataclass(frozen=True)
@@ -146,24 +152,58 @@ class MediaStorage:
             raise ValueError(f"invalid stored name {stored_name!r}")
         return self.root / stored_name
 
+    def thumbnail_path(self, stored_name: str) -> Path:
+        self.path(stored_name)  # the same name check
+        return self.root / THUMBS / Path(stored_name).with_suffix(".jpg")
+
+    def thumbnail(self, stored_name: str, image: Image.Image | None = None, *, max_pixels: int) -> Path:
+        """The photo's thumbnail, made now if it is not there yet (from `image` when the caller has it decoded).
+
+        Oriented by EXIF, 16-bit and transparent photos as people see them, then JPEG; written atomically, so
+        two requests that make it at once both leave a whole file."""
+        target = self.thumbnail_path(stored_name)
+        if target.is_file():
+            return target
+        if image is None:
+            image = open_image(self.read(stored_name), max_pixels, max_aspect_ratio=float("inf"))
+        small = to_rgb(image)
+        small.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        buffer = io.BytesIO()
+        small.save(buffer, "JPEG", quality=THUMB_QUALITY, optimize=True, progressive=True)
+        self._write(target, buffer.getvalue())
+        return target
+
+    def thumbnails(self) -> Iterator[tuple[str, Path]]:
+        """Every thumbnail file as (the stored-name stem it belongs to, path)."""
+        root = self.root / THUMBS
+        if not root.is_dir():
+            return
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            for path in sorted(p for p in folder.iterdir() if p.is_file()):
+                yield f"{folder.name}/{path.name.split('.')[0]}", path
+
+    @staticmethod
+    def _write(target: Path, data: bytes) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}.{uuid.uuid4().hex[:8]}.part")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)  # readers never see a half-written file
+
     def save(self, image: CheckedImage) -> str:
         name = uuid.uuid4().hex
         stored_name = f"{name[:2]}/{name}.{image.extension}"
-        target = self.root / stored_name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(target.suffix + ".part")
-        with open(tmp, "wb") as fh:
-            fh.write(image.data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)  # readers never see a half-written photo
+        self._write(self.root / stored_name, image.data)
         return stored_name
 
     def files(self) -> Iterator[tuple[str, Path]]:
-        """Every file under the root as (name relative to the root, path): photos and unfinished `.part` writes."""
+        """Every photo file under the root as (name relative to the root, path): photos and unfinished `.part`
+        writes (thumbnails are listed by `thumbnails`)."""
         if not self.root.is_dir():
             return
-        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and SHARD.fullmatch(p.name)):
             for path in sorted(p for p in folder.iterdir() if p.is_file()):
                 yield f"{folder.name}/{path.name}", path
 
@@ -172,3 +212,4 @@ class MediaStorage:
 
     def delete(self, stored_name: str) -> None:
         self.path(stored_name).unlink(missing_ok=True)
+        self.thumbnail_path(stored_name).unlink(missing_ok=True)

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import send_from_directory
+from flask import send_file, send_from_directory
 
+from backend import catalog
 from backend.api.auth import admin_auth
-from backend.api.deps import storage
 from backend.api.errors import ApiError
 from backend.config import current_settings
-from backend.db.products import delete_image, get_image
 from backend.extensions import db
 from backend.media import STORED_NAME
-from backend.pipeline.enqueue import enqueue_point_deletes
+from backend.uploads import storage
 
+log = logging.getLogger(__name__)
 bp = APIBlueprint("images", __name__, url_prefix="/api/v1/images", tag="Images")
 media_bp = APIBlueprint("media", __name__, url_prefix="/media", enable_openapi=False)
 
@@ -26,8 +27,7 @@ media_bp = APIBlueprint("media", __name__, url_prefix="/media", enable_openapi=F
 @bp.output({}, status_code=204)
 def delete(image_id: int) -> Any:
     """Delete one photo and its point."""
-    image = get_image(session=db.session, image_id=image_id)
-    enqueue_point_deletes(delete_image(session=db.session, storage=storage(), image=image))
+    catalog.remove_photo(session=db.session, image_id=image_id)
     return ""
 
 
@@ -37,3 +37,19 @@ def serve(name: str) -> Any:
     if not STORED_NAME.fullmatch(name):
         raise ApiError(404, "not_found", "no such photo")
     return send_from_directory(current_settings().media_root.resolve(), name, max_age=86400)
+
+
+@media_bp.get("/thumbs/<path:name>")
+def thumbnail(name: str) -> Any:
+    """A photo's thumbnail (JPEG, longer side 320 px), by the photo's stored name; made on first request if the
+    worker has not made it yet."""
+    if not STORED_NAME.fullmatch(name):
+        raise ApiError(404, "not_found", "no such photo")
+    try:
+        path = storage().thumbnail(name, max_pixels=current_settings().max_image_pixels)
+    except FileNotFoundError:
+        raise ApiError(404, "not_found", "no such photo") from None
+    except Exception as exc:  # a stored file that is not a readable image
+        log.warning("thumbnail of %s: %s: %s", name, type(exc).__name__, exc)
+        raise ApiError(404, "not_found", "this photo cannot be shown") from None
+    return send_file(path, mimetype="image/jpeg", max_age=86400)

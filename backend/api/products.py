@@ -6,8 +6,8 @@ from typing import Any
 
 from apiflask import APIBlueprint
 
+from backend import catalog
 from backend.api.auth import admin_auth
-from backend.api.deps import checked_uploads, storage
 from backend.api.schemas import (
     ImagesIn,
     ImagesOut,
@@ -17,17 +17,8 @@ from backend.api.schemas import (
     ProductPageOut,
     ProductPatchIn,
 )
-from backend.db.products import (
-    ProductIn,
-    add_images,
-    create_product,
-    delete_product,
-    get_product,
-    list_products,
-    update_product,
-)
+from backend.db.products import ProductIn, get_product, list_products
 from backend.extensions import db
-from backend.pipeline.enqueue import enqueue_embedding, enqueue_payload_sync, enqueue_point_deletes
 
 bp = APIBlueprint("products", __name__, url_prefix="/api/v1/products", tag="Products")
 
@@ -39,12 +30,8 @@ bp = APIBlueprint("products", __name__, url_prefix="/api/v1/products", tag="Prod
 @bp.output(ProductOut, status_code=201)
 def create(form: dict[str, Any]) -> Any:
     """Create a product with one or more photos; they are embedded after the commit."""
-    images = checked_uploads(form.pop("images"))
-    product = create_product(session=db.session, storage=storage(), product_in=ProductIn(**form), images=images)
-    enqueue_embedding([image.id for image in product.images])
-    # An in-process task has updated the rows through its own session: read them again.
-    db.session.expire_all()
-    return get_product(session=db.session, product_id=product.id)
+    uploads = form.pop("images")
+    return catalog.create_with_photos(session=db.session, product_in=ProductIn(**form), uploads=uploads)
 
 
 @bp.get("")
@@ -78,11 +65,7 @@ def get(product_id: int) -> Any:
 @bp.output(ProductOut)
 def patch(product_id: int, changes: dict[str, Any]) -> Any:
     """Change product fields; category, brand and price are mirrored into the index."""
-    product = get_product(session=db.session, product_id=product_id)
-    product, payload_changed = update_product(session=db.session, product=product, changes=changes)
-    if payload_changed:
-        enqueue_payload_sync(product.id)  # after the commit; the sweep repairs it if the store was away
-    return product
+    return catalog.change_product(session=db.session, product_id=product_id, changes=changes)
 
 
 @bp.delete("/<int:product_id>")
@@ -91,8 +74,7 @@ def patch(product_id: int, changes: dict[str, Any]) -> Any:
 @bp.output({}, status_code=204)
 def delete(product_id: int) -> Any:
     """Delete a product, its photos and their points."""
-    product = get_product(session=db.session, product_id=product_id)
-    enqueue_point_deletes(delete_product(session=db.session, storage=storage(), product=product))
+    catalog.remove_product(session=db.session, product_id=product_id)
     return ""
 
 
@@ -103,12 +85,4 @@ def delete(product_id: int) -> Any:
 @bp.output(ImagesOut, status_code=201)
 def add_photos(product_id: int, form: dict[str, Any]) -> Any:
     """Add photos to a product; they are embedded after the commit."""
-    product = get_product(session=db.session, product_id=product_id)
-    images = checked_uploads(form["images"])
-    added = add_images(session=db.session, storage=storage(), product=product, images=images)
-    ids = [image.id for image in added]
-    enqueue_embedding(ids)
-    db.session.expire_all()
-    return {
-        "items": [image for image in get_product(session=db.session, product_id=product_id).images if image.id in ids]
-    }
+    return {"items": catalog.add_photos(session=db.session, product_id=product_id, uploads=form["images"])}

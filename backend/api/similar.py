@@ -8,11 +8,11 @@ from apiflask import APIBlueprint
 from flask import current_app, request
 
 from backend import similar as use_case
-from backend.api.deps import checked_uploads
 from backend.api.schemas import PhotoIn, SimilarOut, SimilarQuery, similar_body
 from backend.config import current_settings
 from backend.extensions import db, limiter
 from backend.similar import SimilarParams
+from backend.uploads import checked_uploads
 
 bp = APIBlueprint("similar", __name__, url_prefix="/api/v1", tag="Similar items")
 

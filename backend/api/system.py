@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from apiflask import APIBlueprint
 from flask import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
 from backend.api.auth import admin_auth
 from backend.api.schemas import HealthOut, StatsOut
 from backend.config import current_settings
-from backend.db.models import Product
 from backend.db.products import image_status_counts
 from backend.extensions import db
 from backend.index import IndexUnavailable
 from backend.metrics import INDEX_POINTS, PHOTOS, REGISTRY
 from backend.pipeline.active import active_index
-from backend.pipeline.embedders import embedder_for
-from ml.versions import Origin
-
-if TYPE_CHECKING:
-    from ml.embedder import EmbedderInfo
+from backend.status import collect_stats
 
 log = logging.getLogger(__name__)
 bp = APIBlueprint("system", __name__, url_prefix="/api/v1", tag="System")
@@ -50,42 +45,6 @@ def health() -> Any:
         checks["index"] = "unavailable"
     ok = all(v == "ok" for v in checks.values())
     return {"status": "ok" if ok else "degraded", **checks}, 200 if ok else 503
-
-
-def collect_stats() -> dict[str, Any]:
-    cfg = current_settings()
-    active, vectors = active_index(session=db.session, settings=cfg)
-    embedder = embedder_for(cfg, active.model_version)
-    return {
-        "products": db.session.scalar(select(func.count()).select_from(Product)),
-        "images": image_status_counts(session=db.session),
-        "index": {
-            "backend": "qdrant-edge" if cfg.embedded_index else "qdrant-server",
-            "collection": active.name,
-            "points": vectors.count(),
-            "warm": vectors.ready,
-        },
-        "model": model_info(embedder.info),
-        "tasks": "in-process" if cfg.tasks_in_process else "celery",
-    }
-
-
-def model_info(info: EmbedderInfo) -> dict[str, Any]:
-    """The model that embeds: its version, backbone, and whether it is ImageNet-pretrained or fine-tuned."""
-    return {
-        "version": info.model_version,
-        "arch": info.arch,
-        "origin": info.origin.value,
-        "pretrained": info.origin is Origin.pretrained,
-        "fine_tuned": info.origin is Origin.fine_tuned,
-        "trained": info.trained,
-        "normalize": info.normalize.value,
-        "image_size": info.image_size,
-        "device": info.device,
-        "note": None
-        if info.trained
-        else "untrained network (DEFAULT_MODEL=untrained): similar items reflect pixels, not looks",
-    }
 
 
 @metrics_bp.get("/metrics")

@@ -154,6 +154,10 @@ class IndexCollection(db.Model):  # type: ignore[name-defined,misc]
     state: Mapped[CollectionState] = mapped_column(text_enum(CollectionState))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     switched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # While building: how many photos the reindex has to embed, and how many it has done (the models page).
+    photos_total: Mapped[int | None] = mapped_column(Integer)
+    photos_done: Mapped[int | None] = mapped_column(Integer)
+    progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ModelVersion(db.Model):  # type: ignore[name-defined,misc]

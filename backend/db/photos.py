@@ -85,3 +85,20 @@ def mark_failed(*, session: DbSession, image_ids: Sequence[int], reason: str, ki
 def mark_enqueued(*, session: DbSession, image_ids: Sequence[int]) -> None:
     update_photos(session, image_ids, enqueued_at=datetime.now(UTC))
     session.commit()
+
+
+def failed_photos(*, session: DbSession, limit: int = 200) -> list[ProductImage]:
+    """The most recent failed photos, newest first, with their reasons."""
+    query = select(ProductImage).where(ProductImage.status == ImageStatus.failed)
+    return list(session.scalars(query.order_by(ProductImage.id.desc()).limit(limit)))
+
+
+def reset_failed(*, session: DbSession, image_ids: Sequence[int] | None = None) -> list[int]:
+    """Make failed photos (these, or all) wait for an embed again with a clean slate; committed. Returns their ids."""
+    query = select(ProductImage.id).where(ProductImage.status == ImageStatus.failed)
+    if image_ids is not None:
+        query = query.where(ProductImage.id.in_(list(image_ids)))
+    ids = list(session.scalars(query.order_by(ProductImage.id)))
+    update_photos(session, ids, status=ImageStatus.pending, error=None, failure_kind=None, attempts=0)
+    session.commit()
+    return ids

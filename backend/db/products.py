@@ -158,18 +158,41 @@ def delete_image(*, session: DbSession, storage: MediaStorage, image: ProductIma
 
 
 def list_products(
-    *, session: DbSession, page: int, per_page: int, categories: Sequence[str] = (), sku: str | None = None
+    *,
+    session: DbSession,
+    page: int,
+    per_page: int,
+    categories: Sequence[str] = (),
+    sku: str | None = None,
+    brands: Sequence[str] = (),
+    price_min: float | None = None,
+    price_max: float | None = None,
+    newest_first: bool = False,
 ) -> tuple[list[Product], int]:
     query = select(Product)
     if sku is not None:  # a client whose connection broke finds out whether its product was kept
         query = query.where(Product.sku == sku)
     if categories:
         query = query.where(Product.category.in_(list(categories)))
+    if brands:
+        query = query.where(Product.brand.in_(list(brands)))
+    if price_min is not None:
+        query = query.where(Product.price >= price_min)
+    if price_max is not None:
+        query = query.where(Product.price <= price_max)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    order = Product.id.desc() if newest_first else Product.id
     items = session.scalars(
-        query.options(selectinload(Product.images)).order_by(Product.id).offset((page - 1) * per_page).limit(per_page)
+        query.options(selectinload(Product.images)).order_by(order).offset((page - 1) * per_page).limit(per_page)
     ).all()
     return list(items), total
+
+
+def facets(*, session: DbSession) -> tuple[list[str], list[str]]:
+    """The categories and brands in the catalog, sorted: the choices of the pages' filters."""
+    categories = session.scalars(select(Product.category).distinct().order_by(Product.category))
+    brands = session.scalars(select(Product.brand).where(Product.brand.is_not(None)).distinct().order_by(Product.brand))
+    return list(categories), [b for b in brands if b]
 
 
 def image_status_counts(*, session: DbSession, product_id: int | None = None) -> dict[str, int]:

@@ -6,9 +6,18 @@ without one the same tasks run now, in this process.
 
 from __future__ import annotations
 
-from backend.pipeline.tasks import delete_points, enqueue_embedding, sweep, sync_product
+import logging
+import threading
 
-__all__ = ["enqueue_embedding", "enqueue_payload_sync", "enqueue_point_deletes", "sweep"]
+from flask import current_app
+
+from backend.config import current_settings
+from backend.extensions import db
+from backend.pipeline.reindex import reindex
+from backend.pipeline.tasks import delete_points, enqueue_embedding, reindex_task, sweep, sync_product
+
+__all__ = ["enqueue_embedding", "enqueue_payload_sync", "enqueue_point_deletes", "enqueue_reindex", "sweep"]
+log = logging.getLogger(__name__)
 
 
 def enqueue_point_deletes(image_ids: list[int]) -> None:
@@ -20,3 +29,21 @@ def enqueue_point_deletes(image_ids: list[int]) -> None:
 def enqueue_payload_sync(product_id: int) -> None:
     """Copy a product's category, brand and price onto its points."""
     sync_product.delay(product_id)
+
+
+def enqueue_reindex(version: str) -> None:
+    """Reindex every photo with `version`, then switch to it: a Celery task with a broker; without one, a thread
+    of this process (the embedded store belongs to it), which carries on after the request that started it."""
+    if not current_settings().tasks_in_process:
+        reindex_task.delay(version)
+        return
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def run() -> None:
+        with app.app_context():
+            try:
+                reindex(session=db.session, settings=current_settings(), version=version, enqueue=enqueue_embedding)
+            except Exception:
+                log.exception("reindex with %s failed", version)
+
+    threading.Thread(target=run, name=f"reindex-{version}", daemon=True).start()

@@ -142,6 +142,12 @@ def embed_and_upsert(
     vectors = model.embed(decoded)
     observe_embedding(len(decoded), time.perf_counter() - started)
     index().upsert([IndexPoint(photo.id, vectors[i], photo.payload) for i, photo in enumerate(ready)])
+    for photo, image in zip(ready, decoded, strict=True):
+        # The pages' thumbnail, from the pixels already decoded; the pages make it themselves if this fails.
+        try:
+            storage.thumbnail(photo.stored_name, image, max_pixels=max_pixels)
+        except Exception as exc:
+            log.warning("photo %s: no thumbnail: %s: %s", photo.id, type(exc).__name__, exc)
     return [photo.id for photo in ready]
 
 

@@ -70,6 +70,7 @@ def reindex(
     index = store.open(name)
     try:
         ids = list(session.scalars(select(ProductImage.id).order_by(ProductImage.id)))
+        _record_progress(session, name, total=len(ids), done=0)
         on_total(len(ids))
         done: set[int] = set()
         unreadable: dict[int, str] = {}
@@ -94,6 +95,7 @@ def reindex(
                 )
             )
             session.rollback()  # end the read transaction: nothing to keep between batches
+            _record_progress(session, name, total=len(ids), done=min(start + step, len(ids)))
             progress(len(ids[start : start + step]))
         index.optimize()  # build the graph before queries arrive
         report.orphans_removed = _tidy(session, index, done, started)
@@ -119,6 +121,16 @@ def reindex(
     except IndexBusy:
         log.warning("reindex: %s is still open elsewhere; the sweep drops it once it is free", previous.name)
     return report
+
+
+def _record_progress(session: DbSession, name: str, *, total: int, done: int) -> None:
+    """How far the build is, on its row: pages and other processes read it there."""
+    session.execute(
+        update(IndexCollection)
+        .where(IndexCollection.name == name)
+        .values(photos_total=total, photos_done=done, progress_at=datetime.now(UTC))
+    )
+    session.commit()
 
 
 def _tidy(session: DbSession, index: VectorIndex, done: set[int], started: datetime) -> int:

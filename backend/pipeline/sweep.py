@@ -6,6 +6,7 @@ twice and at any moment: re-enqueued photos a worker already finished are skippe
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -175,21 +176,26 @@ def _drop_replaced(session: DbSession, settings: Settings, report: SweepReport) 
 
 
 def _remove_orphan_media(session: DbSession, settings: Settings) -> int:
-    """Files under MEDIA_ROOT that no photo row names, older than MEDIA_ORPHAN_GRACE_S (a request that wrote
-    its file and died before its commit; an unfinished write). A file of a request in flight is younger."""
+    """Files under MEDIA_ROOT (photos and their thumbnails) that no photo row names, older than
+    MEDIA_ORPHAN_GRACE_S (a request that wrote its file and died before its commit; an unfinished write).
+    A file of a request in flight is younger."""
     known = set(session.scalars(select(ProductImage.stored_name)))  # read before listing: newer files are young
     session.rollback()
     cutoff = time.time() - settings.media_orphan_grace_s
     removed = 0
-    for name, path in MediaStorage(settings.media_root).files():
+    storage = MediaStorage(settings.media_root)
+    stems = {name.split(".")[0] for name in known}
+    photos = ((path, name not in known) for name, path in storage.files())
+    thumbnails = ((path, stem not in stems) for stem, path in storage.thumbnails())
+    for path, orphan in itertools.chain(photos, thumbnails):
         try:
-            if name not in known and path.stat().st_mtime < cutoff:
+            if orphan and path.stat().st_mtime < cutoff:
                 path.unlink()
                 removed += 1
         except FileNotFoundError:
             continue  # deleted meanwhile
     if removed:
-        log.warning("sweep: removed %d media files that no photo owns", removed)
+        log.warning("sweep: removed %d media files (photos and thumbnails) that no photo owns", removed)
     return removed
 
 

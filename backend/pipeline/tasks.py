@@ -23,12 +23,16 @@ from backend.media import MediaStorage
 from backend.pipeline.active import active_collection, active_index, building_indexes, index_of
 from backend.pipeline.embedders import UnknownModel, embedder_for
 from backend.pipeline.indexing import index_images, worker_identity
+from backend.pipeline.reindex import reindex
 from backend.pipeline.sweep import run_sweep
 
 log = logging.getLogger(__name__)
 
 # Worth trying again later: the store, the database or the broker was away; the model file is missing here.
 TRANSIENT = (IndexUnavailable, OperationalError, DbInterfaceError, BrokerError, ConnectionError, UnknownModel)
+
+
+REINDEX_LIMIT_S = 24 * 3600
 
 
 def backoff_s(settings: Settings, retries: int) -> float:
@@ -152,6 +156,17 @@ def sync_product(self: Task, product_id: int) -> None:
 def sweep(full: bool = False) -> dict[str, Any]:
     """Re-enqueue lost and transiently failed photos, repair drift between the database and the index."""
     return run_sweep(session=db.session, settings=current_settings(), enqueue=enqueue_embedding, full=full).as_dict()
+
+
+@shared_task(
+    name="lookalike.reindex", acks_late=False, soft_time_limit=REINDEX_LIMIT_S, time_limit=REINDEX_LIMIT_S + 60
+)
+def reindex_task(version: str | None = None) -> dict[str, Any]:
+    """Reindex every photo with `version` and switch to it (the models page's "activate").
+
+    Acknowledged when it starts: a reindex that dies is not handed to another worker after the broker's
+    visibility timeout (its half-built collection is dropped, and the admin starts it again)."""
+    return vars(reindex(session=db.session, settings=current_settings(), version=version, enqueue=enqueue_embedding))
 
 
 def enqueue_embedding(image_ids: list[int], *, batch_size: int | None = None) -> None:

@@ -1,4 +1,4 @@
-"""What routes share: the settings, the media storage, and checked uploads."""
+"""Uploaded photos, checked before anything is stored, and the media storage: for the API and the pages."""
 
 from __future__ import annotations
 

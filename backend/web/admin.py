@@ -1,0 +1,250 @@
+"""The admin's pages, behind a login with the admin token: products (new, edit, delete), status, models."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import flash, redirect, render_template, request, session, url_for
+from sqlalchemy import select
+
+from backend import catalog
+from backend.config import current_settings
+from backend.db.models import CollectionState, IndexCollection
+from backend.db.photos import failed_photos
+from backend.db.products import ProductIn, get_product, list_products
+from backend.errors import LookalikeError
+from backend.extensions import db
+from backend.index import IndexUnavailable
+from backend.pipeline.active import active_collection
+from backend.pipeline.enqueue import enqueue_reindex
+from backend.pipeline.registry import RegistryError, check_activatable, list_models
+from backend.security import is_admin_token, token_fingerprint, wait_after_failures
+from backend.status import collect_stats
+from backend.uploads import checked_uploads
+from backend.web.forms import ActionForm, LoginForm, PhotosForm, ProductForm
+from backend.web.pages import admin_required, pages_blueprint, safe_next
+from ml.versions import builtin_names
+
+log = logging.getLogger(__name__)
+bp = pages_blueprint("admin", __name__, url_prefix="/admin")
+PER_PAGE = 50
+# A build that has not moved for this long is taken as dead (its process stopped): it no longer blocks another.
+STALLED_AFTER = timedelta(minutes=10)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    """The admin token, once, for a signed session cookie; a wrong token gets one message, whatever it was."""
+    form = LoginForm()
+    if request.method == "GET":
+        return render_template("admin/login.html", form=form)
+    wait = wait_after_failures()
+    if wait is not None:
+        form.token.errors = [f"Too many failed logins from this address: try again in {wait} s."]
+        return render_template("admin/login.html", form=form), 429, {"Retry-After": str(wait)}
+    if not is_admin_token(form.token.data):
+        form.token.errors = ["That is not the admin token."]
+        return render_template("admin/login.html", form=form), 401
+    session.clear()
+    session["admin"] = token_fingerprint()
+    session.permanent = True
+    log.info("admin logged in from %s", request.remote_addr)
+    return redirect(safe_next(request.args.get("next")))
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    session.clear()
+    flash("Logged out.")
+    return redirect(url_for("shop.catalog"))
+
+
+@bp.get("/")
+@admin_required
+def home() -> Any:
+    return redirect(url_for("admin.status"))
+
+
+@bp.get("/products")
+@admin_required
+def products() -> Any:
+    """Products, newest first, with their photos' status; find one by sku."""
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    sku = request.args.get("sku", "").strip() or None
+    items, total = list_products(session=db.session, page=page, per_page=PER_PAGE, sku=sku, newest_first=True)
+    pages = max(1, -(-total // PER_PAGE))
+    return render_template(
+        "admin/products.html", items=items, total=total, page=page, pages=pages, sku=sku or "", action=ActionForm()
+    )
+
+
+@bp.route("/products/new", methods=["GET", "POST"])
+@admin_required
+def new_product() -> Any:
+    """The API's fields and several photos; an error is shown beside its field and nothing is stored."""
+    form = ProductForm()
+    if request.method == "GET":
+        return render_template("admin/product_form.html", form=form, product=None)
+    fields = form.checked(patch=False)
+    if fields is None:
+        try:  # the photos' own errors too, all at once
+            checked_uploads(request.files.getlist("images"))
+        except LookalikeError as exc:
+            form.refused(exc)
+        return render_template("admin/product_form.html", form=form, product=None), 400
+    try:
+        created = catalog.create_with_photos(
+            session=db.session, product_in=ProductIn(**fields), uploads=request.files.getlist("images")
+        )
+    except LookalikeError as exc:
+        form.refused(exc)
+        return render_template("admin/product_form.html", form=form, product=None), 400
+    flash(f"Created {created.sku} with {len(created.images)} photo(s).")
+    return redirect(url_for("shop.product", product_id=created.id))
+
+
+@bp.route("/products/<int:product_id>/edit", methods=["GET", "POST"])
+@admin_required
+def edit_product(product_id: int) -> Any:
+    """Change the fields; add or remove photos; delete the product."""
+    item = get_product(session=db.session, product_id=product_id)
+    form = ProductForm()
+    context = {"product": item, "photos_form": PhotosForm(), "action": ActionForm()}
+    if request.method == "GET":
+        form.fill(item)
+        return render_template("admin/product_form.html", form=form, **context)
+    changes = form.checked(patch=True)
+    if changes is None:
+        return render_template("admin/product_form.html", form=form, **context), 400
+    try:
+        catalog.change_product(session=db.session, product_id=product_id, changes=changes)
+    except LookalikeError as exc:
+        db.session.rollback()
+        form.refused(exc)
+        return render_template("admin/product_form.html", form=form, **context), 400
+    flash("Saved.")
+    return redirect(url_for("admin.edit_product", product_id=product_id))
+
+
+@bp.post("/products/<int:product_id>/photos")
+@admin_required
+def add_photos(product_id: int) -> Any:
+    try:
+        added = catalog.add_photos(session=db.session, product_id=product_id, uploads=request.files.getlist("images"))
+    except LookalikeError as exc:
+        if exc.code == "not_found":
+            raise
+        flash(f"No photo added: {exc.message}", "error")
+    else:
+        flash(f"Added {len(added)} photo(s).")
+    return redirect(url_for("admin.edit_product", product_id=product_id))
+
+
+@bp.post("/photos/<int:image_id>/delete")
+@admin_required
+def delete_photo(image_id: int) -> Any:
+    product_id = catalog.remove_photo(session=db.session, image_id=image_id)
+    flash("Photo deleted.")
+    return redirect(url_for("admin.edit_product", product_id=product_id))
+
+
+@bp.post("/products/<int:product_id>/delete")
+@admin_required
+def delete_product(product_id: int) -> Any:
+    item = get_product(session=db.session, product_id=product_id)
+    sku = item.sku
+    catalog.remove_product(session=db.session, product_id=product_id)
+    flash(f"Deleted {sku}.")
+    return redirect(url_for("admin.products"))
+
+
+@bp.get("/status")
+@admin_required
+def status() -> Any:
+    """Photos by status, failed photos with their reasons, the model and the index, Flower."""
+    settings = current_settings()
+    try:
+        stats: dict[str, Any] | None = collect_stats()
+    except IndexUnavailable as exc:
+        log.warning("status page: vector index unavailable: %s", exc)
+        stats = None
+    flower = None
+    if not settings.tasks_in_process:
+        flower = settings.flower_url or f"http://{settings.flower_address}:{settings.flower_port}/"
+    return render_template(
+        "admin/status.html",
+        stats=stats,
+        failed=failed_photos(session=db.session),
+        flower=flower,
+        action=ActionForm(),
+    )
+
+
+@bp.post("/photos/retry")
+@admin_required
+def retry() -> Any:
+    """Embed failed photos again: one (`image_id`) or all of them."""
+    one = request.form.get("image_id", type=int)
+    ids = catalog.retry_failed(session=db.session, image_ids=[one] if one else None)
+    flash(f"Queued {len(ids)} photo(s) for embedding again." if ids else "No failed photo to retry.")
+    return redirect(url_for("admin.status"))
+
+
+def _builds() -> list[dict[str, Any]]:
+    rows = db.session.scalars(
+        select(IndexCollection)
+        .where(IndexCollection.state == CollectionState.building)
+        .order_by(IndexCollection.created_at)
+    )
+    now = datetime.now(UTC)
+    builds = []
+    for row in rows:
+        moved = row.progress_at or row.created_at
+        builds.append(
+            {
+                "name": row.name,
+                "model_version": row.model_version,
+                "total": row.photos_total,
+                "done": row.photos_done or 0,
+                "stalled": now - moved > STALLED_AFTER,
+            }
+        )
+    return builds
+
+
+@bp.get("/models")
+@admin_required
+def models() -> Any:
+    """The built-in and registered models, the active one, and a reindex's progress while one runs."""
+    active = active_collection(session=db.session, settings=current_settings()).model_version
+    registered = list_models(session=db.session)
+    builds = _builds()
+    return render_template(
+        "admin/models.html",
+        active=active,
+        builtins=builtin_names(),
+        registered=registered,
+        builds=builds,
+        running=any(not b["stalled"] for b in builds),
+        action=ActionForm(),
+    )
+
+
+@bp.post("/models/activate")
+@admin_required
+def activate() -> Any:
+    """Reindex every photo with a model and switch to it; the models page shows the progress."""
+    version = request.form.get("version", "").strip()
+    if any(not b["stalled"] for b in _builds()):
+        flash("A reindex is running already: wait for it to finish.", "error")
+        return redirect(url_for("admin.models"))
+    try:
+        check_activatable(session=db.session, version=version)
+    except RegistryError as exc:
+        flash(f"Cannot activate: {exc}", "error")
+        return redirect(url_for("admin.models"))
+    enqueue_reindex(version)
+    flash(f"Reindexing every photo with {version}; it becomes active when all are done.")
+    return redirect(url_for("admin.models"))

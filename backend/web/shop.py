@@ -1,0 +1,156 @@
+"""The shopper's pages, public and read-only: the catalog, a product with its look-alikes, search by photo."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+from apiflask import Schema, fields, validators
+from flask import render_template, request, url_for
+from marshmallow import ValidationError
+from PIL import Image
+
+from backend import similar as use_case
+from backend.api.schemas import NAME, SimilarQuery
+from backend.config import current_settings
+from backend.db.products import facets, get_product, image_status_counts, list_products
+from backend.errors import LookalikeError, NotIndexed
+from backend.extensions import db, limiter
+from backend.media import THUMB_SIDE, open_image
+from backend.similar import SimilarItems, SimilarParams
+from backend.uploads import checked_uploads
+from backend.web.forms import SearchForm, load_args
+from backend.web.pages import error_page, pages_blueprint
+from ml.pixels import to_rgb
+
+bp = pages_blueprint("shop", __name__)
+PER_PAGE = 24
+LOOKALIKES = 12  # shown at first; "more" adds as many again, up to the API's limit
+
+
+class CatalogQuery(Schema):
+    page = fields.Integer(load_default=1, validate=validators.Range(min=1, max=1_000_000))
+    category = fields.List(fields.String(validate=NAME), load_default=list)
+    brand = fields.List(fields.String(validate=NAME), load_default=list)
+    price_min = fields.Float(load_default=None, allow_nan=False, validate=validators.Range(min=0))
+    price_max = fields.Float(load_default=None, allow_nan=False, validate=validators.Range(min=0))
+
+
+def _bad_query(exc: ValidationError) -> tuple[str, int]:
+    messages = exc.normalized_messages()
+    words = "; ".join(f"{k}: {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in messages.items())
+    return error_page(400, f"A filter is not valid ({words}).")
+
+
+def _filters(loaded: dict[str, Any]) -> dict[str, Any]:
+    categories, brands = facets(session=db.session)
+    return {"categories": categories, "brands": brands, "chosen": loaded}
+
+
+@bp.get("/")
+def catalog() -> Any:
+    """Every product as a thumbnail with title, price and category; filters and pages."""
+    try:
+        query = load_args(CatalogQuery(), request.args)
+    except ValidationError as exc:
+        return _bad_query(exc)
+    items, total = list_products(
+        session=db.session,
+        page=query["page"],
+        per_page=PER_PAGE,
+        categories=query["category"],
+        brands=query["brand"],
+        price_min=query["price_min"],
+        price_max=query["price_max"],
+    )
+    pages = max(1, -(-total // PER_PAGE))
+    return render_template(
+        "shop/catalog.html", items=items, total=total, page=query["page"], pages=pages, **_filters(query)
+    )
+
+
+@bp.get("/products/<int:product_id>")
+def product(product_id: int) -> Any:
+    """A product's photos and its look-alikes as pictures, with their distance; filters and "more"."""
+    item = get_product(session=db.session, product_id=product_id)
+    try:
+        query = load_args(SimilarQuery(), request.args)
+    except ValidationError as exc:
+        return _bad_query(exc)
+    query["limit"] = query["limit"] if "limit" in request.args else LOOKALIKES
+    params = SimilarParams(**query)
+    found: SimilarItems | None = None
+    waiting: str | None = None
+    try:
+        found = use_case.similar_to_product(
+            session=db.session, settings=current_settings(), product_id=product_id, params=params
+        )
+    except NotIndexed:
+        counts = image_status_counts(session=db.session, product_id=product_id)
+        waiting = "Look-alikes appear once a photo is indexed: " + ", ".join(
+            f"{n} {status}" for status, n in counts.items() if n
+        )
+    except LookalikeError as exc:  # a filter the use case refuses (price_min above price_max)
+        return error_page(400, exc.message)
+    more = None
+    if found is not None and len(found.items) == params.limit and params.limit < 100:
+        more = url_for("shop.product", product_id=product_id, **_args_with(limit=min(100, params.limit + LOOKALIKES)))
+    return render_template(
+        "shop/product.html", product=item, found=found, waiting=waiting, more=more, **_filters(query)
+    )
+
+
+def _args_with(**changes: Any) -> dict[str, Any]:
+    args = {k: request.args.getlist(k) for k in request.args}
+    args.update({k: [str(v)] for k, v in changes.items()})
+    return args
+
+
+def search_limit() -> str:
+    return current_settings().rate_limit_search
+
+
+@bp.before_request
+def one_photo_body() -> None:
+    """The search form takes one photo: a larger body is refused (413) before it is read, as the API does."""
+    if request.endpoint == "shop.search" and request.method == "POST":
+        request.max_content_length = current_settings().search_body_bytes
+
+
+@bp.route("/search", methods=["GET", "POST"])
+@limiter.limit(search_limit, methods=["POST"])
+def search() -> Any:
+    """Upload a photo (drag and drop or the file field) and see what looks like it; nothing is stored."""
+    form = SearchForm()
+    categories, brands = facets(session=db.session)
+    context: dict[str, Any] = {"form": form, "categories": categories, "brands": brands, "chosen": {}}
+    if request.method == "GET":
+        return render_template("shop/search.html", **context)
+    try:
+        query = load_args(SimilarQuery(), request.form)
+    except ValidationError as exc:
+        return _bad_query(exc)
+    query["limit"] = query["limit"] if request.form.get("limit") else LOOKALIKES
+    context["chosen"] = query
+    upload = request.files.get("image")
+    try:
+        photo = checked_uploads([upload] if upload and upload.filename else [])[0]
+        found = use_case.similar_to_photo(
+            session=db.session, settings=current_settings(), photo=photo, params=SimilarParams(**query)
+        )
+    except LookalikeError as exc:
+        form.image.errors = [exc.message]
+        return render_template("shop/search.html", **context), 400
+    preview = _preview(photo.data)
+    return render_template("shop/search.html", found=found, preview=preview, **context)
+
+
+def _preview(data: bytes) -> str:
+    """The uploaded photo, small, as a data: URL (it is not stored, so it has no address)."""
+    settings = current_settings()
+    image = to_rgb(open_image(data, settings.max_image_pixels, settings.max_aspect_ratio))
+    image.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
