@@ -71,7 +71,14 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         ) from None
     configure_logging(settings)
 
-    app = APIFlask("lookalike", title="Lookalike API", version="1", spec_path="/openapi.json", docs_path="/docs")
+    app = APIFlask(
+        "lookalike",
+        title="Lookalike API",
+        version="1",
+        spec_path="/openapi.json",
+        docs_path="/docs",
+        static_folder=None,  # type: ignore[arg-type]  # the pages' blueprint serves /static
+    )
     admin_token, made_up = settings.resolve_admin_token()
     app.config.update(
         SETTINGS=settings,

@@ -10,6 +10,7 @@ from flask import flash, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
 from backend import catalog
+from backend.api.errors import http_status
 from backend.config import current_settings
 from backend.db.models import CollectionState, IndexCollection
 from backend.db.photos import failed_photos
@@ -100,7 +101,7 @@ def new_product() -> Any:
         )
     except LookalikeError as exc:
         form.refused(exc)
-        return render_template("admin/product_form.html", form=form, product=None), 400
+        return render_template("admin/product_form.html", form=form, product=None), http_status(exc)
     flash(f"Created {created.sku} with {len(created.images)} photo(s).")
     return redirect(url_for("shop.product", product_id=created.id))
 
@@ -123,7 +124,7 @@ def edit_product(product_id: int) -> Any:
     except LookalikeError as exc:
         db.session.rollback()
         form.refused(exc)
-        return render_template("admin/product_form.html", form=form, **context), 400
+        return render_template("admin/product_form.html", form=form, **context), http_status(exc)
     flash("Saved.")
     return redirect(url_for("admin.edit_product", product_id=product_id))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -32,13 +32,21 @@ def error_page(status: int, message: str) -> tuple[str, int]:
     return render_template("error.html", status=status, message=message), status
 
 
-def pages_blueprint(name: str, import_name: str, **options: Any) -> Blueprint:
-    """A blueprint of pages: every POST carries a CSRF token, errors are pages (not the API's JSON)."""
+def pages_blueprint(
+    name: str, import_name: str, *, body_limits: Mapping[str, Callable[[], int]] | None = None, **options: Any
+) -> Blueprint:
+    """A blueprint of pages: every POST carries a CSRF token, errors are pages (not the API's JSON).
+
+    `body_limits` maps an endpoint to its largest body, refused (413) before the CSRF check reads the form."""
     bp = Blueprint(name, import_name, template_folder="templates", **options)
+    bp.enable_openapi = False  # type: ignore[attr-defined]  # pages are not API operations (APIFlask reads this)
+    limits = dict(body_limits or {})
 
     @bp.before_request
     def check_csrf() -> None:
         if request.method == "POST":
+            if request.endpoint in limits:
+                request.max_content_length = limits[request.endpoint]()
             csrf.protect()
 
     @bp.errorhandler(CSRFError)

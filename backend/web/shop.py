@@ -12,6 +12,7 @@ from marshmallow import ValidationError
 from PIL import Image
 
 from backend import similar as use_case
+from backend.api.errors import http_status
 from backend.api.schemas import NAME, SimilarQuery
 from backend.config import current_settings
 from backend.db.products import facets, get_product, image_status_counts, list_products
@@ -24,7 +25,13 @@ from backend.web.forms import SearchForm, load_args
 from backend.web.pages import error_page, pages_blueprint
 from ml.pixels import to_rgb
 
-bp = pages_blueprint("shop", __name__)
+
+def search_body_bytes() -> int:
+    return current_settings().search_body_bytes
+
+
+# The search form takes one photo: a larger body is refused (413) before it is read, as the API does.
+bp = pages_blueprint("shop", __name__, body_limits={"shop.search": search_body_bytes})
 PER_PAGE = 24
 LOOKALIKES = 12  # shown at first; "more" adds as many again, up to the API's limit
 
@@ -111,13 +118,6 @@ def search_limit() -> str:
     return current_settings().rate_limit_search
 
 
-@bp.before_request
-def one_photo_body() -> None:
-    """The search form takes one photo: a larger body is refused (413) before it is read, as the API does."""
-    if request.endpoint == "shop.search" and request.method == "POST":
-        request.max_content_length = current_settings().search_body_bytes
-
-
 @bp.route("/search", methods=["GET", "POST"])
 @limiter.limit(search_limit, methods=["POST"])
 def search() -> Any:
@@ -141,7 +141,7 @@ def search() -> Any:
         )
     except LookalikeError as exc:
         form.image.errors = [exc.message]
-        return render_template("shop/search.html", **context), 400
+        return render_template("shop/search.html", **context), http_status(exc)
     preview = _preview(photo.data)
     return render_template("shop/search.html", found=found, preview=preview, **context)
 
