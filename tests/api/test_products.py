@@ -11,6 +11,7 @@ import pytest
 from backend.config import Settings
 from backend.db.models import Product, ProductImage
 from backend.extensions import db
+from backend.media import MediaStorage
 from tests.utils import images
 from tests.utils.api import add_photos, upload
 from tests.utils.apps import live_index
@@ -18,7 +19,8 @@ from tests.utils.settings import AUTH
 
 
 def stored_files(settings: Settings) -> list[Path]:
-    return [p for p in Path(settings.media_root).rglob("*") if p.is_file()]  # type: ignore[arg-type]
+    """The photo files (thumbnails are listed apart)."""
+    return [path for _, path in MediaStorage(settings.media_root).files()]
 
 
 def counts(app: Any, settings: Settings) -> tuple[int, int, int, int]:
@@ -80,6 +82,7 @@ def test_delete_product_removes_rows_points_and_files(client: Any, app: Any, set
     assert counts(app, settings) == (2, 3, 3, 3)
     assert client.delete(f"/api/v1/products/{gone['id']}", headers=AUTH).status_code == 204
     assert counts(app, settings) == (1, 1, 1, 1)
+    assert len(list(MediaStorage(settings.media_root).thumbnails())) == 1  # the thumbnails went with the photos
     assert client.get(f"/api/v1/products/{gone['id']}").status_code == 404
     assert client.get(f"/api/v1/products/{keep['id']}").status_code == 200
 

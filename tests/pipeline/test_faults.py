@@ -163,7 +163,7 @@ def upload_products_pending(stack: Stack, photos: int) -> list[int]:
     """Photos recorded as pending with no task sent: the test sends the task itself."""
     from unittest import mock
 
-    with mock.patch("backend.api.products.enqueue_embedding"):
+    with mock.patch("backend.catalog.enqueue_embedding"):
         client = stack.app.test_client()
         response = upload(client, "DUP", *(images.png(500 + k) for k in range(photos)))
     assert response.status_code == 201
@@ -198,7 +198,7 @@ def test_a_batch_past_the_soft_time_limit_is_split_and_finishes(stack: Stack) ->
 
     client = stack.app.test_client()
     ids: list[int] = []
-    with mock.patch("backend.api.products.enqueue_embedding"):
+    with mock.patch("backend.catalog.enqueue_embedding"):
         for n in range(8):
             response = upload(client, f"BIG{n}", *(images.png(2000 + n * 16 + k) for k in range(16)))
             ids.extend(image["id"] for image in response.json["images"])

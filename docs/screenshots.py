@@ -1,0 +1,110 @@
+"""Screenshots of the main pages for the README, taken in Debian's chromium against a real `lookalike serve`.
+
+    uv run python docs/screenshots.py [--photos ../shared/datasets/clothing-small/validation] [--out docs/screenshots]
+
+Imports the photos into a fresh embedded store (the default model), serves it, and saves catalog.png,
+product.png, search.png, new-product.png and status.png. Run it by hand when the pages change; CI does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+LOOKALIKE = str(Path(sys.executable).with_name("lookalike"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared/datasets/clothing-small/validation")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs/screenshots")
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="lookalike-shots-") as tmp:
+        env = {
+            k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "QDRANT_URL", "ADMIN_TOKEN"}
+        }
+        env.update(VAR_DIR=str(Path(tmp) / "var"), PYTHONUNBUFFERED="1")
+        subprocess.run([LOOKALIKE, "db", "upgrade"], env=env, cwd=tmp, check=True, capture_output=True)
+        subprocess.run([LOOKALIKE, "import", str(args.photos.resolve())], env=env, cwd=tmp, check=True)
+        port = free_port()
+        log_path = Path(tmp) / "serve.log"
+        with log_path.open("w") as log:
+            server = subprocess.Popen(
+                [LOOKALIKE, "serve", "--port", str(port)], env=env, cwd=tmp, stdout=log, stderr=log
+            )
+            try:
+                base = f"http://127.0.0.1:{port}"
+                for _ in range(240):
+                    try:
+                        if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    time.sleep(0.5)
+                match = re.search(r"Development admin token: (\S+)", log_path.read_text())
+                assert match, "serve prints the development admin token"
+                shoot(base, match.group(1), args)
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+    print(f"screenshots in {args.out}")
+
+
+def shoot(base: str, token: str, args: argparse.Namespace) -> None:
+    query = sorted((args.photos / "dress").glob("*.jpg"))[-1]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=args.chromium, headless=True)
+        page = browser.new_page(base_url=base, viewport={"width": 1280, "height": 860})
+
+        def save(name: str) -> None:
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(args.out / f"{name}.png"))
+            print(f"{name}.png: {page.url}")
+
+        page.goto("/?category=dress")
+        save("catalog")
+        page.click("#catalog a.card >> nth=3")
+        page.locator("#lookalikes").scroll_into_view_if_needed()
+        page.evaluate("window.scrollTo(0, 0)")
+        save("product")
+        page.goto("/search")
+        page.set_input_files("#image", str(query))
+        page.click("form.search button[type=submit]")
+        page.locator("#query-photo").scroll_into_view_if_needed()
+        save("search")
+        page.goto("/admin/login")
+        page.fill("#token", token)
+        page.click("button[type=submit]")
+        save("status")
+        page.goto("/admin/products/new")
+        page.fill("#sku", "DRESS-0042")
+        page.fill("#title", "Linen summer dress")
+        page.fill("#category", "dress")
+        page.fill("#price", "-5")
+        page.set_input_files("#images", [str(p) for p in sorted((args.photos / "dress").glob("*.jpg"))[:3]])
+        page.click("#product-form button[type=submit]")
+        save("new-product")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
