@@ -75,22 +75,19 @@ def shoot(base: str, token: str, args: argparse.Namespace) -> None:
         browser = playwright.chromium.launch(executable_path=args.chromium, headless=True)
         page = browser.new_page(base_url=base, viewport={"width": 1280, "height": 860})
 
-        def save(name: str) -> None:
+        def save(name: str, full_page: bool = False) -> None:
             page.wait_for_load_state("networkidle")
-            page.screenshot(path=str(args.out / f"{name}.png"))
+            page.screenshot(path=str(args.out / f"{name}.png"), full_page=full_page)
             print(f"{name}.png: {page.url}")
 
         page.goto("/?category=dress")
         save("catalog")
         page.click("#catalog a.card >> nth=3")
-        page.locator("#lookalikes").scroll_into_view_if_needed()
-        page.evaluate("window.scrollTo(0, 0)")
-        save("product")
+        save("product", full_page=True)
         page.goto("/search")
         page.set_input_files("#image", str(query))
         page.click("form.search button[type=submit]")
-        page.locator("#query-photo").scroll_into_view_if_needed()
-        save("search")
+        save("search", full_page=True)
         page.goto("/admin/login")
         page.fill("#token", token)
         page.click("button[type=submit]")
