@@ -141,6 +141,16 @@ def open_image(data: bytes, max_pixels: int, max_aspect_ratio: float = MAX_ASPEC
     return image
 
 
+def thumbnail_jpeg(image: Image.Image) -> bytes:
+    """A photo as a thumbnail: as people see it (EXIF orientation, 16-bit, transparency on white), its longer
+    side THUMB_SIDE pixels, in JPEG."""
+    small = to_rgb(image)
+    small.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    buffer = io.BytesIO()
+    small.save(buffer, "JPEG", quality=THUMB_QUALITY, optimize=True, progressive=True)
+    return buffer.getvalue()
+
+
 class MediaStorage:
     """Photos on the local disk under `root/ab/<uuid>.<ext>`; names are made here, never by the client."""
 
@@ -166,11 +176,7 @@ class MediaStorage:
             return target
         if image is None:
             image = open_image(self.read(stored_name), max_pixels, max_aspect_ratio=float("inf"))
-        small = to_rgb(image)
-        small.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        buffer = io.BytesIO()
-        small.save(buffer, "JPEG", quality=THUMB_QUALITY, optimize=True, progressive=True)
-        self._write(target, buffer.getvalue())
+        self._write(target, thumbnail_jpeg(image))
         return target
 
     def thumbnails(self) -> Iterator[tuple[str, Path]]:

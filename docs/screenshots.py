@@ -60,6 +60,8 @@ def main() -> None:
                     except httpx.TransportError:
                         pass
                     time.sleep(0.5)
+                else:
+                    raise SystemExit(f"the server did not answer /api/v1/health in 120 s:\n{log_path.read_text()}")
                 match = re.search(r"Development admin token: (\S+)", log_path.read_text())
                 assert match, "serve prints the development admin token"
                 shoot(base, match.group(1), args)

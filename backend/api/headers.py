@@ -4,35 +4,29 @@ from __future__ import annotations
 
 from flask import Response, request
 
+
+def content_policy(*, script: str, style: str, img: str) -> str:
+    """A CSP: everything from this site only, nothing may frame the page; `script`, `style`, `img` add sources."""
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src {script}",
+            f"style-src {style}",
+            f"img-src {img}",
+            "connect-src 'self'",
+            "form-action 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
 # The pages load only what the app serves: scripts and styles from files (no inline code), photos from /media,
 # previews of chosen files as blob: URLs and the search page's photo as a data: URL.
-PAGE_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data: blob:",
-        "connect-src 'self'",
-        "form-action 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-    ]
-)
+PAGE_POLICY = content_policy(script="'self'", style="'self'", img="'self' data: blob:")
 # /docs: Swagger UI's page (APIFlask's template) starts it with an inline script; its files are served here too.
-DOCS_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self' 'unsafe-inline'",
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "form-action 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-    ]
-)
+DOCS_POLICY = content_policy(script="'self' 'unsafe-inline'", style="'self' 'unsafe-inline'", img="'self' data:")
 
 
 def security_headers(response: Response) -> Response:

@@ -12,8 +12,6 @@ import threading
 from flask import current_app
 
 from backend.config import current_settings
-from backend.extensions import db
-from backend.pipeline.reindex import reindex
 from backend.pipeline.tasks import delete_points, enqueue_embedding, reindex_task, sweep, sync_product
 
 __all__ = ["enqueue_embedding", "enqueue_payload_sync", "enqueue_point_deletes", "enqueue_reindex", "sweep"]
@@ -42,7 +40,7 @@ def enqueue_reindex(version: str) -> None:
     def run() -> None:
         with app.app_context():
             try:
-                reindex(session=db.session, settings=current_settings(), version=version, enqueue=enqueue_embedding)
+                reindex_task(version)  # the task's body, run here
             except Exception:
                 log.exception("reindex with %s failed", version)
 

@@ -15,7 +15,7 @@ from backend.config import current_settings
 from backend.db.models import CollectionState, IndexCollection
 from backend.db.photos import failed_photos
 from backend.db.products import ProductIn, get_product, list_products
-from backend.errors import LookalikeError
+from backend.errors import LookalikeError, NotFound
 from backend.extensions import db
 from backend.index import IndexUnavailable
 from backend.pipeline.active import active_collection
@@ -134,9 +134,9 @@ def edit_product(product_id: int) -> Any:
 def add_photos(product_id: int) -> Any:
     try:
         added = catalog.add_photos(session=db.session, product_id=product_id, uploads=request.files.getlist("images"))
+    except NotFound:
+        raise  # the 404 page
     except LookalikeError as exc:
-        if exc.code == "not_found":
-            raise
         flash(f"No photo added: {exc.message}", "error")
     else:
         flash(f"Added {len(added)} photo(s).")

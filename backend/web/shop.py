@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import base64
-import io
 from typing import Any
 
 from apiflask import Schema, fields, validators
 from flask import render_template, request, url_for
 from marshmallow import ValidationError
-from PIL import Image
 
 from backend import similar as use_case
 from backend.api.errors import http_status
 from backend.api.schemas import NAME, SimilarQuery
+from backend.api.similar import search_limit
 from backend.config import current_settings
 from backend.db.products import facets, get_product, image_status_counts, list_products
 from backend.errors import LookalikeError, NotIndexed
 from backend.extensions import db, limiter
-from backend.media import THUMB_SIDE, open_image
+from backend.media import open_image, thumbnail_jpeg
 from backend.similar import SimilarItems, SimilarParams
 from backend.uploads import checked_uploads
 from backend.web.forms import SearchForm, load_args
 from backend.web.pages import error_page, pages_blueprint
-from ml.pixels import to_rgb
 
 
 def search_body_bytes() -> int:
@@ -114,10 +112,6 @@ def _args_with(**changes: Any) -> dict[str, Any]:
     return args
 
 
-def search_limit() -> str:
-    return current_settings().rate_limit_search
-
-
 @bp.route("/search", methods=["GET", "POST"])
 @limiter.limit(search_limit, methods=["POST"])
 def search() -> Any:
@@ -149,8 +143,5 @@ def search() -> Any:
 def _preview(data: bytes) -> str:
     """The uploaded photo, small, as a data: URL (it is not stored, so it has no address)."""
     settings = current_settings()
-    image = to_rgb(open_image(data, settings.max_image_pixels, settings.max_aspect_ratio))
-    image.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    jpeg = thumbnail_jpeg(open_image(data, settings.max_image_pixels, settings.max_aspect_ratio))
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
