@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from enum import StrEnum
 from pathlib import Path
@@ -31,11 +32,22 @@ class LogFormat(StrEnum):
     json = "json"
 
 
+class DuplicatePolicy(StrEnum):
+    flag = "flag"  # store the photo and list what it duplicates (`duplicate_of`, GET /api/v1/duplicates)
+    reject = "reject"  # refuse it: 409 on upload, a skipped row in an import
+
+
+# Measured by bench/duplicates.py on clothing-small with the default model (efficientnet_lite0-imagenet,
+# L2-normalised vectors): mirrored, cropped and recompressed copies fall below it, different products above.
+DEFAULT_DUPLICATE_DISTANCE = 0.5
+
+
 class ProductQuery(StrEnum):
     mean = "mean"  # one query with the mean of the product's photo vectors
     closest = "closest"  # every photo queries; a product counts by its closest photo
 
 
+ATTRIBUTE_KEY = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 MIN_SECRET_LENGTH = 16
 MIN_SECRET_DISTINCT = 6
 
@@ -119,6 +131,27 @@ class Settings(BaseSettings):
     # Flower's address as the admin's browser reaches it (the status page links there); default: address and port.
     flower_url: str | None = None
     admin_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    # Attribute keys the similar-items calls filter on (`attr.colour=red`), comma-separated: each gets a
+    # payload index in the vector store. Changing it: `lookalike sweep --full` copies the values onto the points.
+    filter_attributes: str = ""
+    # Duplicate photos across products: flag them (default) or refuse them with 409.
+    duplicates: DuplicatePolicy = DuplicatePolicy.flag
+    # The vector distance below which a photo of another product counts as a near-copy; the default is
+    # measured for the default model (bench/duplicates.py measures it for another one).
+    duplicate_distance: float = Field(default=DEFAULT_DUPLICATE_DISTANCE, ge=0)
+    # Feeds through the API: photos already on the server under this folder, when no zip is sent.
+    import_dir: Path | None = None
+    # The largest POST /api/v1/imports body (a feed and a zip of photos).
+    import_max_mb: float = Field(default=2048, gt=0)
+
+    @field_validator("filter_attributes")
+    @classmethod
+    def _attribute_keys(cls, value: str) -> str:
+        keys = [key.strip() for key in value.split(",") if key.strip()]
+        bad = [key for key in keys if not ATTRIBUTE_KEY.fullmatch(key)]
+        if bad:
+            raise ValueError(f"FILTER_ATTRIBUTES: {bad[0]!r} is not a key of letters, digits, _ or - (1-64)")
+        return ",".join(dict.fromkeys(keys))
 
     @model_validator(mode="before")
     @classmethod
@@ -166,6 +199,20 @@ class Settings(BaseSettings):
                 if weakness:
                     raise ValueError(f"{name} {weakness}: set a random value of 16+ characters in production")
         return self
+
+    @property
+    def attribute_keys(self) -> tuple[str, ...]:
+        """The declared filter attributes, in the order given."""
+        return tuple(key for key in self.filter_attributes.split(",") if key)
+
+    @property
+    def import_max_bytes(self) -> int:
+        return int(self.import_max_mb * 1024 * 1024)
+
+    @property
+    def imports_dir(self) -> Path:
+        """Where feeds sent through the API wait for their task (beside the media: workers read both)."""
+        return self.media_root.parent / "imports"
 
     @property
     def embedded_index(self) -> bool:

@@ -7,7 +7,7 @@ owns the store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy import select
 
 from backend.config import ProductQuery, Settings
-from backend.db.models import ImageStatus, Product, ProductImage
+from backend.db.models import ImageStatus, Product, ProductImage, attribute_term
 from backend.db.products import get_image, get_product, image_status_counts
 from backend.errors import InvalidInput, NotIndexed
 from backend.extensions import DbSession
@@ -38,15 +38,26 @@ class SimilarParams:
     price_min: float | None = None
     price_max: float | None = None
     max_distance: float | None = None
+    # attr.<key>=<value> filters: values by key (OR within a key, AND across keys).
+    attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
-    def search_filter(self) -> SearchFilter:
+    def search_filter(self, attribute_keys: Sequence[str] = ()) -> SearchFilter:
+        """The index filter; InvalidInput for min above max, or for a key not declared in FILTER_ATTRIBUTES."""
         if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
             raise InvalidInput("price_min", "must not be greater than price_max")
+        for key in self.attributes:
+            if key not in attribute_keys:
+                declared = ", ".join(attribute_keys) or "none (FILTER_ATTRIBUTES is empty)"
+                raise InvalidInput(f"attr.{key}", f"not a filter attribute; the declared ones: {declared}")
         return SearchFilter(
             categories=tuple(self.category),
             brands=tuple(self.brand),
             price_min=self.price_min,
             price_max=self.price_max,
+            attributes=tuple(
+                (key, tuple(dict.fromkeys(attribute_term(v) for v in values)))
+                for key, values in sorted(self.attributes.items())
+            ),
         )
 
 
@@ -71,7 +82,7 @@ def similar_to_product(
     """Products that look like this one, each once by its closest photo; NotIndexed while it has no vector."""
     # One collection per model: the query vectors and the points searched come from the same model.
     active = active_collection(session=session, settings=settings)
-    where = params.search_filter()
+    where = params.search_filter(settings.attribute_keys)
     product = get_product(session=session, product_id=product_id)
     indexed = [
         i.id for i in product.images if i.status == ImageStatus.indexed and i.model_version == active.model_version
@@ -94,7 +105,7 @@ def similar_to_product(
 def similar_to_image(*, session: DbSession, settings: Settings, image_id: int, params: SimilarParams) -> SimilarItems:
     """Products that look like this one photo (its own product left out); NotIndexed while it has no vector."""
     active = active_collection(session=session, settings=settings)
-    where = params.search_filter()
+    where = params.search_filter(settings.attribute_keys)
     image = get_image(session=session, image_id=image_id)
     indexed = image.status == ImageStatus.indexed and image.model_version == active.model_version
     index, vectors = _stored_vectors(
@@ -115,7 +126,7 @@ def similar_to_photo(
     active, index = active_index(session=session, settings=settings)
     embedder = embedder_for(settings, active.model_version)
     vector = embedder.embed([open_image(photo.data, settings.max_image_pixels, settings.max_aspect_ratio)])[0]
-    return _answer(session, active, index, [vector.tolist()], params.search_filter(), params)
+    return _answer(session, active, index, [vector.tolist()], params.search_filter(settings.attribute_keys), params)
 
 
 def _stored_vectors(

@@ -10,11 +10,35 @@ from flask import current_app, request
 from backend import similar as use_case
 from backend.api.schemas import PhotoIn, SimilarOut, SimilarQuery, similar_body
 from backend.config import current_settings
+from backend.errors import InvalidInput
 from backend.extensions import db, limiter
 from backend.similar import SimilarParams
 from backend.uploads import checked_uploads
 
 bp = APIBlueprint("similar", __name__, url_prefix="/api/v1", tag="Similar items")
+
+
+ATTR_PREFIX = "attr."
+ATTR_DOC = (
+    " Filter on attributes with `attr.<key>=<value>` (repeat it: any of a key's values matches, every key must"
+    " match); the keys are those declared in FILTER_ATTRIBUTES, others answer 400."
+)
+
+
+def query_params(query: dict[str, Any]) -> SimilarParams:
+    """The parsed query string, and its `attr.<key>=<value>` filters (which no schema can declare)."""
+    attributes: dict[str, list[str]] = {}
+    for name in request.args:
+        if not name.startswith(ATTR_PREFIX):
+            continue
+        key, values = name[len(ATTR_PREFIX) :], request.args.getlist(name)
+        if not key:
+            raise InvalidInput(name, "name the attribute: attr.<key>=<value>")
+        bad = [v for v in values if not v.strip() or len(v) > 200 or not v.isprintable()]
+        if bad:
+            raise InvalidInput(name, "values are 1-200 printable characters")
+        attributes[key] = values
+    return SimilarParams(**query, attributes=attributes)
 
 
 def _json(body: dict[str, Any]) -> Any:
@@ -27,11 +51,12 @@ def _json(body: dict[str, Any]) -> Any:
 @bp.output(SimilarOut)
 @bp.doc(
     operation_id="similarToProduct",
+    description=ATTR_DOC,
     responses={404: "unknown product", 409: "the product has no photo indexed by the active model yet"},
 )
 def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
     """Products that look like this one (by the mean of its photos' vectors), each once, by its closest photo."""
-    params = SimilarParams(**query)
+    params = query_params(query)
     found = use_case.similar_to_product(
         session=db.session, settings=current_settings(), product_id=product_id, params=params
     )
@@ -43,11 +68,12 @@ def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
 @bp.output(SimilarOut)
 @bp.doc(
     operation_id="similarToImage",
+    description=ATTR_DOC,
     responses={404: "unknown photo", 409: "the photo is not indexed by the active model yet"},
 )
 def similar_to_image(image_id: int, query: dict[str, Any]) -> Any:
     """Products that look like this one photo (its own product left out)."""
-    params = SimilarParams(**query)
+    params = query_params(query)
     found = use_case.similar_to_image(session=db.session, settings=current_settings(), image_id=image_id, params=params)
     return _json(similar_body(found, params))
 
@@ -71,6 +97,7 @@ bp.before_request(one_photo_body)
 @bp.output(SimilarOut)
 @bp.doc(
     operation_id="searchByPhoto",
+    description=ATTR_DOC,
     responses={
         400: "a bad photo or parameter",
         413: "photo too large",
@@ -81,7 +108,7 @@ bp.before_request(one_photo_body)
 @limiter.limit(search_limit)
 def search_by_photo(query: dict[str, Any], upload: dict[str, Any]) -> Any:
     """Products that look like an uploaded photo (multipart field `image`); filters in the query string."""
-    params = SimilarParams(**query)
+    params = query_params(query)
     photo = checked_uploads([upload["image"]])[0]
     found = use_case.similar_to_photo(session=db.session, settings=current_settings(), photo=photo, params=params)
     return _json(similar_body(found, params))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -13,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -96,14 +99,34 @@ class Product(db.Model):  # type: ignore[name-defined,misc]
         order_by="ProductImage.id",
     )
 
-    def index_payload(self) -> dict[str, Any]:
-        """The fields every point of this product carries for filtering."""
+    def index_payload(self, filter_attributes: Sequence[str] = ()) -> dict[str, Any]:
+        """The fields every point of this product carries for filtering: category, brand, price, and under
+        `attrs` the declared attributes (FILTER_ATTRIBUTES) as lists of folded strings."""
         return {
             "product_id": self.id,
             "category": self.category,
             "brand": self.brand,
             "price": float(self.price) if self.price is not None else None,
+            "attrs": attribute_terms(self.attributes or {}, filter_attributes),
         }
+
+
+def attribute_term(value: Any) -> str:
+    """How an attribute value is matched: text trimmed and case-folded; numbers and booleans as JSON writes them."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text.strip().casefold()
+
+
+def attribute_terms(attributes: dict[str, Any], keys: Sequence[str]) -> dict[str, list[str]]:
+    """The declared attributes of a product as match terms; a list value gives one term per plain item."""
+    terms: dict[str, list[str]] = {}
+    for key in keys:
+        value = attributes.get(key)
+        items = value if isinstance(value, list) else [value]
+        found = sorted({attribute_term(v) for v in items if isinstance(v, str | int | float | bool)})
+        if found:
+            terms[key] = found
+    return terms
 
 
 class ProductImage(db.Model):  # type: ignore[name-defined,misc]
@@ -132,6 +155,49 @@ class ProductImage(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     product: Mapped[Product] = relationship(back_populates="images")
+
+
+class PhotoDuplicate(db.Model):  # type: ignore[name-defined,misc]
+    """Two photos of different products that are the same file (distance 0) or a near-copy; stored once per
+    pair, the newer photo first. Deleting either photo deletes the pair."""
+
+    __tablename__ = "photo_duplicates"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("product_images.id", ondelete="CASCADE"), primary_key=True)
+    other_id: Mapped[int] = mapped_column(
+        ForeignKey("product_images.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    distance: Mapped[float] = mapped_column(Float)
+    same_file: Mapped[bool] = mapped_column(default=False)
+    found_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ImportState(StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"  # the feed itself could not be read, or the run broke: `error` says why
+
+
+class FeedImport(db.Model):  # type: ignore[name-defined,misc]
+    """A catalog feed sent through the API: its progress, summary and per-row errors."""
+
+    __tablename__ = "imports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[ImportState] = mapped_column(text_enum(ImportState), default=ImportState.queued)
+    feed_name: Mapped[str] = mapped_column(String(255))
+    # Where the photos are: "zip" (sent with the feed) or "folder" (IMPORT_DIR).
+    photos_from: Mapped[str] = mapped_column(String(16))
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    rows_total: Mapped[int | None] = mapped_column(Integer)
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    summary: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JsonType, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class IndexCollection(db.Model):  # type: ignore[name-defined,misc]

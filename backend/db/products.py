@@ -19,7 +19,7 @@ from backend.media import CheckedImage, MediaStorage
 
 log = logging.getLogger(__name__)
 
-PAYLOAD_FIELDS = ("category", "brand", "price")
+PAYLOAD_FIELDS = ("category", "brand", "price", "attributes")  # what the points carry (attributes: the declared)
 
 
 @dataclass(frozen=True)

@@ -47,12 +47,19 @@ def store_for(settings: Settings) -> VectorStore:
         store = _stores.get(location)
         if store is None:
             if settings.qdrant_url is None:
-                store = EdgeStore(settings.qdrant_path, hnsw_ef=settings.hnsw_ef)
+                store = EdgeStore(
+                    settings.qdrant_path, hnsw_ef=settings.hnsw_ef, attribute_keys=settings.attribute_keys
+                )
             else:
                 # Here: qdrant-client takes seconds to import, and the embedded default never needs it.
                 from backend.index.server import ServerStore
 
-                store = ServerStore(settings.qdrant_url, api_key=settings.qdrant_api_key, hnsw_ef=settings.hnsw_ef)
+                store = ServerStore(
+                    settings.qdrant_url,
+                    api_key=settings.qdrant_api_key,
+                    hnsw_ef=settings.hnsw_ef,
+                    attribute_keys=settings.attribute_keys,
+                )
             _stores[location] = store
         return store
 

@@ -12,7 +12,9 @@ from typing import Any, Protocol
 log = logging.getLogger("backend.index")
 
 EMBEDDING_DIM = 1000
-PRODUCT_FIELDS = ["product_id", "category", "brand", "price"]
+PRODUCT_FIELDS = ["product_id", "category", "brand", "price", "attrs"]
+# The declared filter attributes live under this payload key: {"attrs": {"colour": ["red"]}}.
+ATTRS = "attrs"
 # product_id is an integer payload with an integer index (exact match); the others as DESIGN.md says.
 PAYLOAD_INDEXES = {
     "category": "keyword",
@@ -62,12 +64,19 @@ class SearchFilter:
     price_min: float | None = None
     price_max: float | None = None
     exclude_product_ids: tuple[int, ...] = field(default=())
+    # (key, values): OR within a key's values, AND across keys; values folded as `attribute_term` folds them.
+    attributes: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.categories or self.brands or self.exclude_product_ids) and (
+        return not (self.categories or self.brands or self.exclude_product_ids or self.attributes) and (
             self.price_min is None and self.price_max is None
         )
+
+
+def payload_indexes(attribute_keys: Sequence[str]) -> dict[str, str]:
+    """The payload indexes of a collection: the product fields, and a keyword index per declared attribute."""
+    return PAYLOAD_INDEXES | {f"{ATTRS}.{key}": "keyword" for key in attribute_keys}
 
 
 class VectorIndex(Protocol):
@@ -101,7 +110,7 @@ class VectorIndex(Protocol):
         """Every point id in the collection."""
 
     def payloads(self) -> dict[int, dict[str, Any]]:
-        """Every point's product fields (product_id, category, brand, price), by point id."""
+        """Every point's product fields (product_id, category, brand, price, attrs), by point id."""
 
     def count(self) -> int:
         """Number of points."""

@@ -12,8 +12,8 @@ from typing import Any
 import qdrant_edge as qe
 
 from backend.index.base import (
+    ATTRS,
     EMBEDDING_DIM,
-    PAYLOAD_INDEXES,
     PRODUCT_FIELDS,
     Hit,
     IndexBusy,
@@ -23,6 +23,7 @@ from backend.index.base import (
     VectorIndex,
     VectorStore,
     as_floats,
+    payload_indexes,
 )
 
 SCHEMA_TYPES = {
@@ -45,6 +46,8 @@ def edge_filter(where: SearchFilter | None) -> qe.Filter | None:
         must.append(qe.FieldCondition("brand", match=qe.MatchAny(list(where.brands))))
     if where.price_min is not None or where.price_max is not None:
         must.append(qe.FieldCondition("price", range=qe.RangeFloat(gte=where.price_min, lte=where.price_max)))
+    for key, values in where.attributes:
+        must.append(qe.FieldCondition(f"{ATTRS}.{key}", match=qe.MatchAny(list(values))))
     must_not: list[Any] = []
     if where.exclude_product_ids:
         must_not.append(qe.FieldCondition("product_id", match=qe.MatchAny(list(where.exclude_product_ids))))
@@ -58,7 +61,14 @@ def _product(product_id: int) -> qe.Filter:
 class EdgeIndex:
     """A VectorIndex over one Qdrant Edge shard. The shard is locked to this process."""
 
-    def __init__(self, path: Path, name: str, dim: int = EMBEDDING_DIM, hnsw_ef: int = 64) -> None:
+    def __init__(
+        self,
+        path: Path,
+        name: str,
+        dim: int = EMBEDDING_DIM,
+        hnsw_ef: int = 64,
+        attribute_keys: Sequence[str] = (),
+    ) -> None:
         self.name = name
         self._params = qe.SearchParams(hnsw_ef=hnsw_ef)
         self.path = Path(path) / name
@@ -83,7 +93,7 @@ class EdgeIndex:
         self.warm = threading.Event()
         threading.Thread(target=self._read_files_once, name="edge-warm-up", daemon=True).start()
         existing = set(self._shard.info().payload_schema)
-        for field, kind in PAYLOAD_INDEXES.items():
+        for field, kind in payload_indexes(attribute_keys).items():
             if field not in existing:
                 self._shard.update(qe.UpdateOperation.create_field_index(field, SCHEMA_TYPES[kind]))
 
@@ -219,14 +229,15 @@ class EdgeStore(VectorStore):
 
     holds_collections = True
 
-    def __init__(self, root: Path, *, hnsw_ef: int = 64) -> None:
+    def __init__(self, root: Path, *, hnsw_ef: int = 64, attribute_keys: Sequence[str] = ()) -> None:
         super().__init__()
         self.root = Path(root)
         self.location = str(self.root)
         self.hnsw_ef = hnsw_ef
+        self.attribute_keys = tuple(attribute_keys)
 
     def _connect(self, name: str) -> VectorIndex:
-        return EdgeIndex(self.root, name, hnsw_ef=self.hnsw_ef)
+        return EdgeIndex(self.root, name, hnsw_ef=self.hnsw_ef, attribute_keys=self.attribute_keys)
 
     def list(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []

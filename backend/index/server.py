@@ -9,8 +9,8 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from backend.index.base import (
+    ATTRS,
     EMBEDDING_DIM,
-    PAYLOAD_INDEXES,
     PRODUCT_FIELDS,
     Hit,
     IndexPoint,
@@ -19,6 +19,7 @@ from backend.index.base import (
     VectorIndex,
     VectorStore,
     as_floats,
+    payload_indexes,
 )
 
 SCHEMA_TYPES = {
@@ -39,6 +40,8 @@ def server_filter(where: SearchFilter | None) -> models.Filter | None:
         must.append(models.FieldCondition(key="brand", match=models.MatchAny(any=list(where.brands))))
     if where.price_min is not None or where.price_max is not None:
         must.append(models.FieldCondition(key="price", range=models.Range(gte=where.price_min, lte=where.price_max)))
+    for key, values in where.attributes:
+        must.append(models.FieldCondition(key=f"{ATTRS}.{key}", match=models.MatchAny(any=list(values))))
     must_not: list[Any] = []
     if where.exclude_product_ids:
         must_not.append(
@@ -54,7 +57,14 @@ def _product(product_id: int) -> models.Filter:
 class ServerIndex:
     """A VectorIndex over one collection of a Qdrant server."""
 
-    def __init__(self, client: QdrantClient, name: str, dim: int = EMBEDDING_DIM, hnsw_ef: int = 64) -> None:
+    def __init__(
+        self,
+        client: QdrantClient,
+        name: str,
+        dim: int = EMBEDDING_DIM,
+        hnsw_ef: int = 64,
+        attribute_keys: Sequence[str] = (),
+    ) -> None:
         self.client = client
         self.name = name
         self._params = models.SearchParams(hnsw_ef=hnsw_ef)
@@ -64,7 +74,7 @@ class ServerIndex:
                     name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.EUCLID)
                 )
             existing = set(client.get_collection(name).payload_schema)
-            for field, kind in PAYLOAD_INDEXES.items():
+            for field, kind in payload_indexes(attribute_keys).items():
                 if field not in existing:
                     client.create_payload_index(name, field, SCHEMA_TYPES[kind], wait=True)
         except TRANSIENT as exc:
@@ -175,17 +185,20 @@ class ServerStore(VectorStore):
 
     builds_visible = True
 
-    def __init__(self, url: str, *, api_key: str | None = None, hnsw_ef: int = 64) -> None:
+    def __init__(
+        self, url: str, *, api_key: str | None = None, hnsw_ef: int = 64, attribute_keys: Sequence[str] = ()
+    ) -> None:
         super().__init__()
         self.location = url
         self.hnsw_ef = hnsw_ef
+        self.attribute_keys = tuple(attribute_keys)
         if url == ":memory:":
             self.client = QdrantClient(location=":memory:")
         else:
             self.client = QdrantClient(url=url, api_key=api_key, timeout=10)
 
     def _connect(self, name: str) -> VectorIndex:
-        return ServerIndex(self.client, name, hnsw_ef=self.hnsw_ef)
+        return ServerIndex(self.client, name, hnsw_ef=self.hnsw_ef, attribute_keys=self.attribute_keys)
 
     def list(self) -> list[str]:
         try:

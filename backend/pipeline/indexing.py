@@ -84,8 +84,8 @@ def claim_is_stale(claimed_by: str) -> bool:
     return not _pid_alive(int(pid))
 
 
-def point_payload(image: ProductImage, model_version: str) -> dict[str, object]:
-    return {**image.product.index_payload(), "image_id": image.id, "model_version": model_version}
+def point_payload(image: ProductImage, model_version: str, attribute_keys: Sequence[str] = ()) -> dict[str, object]:
+    return {**image.product.index_payload(attribute_keys), "image_id": image.id, "model_version": model_version}
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,15 @@ def embed_and_upsert(
     return [photo.id for photo in ready]
 
 
-def claim(*, session: DbSession, image_ids: Sequence[int], version: str, me: str, lease_s: float) -> list[Claimed]:
+def claim(
+    *,
+    session: DbSession,
+    image_ids: Sequence[int],
+    version: str,
+    me: str,
+    lease_s: float,
+    attribute_keys: Sequence[str] = (),
+) -> list[Claimed]:
     """Claim the photos that still need this model's vector, in one conditional UPDATE (so atomic)."""
     now = datetime.now(UTC)
     ids = list(image_ids)
@@ -194,7 +202,9 @@ def claim(*, session: DbSession, image_ids: Sequence[int], version: str, me: str
         .order_by(ProductImage.id)
     ).all()
     # Plain values: a row deleted by the API later must not break the attribute loads of this run.
-    claimed = [Claimed(row.id, row.stored_name, point_payload(row, version), row.attempts) for row in rows]
+    claimed = [
+        Claimed(row.id, row.stored_name, point_payload(row, version, attribute_keys), row.attempts) for row in rows
+    ]
     session.rollback()
     return claimed
 
@@ -252,6 +262,7 @@ def index_images(
     me: str,
     lease_s: float,
     max_attempts: int,
+    attribute_keys: Sequence[str] = (),
 ) -> IndexReport:
     """Embed and upsert the given photos into the active collection; idempotent (point id = image id).
 
@@ -259,7 +270,14 @@ def index_images(
     On any exception the claims are released (the attempts of this run given back) and it propagates.
     """
     report = IndexReport()
-    rows = claim(session=session, image_ids=image_ids, version=active.model_version, me=me, lease_s=lease_s)
+    rows = claim(
+        session=session,
+        image_ids=image_ids,
+        version=active.model_version,
+        me=me,
+        lease_s=lease_s,
+        attribute_keys=attribute_keys,
+    )
     try:
         _classify_unclaimed(session, image_ids, {row.id for row in rows}, report)
         fresh = [row for row in rows if row.attempts == 0]

@@ -7,7 +7,7 @@ every photo, and never a mix of two models. The old collection is dropped once n
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -81,7 +81,9 @@ def reindex(
                 .where(ProductImage.id.in_(ids[start : start + step]))
                 .options(joinedload(ProductImage.product))
             ).all()
-            photos = [PhotoRef(row.id, row.stored_name, point_payload(row, version)) for row in rows]
+            photos = [
+                PhotoRef(row.id, row.stored_name, point_payload(row, version, settings.attribute_keys)) for row in rows
+            ]
             done.update(
                 embed_and_upsert(
                     photos=photos,
@@ -98,7 +100,7 @@ def reindex(
             _record_progress(session, name, total=len(ids), done=min(start + step, len(ids)))
             progress(len(ids[start : start + step]))
         index.optimize()  # build the graph before queries arrive
-        report.orphans_removed = _tidy(session, index, done, started)
+        report.orphans_removed = _tidy(session, index, done, started, settings.attribute_keys)
     except BaseException:
         session.rollback()
         store.drop(name)
@@ -133,7 +135,9 @@ def _record_progress(session: DbSession, name: str, *, total: int, done: int) ->
     session.commit()
 
 
-def _tidy(session: DbSession, index: VectorIndex, done: set[int], started: datetime) -> int:
+def _tidy(
+    session: DbSession, index: VectorIndex, done: set[int], started: datetime, attribute_keys: Sequence[str]
+) -> int:
     """Before the switch: drop points of photos deleted during the build, refresh payloads changed meanwhile."""
     existing = set(session.scalars(select(ProductImage.id)))
     gone = sorted(done - existing)
@@ -141,7 +145,7 @@ def _tidy(session: DbSession, index: VectorIndex, done: set[int], started: datet
         index.delete(gone)
         done.difference_update(gone)
     for product in session.scalars(select(Product).where(Product.updated_at >= started)):
-        index.set_product_payload(product.id, product.index_payload())
+        index.set_product_payload(product.id, product.index_payload(attribute_keys))
     session.rollback()
     return len(gone)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -107,7 +107,7 @@ def run_sweep(
     try:
         active, index = active_index(session=session, settings=settings)
         if full:
-            requeue_more = _drift(session, active.model_version, index, report)
+            requeue_more = _drift(session, active.model_version, index, report, settings.attribute_keys)
         report.optimized = index.optimize_if_needed()
     except IndexUnavailable as exc:
         report.index_error = str(exc)
@@ -124,7 +124,9 @@ def run_sweep(
     return report
 
 
-def _drift(session: DbSession, version: str, index: VectorIndex, report: SweepReport) -> list[int]:
+def _drift(
+    session: DbSession, version: str, index: VectorIndex, report: SweepReport, attribute_keys: Sequence[str]
+) -> list[int]:
     """Compare the database with every point; fix what differs. Returns the photos to embed again."""
     in_index = index.ids()
     indexed = select(ProductImage.id, ProductImage.model_version).where(ProductImage.status == ImageStatus.indexed)
@@ -138,7 +140,7 @@ def _drift(session: DbSession, version: str, index: VectorIndex, report: SweepRe
     if missing or other:
         set_pending(session, missing + other)
     report.orphan_points, report.missing_points, report.other_model = len(orphans), len(missing), len(other)
-    report.payloads_fixed = _fix_payloads(session, index)
+    report.payloads_fixed = _fix_payloads(session, index, attribute_keys)
     return missing + other
 
 
@@ -199,15 +201,16 @@ def _remove_orphan_media(session: DbSession, settings: Settings) -> int:
     return removed
 
 
-def _fix_payloads(session: DbSession, index: VectorIndex) -> int:
-    """Compare every point's category, brand and price with its product; rewrite the products that differ."""
+def _fix_payloads(session: DbSession, index: VectorIndex, attribute_keys: Sequence[str]) -> int:
+    """Compare every point's category, brand, price and filter attributes with its product; rewrite the products
+    that differ (also after FILTER_ATTRIBUTES changed)."""
     stored = index.payloads()
-    products = {p.id: p.index_payload() for p in session.scalars(select(Product))}
+    products = {p.id: p.index_payload(attribute_keys) for p in session.scalars(select(Product))}
     wrong: set[int] = set()
     for payload in stored.values():
         product_id = payload.get("product_id")
         truth = products.get(product_id) if isinstance(product_id, int) else None
-        if truth is not None and any(payload.get(k) != truth[k] for k in ("category", "brand", "price")):
+        if truth is not None and any(payload.get(k) != truth[k] for k in ("category", "brand", "price", "attrs")):
             wrong.add(truth["product_id"])
     for product_id in sorted(wrong):
         index.set_product_payload(product_id, products[product_id])

@@ -76,6 +76,7 @@ def embed_images(self: Task, image_ids: list[int]) -> dict[str, int]:
             me=me,
             lease_s=settings.claim_lease_s,
             max_attempts=settings.max_attempts,
+            attribute_keys=settings.attribute_keys,
         )
     except SoftTimeLimitExceeded:
         _safe_rollback()
@@ -142,12 +143,13 @@ def delete_points(self: Task, image_ids: list[int]) -> None:
 
 @shared_task(bind=True, name="lookalike.sync_product")
 def sync_product(self: Task, product_id: int) -> None:
-    """Copy a product's category, brand and price from the database onto its points."""
+    """Copy a product's category, brand, price and filter attributes from the database onto its points."""
+    keys = current_settings().attribute_keys
 
     def apply(index: VectorIndex) -> None:
         product = db.session.get(Product, product_id)
         if product is not None:
-            index.set_product_payload(product_id, product.index_payload())
+            index.set_product_payload(product_id, product.index_payload(keys))
 
     _index_task(self, "sync_product", apply)
 

@@ -128,3 +128,38 @@ def test_ready_once_the_data_is_in_memory(index: VectorIndex) -> None:
     if warm is not None:
         assert warm.wait(timeout=30)
     assert index.ready is True
+
+
+@pytest.fixture(params=["edge", "server"])
+def attr_index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorIndex]:
+    keys = ("colour", "size")
+    if request.param == "edge":
+        idx: VectorIndex = EdgeIndex(tmp_path, "attrs", attribute_keys=keys)
+    else:
+        idx = ServerIndex(QdrantClient(location=":memory:"), "attrs", attribute_keys=keys)
+    yield idx
+    idx.close()
+
+
+def test_attribute_filters_or_within_a_key_and_across_keys(attr_index: VectorIndex) -> None:
+    attrs = {
+        1: {"colour": ["red"], "size": ["m", "l"]},
+        2: {"colour": ["blue"], "size": ["m"]},
+        3: {"colour": ["green"], "size": ["l"]},
+        4: {},
+    }
+    attr_index.upsert([IndexPoint(i, vec(i), {"product_id": i * 10, "attrs": a}) for i, a in attrs.items()])
+
+    def found(**wanted: tuple[str, ...]) -> list[int]:
+        where = SearchFilter(attributes=tuple(sorted(wanted.items())))
+        return ids(search_one(attr_index, vec(0), limit=10, where=where))
+
+    assert found(colour=("red", "blue")) == [1, 2]
+    assert found(colour=("red", "blue"), size=("l",)) == [1]
+    assert found(size=("l",)) == [1, 3]
+    assert found(colour=("black",)) == []
+    # A product's attributes change: setting `attrs` replaces the whole object, so an old value stops matching.
+    attr_index.set_product_payload(10, {"attrs": {"colour": ["black"]}})
+    assert found(colour=("black",)) == [1]
+    assert found(size=("m",)) == [2]
+    assert attr_index.payloads()[1]["attrs"] == {"colour": ["black"]}
