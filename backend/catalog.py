@@ -10,6 +10,7 @@ from typing import Any
 
 from werkzeug.datastructures import FileStorage
 
+from backend.config import current_settings
 from backend.db.models import Product, ProductImage
 from backend.db.photos import reset_failed
 from backend.db.products import (
@@ -22,6 +23,7 @@ from backend.db.products import (
     get_product,
     update_product,
 )
+from backend.duplicates import refuse_duplicates
 from backend.extensions import DbSession
 from backend.pipeline.enqueue import enqueue_embedding, enqueue_payload_sync, enqueue_point_deletes
 from backend.uploads import checked_uploads, storage
@@ -30,6 +32,7 @@ from backend.uploads import checked_uploads, storage
 def create_with_photos(*, session: DbSession, product_in: ProductIn, uploads: Sequence[FileStorage]) -> Product:
     """A new product with one or more photos, queued for embedding; nothing is stored when a photo is refused."""
     images = checked_uploads(uploads)
+    refuse_duplicates(session=session, settings=current_settings(), images=images)
     product = create_product(session=session, storage=storage(), product_in=product_in, images=images)
     enqueue_embedding([image.id for image in product.images])
     # An in-process task has updated the rows through its own session: read them again.
@@ -41,6 +44,7 @@ def add_photos(*, session: DbSession, product_id: int, uploads: Sequence[FileSto
     """More photos for a product, queued for embedding; returns them as stored."""
     product = get_product(session=session, product_id=product_id)
     images = checked_uploads(uploads)
+    refuse_duplicates(session=session, settings=current_settings(), images=images, product_id=product_id)
     ids = [image.id for image in add_images(session=session, storage=storage(), product=product, images=images)]
     enqueue_embedding(ids)
     session.expire_all()

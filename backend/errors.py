@@ -48,3 +48,15 @@ class NotIndexed(LookalikeError):
     """A similar-items query on a product or photo that has no vector from the active model yet."""
 
     code = "not_indexed"
+
+
+class DuplicatePhoto(LookalikeError):
+    """DUPLICATES=reject: a photo is the same file as, or a near-copy of, a photo of another product."""
+
+    code = "duplicate_photo"
+
+
+class FeedUnreadable(LookalikeError):
+    """A catalog feed that cannot be read at all (not a row of it: those are skipped one by one)."""
+
+    code = "invalid_feed"

@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import select
 
 from backend.config import ProductQuery, Settings
+from backend.db.duplicates import duplicates_by_image
 from backend.db.models import ImageStatus, Product, ProductImage, attribute_term
 from backend.db.products import get_image, get_product, image_status_counts
 from backend.errors import InvalidInput, NotIndexed
@@ -244,6 +245,10 @@ def product_rows(*, session: DbSession, product_ids: Sequence[int]) -> dict[int,
                 "original_filename": row["original_filename"],
                 "model_version": row["model_version"],
                 "indexed_at": row["indexed_at"].isoformat() if row["indexed_at"] is not None else None,
+                "duplicate_of": [],
             }
         )
+    images = {image["id"]: image for product in products.values() for image in product["images"]}
+    for image_id, found in duplicates_by_image(session, list(images)).items():
+        images[image_id]["duplicate_of"] = found
     return products

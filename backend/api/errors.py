@@ -7,9 +7,18 @@ from typing import Any
 from apiflask import APIFlask, HTTPError
 from flask import request
 
-from backend.api.schemas import ATTRIBUTES_MAX_DEPTH
-from backend.errors import DuplicateSku, ImageRejected, InvalidInput, LookalikeError, NotFound, NotIndexed
+from backend.errors import (
+    DuplicatePhoto,
+    DuplicateSku,
+    FeedUnreadable,
+    ImageRejected,
+    InvalidInput,
+    LookalikeError,
+    NotFound,
+    NotIndexed,
+)
 from backend.index import IndexUnavailable
+from backend.product_schema import ATTRIBUTES_MAX_DEPTH
 
 # Codes for statuses raised by Flask, Werkzeug or APIFlask rather than by our own code.
 STATUS_CODES = {
@@ -54,7 +63,14 @@ def _field_message(detail: dict[str, Any]) -> tuple[str, str]:
 
 
 # The status of each domain error; a rejected photo's depends on why.
-STATUS_OF: dict[type[LookalikeError], int] = {NotFound: 404, DuplicateSku: 409, NotIndexed: 409, InvalidInput: 400}
+STATUS_OF: dict[type[LookalikeError], int] = {
+    NotFound: 404,
+    DuplicateSku: 409,
+    DuplicatePhoto: 409,
+    NotIndexed: 409,
+    InvalidInput: 400,
+    FeedUnreadable: 400,
+}
 IMAGE_STATUS = {"file_too_large": 413, "unsupported_media_type": 415}
 # The deepest JSON body any route takes: an object holding attributes of ATTRIBUTES_MAX_DEPTH levels.
 JSON_BODY_MAX_DEPTH = 1 + ATTRIBUTES_MAX_DEPTH

@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "import": (
         "backend.cli.catalog:import_command",
-        "Import DIRECTORY/<category>/<photo>: one product per photo, category = folder name.",
+        "Import a feed (FILE.csv or FILE.jsonl, upserted by sku) or a folder of DIRECTORY/<category>/<photo>.",
     ),
     "stats": (
         "backend.cli.pipeline:stats_command",

@@ -1,8 +1,10 @@
-"""`lookalike import`: a folder of photos into the catalog, with a progress bar."""
+"""`lookalike import`: a catalog feed (CSV or JSON lines) or a folder of photos into the catalog, with a
+progress bar and a summary."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -10,21 +12,89 @@ from flask.cli import with_appcontext
 
 from backend.cli.checks import ready_database
 from backend.cli.progress import progress_bar
-from backend.config import current_settings
+from backend.config import Settings, current_settings
 from backend.db.products import image_status_counts
+from backend.errors import FeedUnreadable
 from backend.extensions import db
+from backend.feeds import FeedSummary, FolderPhotos, Handoff, count_rows, feed_format, import_feed
 from backend.importer import import_tree
 from backend.pipeline.active import active_index
-from backend.pipeline.enqueue import enqueue_embedding
+from backend.pipeline.enqueue import enqueue_embedding, enqueue_payload_sync, enqueue_point_deletes
+
+# Exit statuses: 0 every row in (or unchanged), 1 the feed cannot be read, 3 some rows were skipped.
+EXIT_UNREADABLE, EXIT_SKIPPED = 1, 3
 
 
 @click.command("import")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Read and check the feed; say what would change; write nothing.")
+@click.option(
+    "--photos",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The folder the feed's photo paths are relative to (default: the feed's own folder).",
+)
 @with_appcontext
-def import_command(directory: Path) -> None:
-    """Import DIRECTORY/<category>/<photo>: one product per photo, category = folder name."""
+def import_command(source: Path, dry_run: bool, photos: Path | None) -> None:
+    """Import a feed (FILE.csv or FILE.jsonl, upserted by sku) or a folder of DIRECTORY/<category>/<photo>.
+
+    A feed's columns: sku, title, category, brand, price, attributes (a JSON object) and images (paths
+    relative to the feed, `|`-separated in CSV, a list in JSON lines). Rows for known skus update their
+    product; unchanged rows write nothing; bad rows are skipped with their line and reason. Exit status:
+    0 all rows in, 1 the feed cannot be read, 3 some rows were skipped.
+    """
     settings = current_settings()
     ready_database()
+    if source.is_dir():
+        if dry_run or photos is not None:
+            raise click.UsageError("--dry-run and --photos are for feeds (a .csv or .jsonl file), not folders")
+        _import_folder(settings, source)
+        return
+    try:
+        fmt = feed_format(source.name)
+    except FeedUnreadable as exc:
+        raise click.UsageError(exc.message) from None
+    handoff = Handoff(embed=enqueue_embedding, payload_sync=enqueue_payload_sync, point_deletes=enqueue_point_deletes)
+    try:
+        with progress_bar("dry run" if dry_run else "import", unit="row") as (update, set_total):
+            set_total(count_rows(source))
+            with source.open("rb") as feed:
+                summary = import_feed(
+                    session=db.session,
+                    settings=settings,
+                    feed=feed,
+                    fmt=fmt,
+                    photos=FolderPhotos(photos or source.parent),
+                    handoff=handoff,
+                    dry_run=dry_run,
+                    progress=update,
+                )
+    except FeedUnreadable as exc:
+        click.echo(f"error: {source.name}: {exc.message}", err=True)
+        sys.exit(EXIT_UNREADABLE)
+    _print_summary(summary, dry_run)
+    if not dry_run:
+        _after_load(settings, summary.image_ids)
+    if summary.skipped:
+        sys.exit(EXIT_SKIPPED)
+
+
+def _print_summary(summary: FeedSummary, dry_run: bool) -> None:
+    would = "would be " if dry_run else ""
+    click.echo(
+        f"{summary.rows} rows: {summary.created} {would}created, {summary.updated} {would}updated,"
+        f" {summary.unchanged} unchanged, {sum(summary.skipped.values())} skipped"
+    )
+    click.echo(f"photos: {summary.photos_added} {would}added, {summary.photos_removed} {would}removed")
+    if summary.skipped:
+        click.echo("skipped by reason:")
+        for reason, count in summary.skipped.most_common():
+            click.echo(f"  {count:6d}  {reason}")
+        for error in summary.errors:
+            sku = f" ({error['sku']})" if error["sku"] else ""
+            click.echo(f"  line {error['line']}{sku}: {error['message']}")
+
+
+def _import_folder(settings: Settings, directory: Path) -> None:
     with progress_bar("import") as (update, set_total):
         summary = import_tree(
             session=db.session,
@@ -39,9 +109,14 @@ def import_command(directory: Path) -> None:
         click.echo(f"skipped {sum(summary.skipped.values())}:")
         for reason, count in summary.skipped.most_common():
             click.echo(f"  {count:6d}  {reason}  (e.g. {', '.join(summary.examples[reason])})")
+    _after_load(settings, summary.image_ids)
+
+
+def _after_load(settings: Settings, image_ids: list[int]) -> None:
     if settings.tasks_in_process:
-        active_index(session=db.session, settings=settings)[1].optimize()  # build the graph once, after the load
+        if image_ids:
+            active_index(session=db.session, settings=settings)[1].optimize()  # build the graph once, after the load
         db.session.expire_all()
         click.echo("photos: " + json.dumps(image_status_counts(session=db.session)))
     else:
-        click.echo(f"enqueued {len(summary.image_ids)} photos for embedding; `lookalike stats` shows progress")
+        click.echo(f"enqueued {len(image_ids)} photos for embedding; `lookalike stats` shows progress")

@@ -10,9 +10,9 @@ from tqdm import tqdm
 
 
 @contextmanager
-def progress_bar(desc: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
-    """A photo progress bar on stderr whose total is known later: yields (update, set_total)."""
-    with tqdm(unit="photo", desc=desc, file=sys.stderr, dynamic_ncols=True) as bar:
+def progress_bar(desc: str, unit: str = "photo") -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """A progress bar on stderr whose total is known later: yields (update, set_total)."""
+    with tqdm(unit=unit, desc=desc, file=sys.stderr, dynamic_ncols=True) as bar:
 
         def set_total(n: int) -> None:
             bar.total = n

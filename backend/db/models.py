@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -155,6 +155,26 @@ class ProductImage(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     product: Mapped[Product] = relationship(back_populates="images")
+    # Duplicate pairs this photo is part of, either side; the database deletes them with either photo.
+    _copies_of_older: Mapped[list[PhotoDuplicate]] = relationship(
+        foreign_keys="PhotoDuplicate.image_id", viewonly=True, lazy="selectin"
+    )
+    _copies_of_newer: Mapped[list[PhotoDuplicate]] = relationship(
+        foreign_keys="PhotoDuplicate.other_id", viewonly=True, lazy="selectin"
+    )
+
+    @property
+    def duplicate_of(self) -> list[dict[str, Any]]:
+        """The photos of other products this one duplicates: same file (distance 0) or a near-copy, closest first."""
+        found = [(d.other, d.distance) for d in self._copies_of_older]
+        found += [(d.image, d.distance) for d in self._copies_of_newer]
+        return duplicate_list((image.product_id, image.id, distance) for image, distance in found)
+
+
+def duplicate_list(found: Iterable[tuple[int, int, float]]) -> list[dict[str, Any]]:
+    """`duplicate_of` as the API shows it, from (product_id, image_id, distance), closest first."""
+    ordered = sorted(found, key=lambda f: (f[2], f[1]))
+    return [{"product_id": p, "image_id": i, "distance": round(d, 6)} for p, i, d in ordered]
 
 
 class PhotoDuplicate(db.Model):  # type: ignore[name-defined,misc]
@@ -170,6 +190,9 @@ class PhotoDuplicate(db.Model):  # type: ignore[name-defined,misc]
     distance: Mapped[float] = mapped_column(Float)
     same_file: Mapped[bool] = mapped_column(default=False)
     found_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    image: Mapped[ProductImage] = relationship(foreign_keys=[image_id], viewonly=True)
+    other: Mapped[ProductImage] = relationship(foreign_keys=[other_id], viewonly=True)
 
 
 class ImportState(StrEnum):

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from backend.db.duplicates import link_same_files
 from backend.db.models import ImageStatus, Product, ProductImage
 from backend.errors import DuplicateSku, NotFound
 from backend.extensions import DbSession
@@ -60,12 +61,13 @@ def sku_taken(*, session: DbSession, sku: str) -> bool:
 
 def _store_images(
     *, session: DbSession, storage: MediaStorage, product: Product, images: Sequence[CheckedImage]
-) -> list[str]:
+) -> tuple[list[str], list[ProductImage]]:
     stored: list[str] = []
+    rows: list[ProductImage] = []
     for checked in images:
         name = storage.save(checked)
         stored.append(name)
-        product.images.append(
+        rows.append(
             ProductImage(
                 stored_name=name,
                 original_filename=checked.original_filename,
@@ -78,12 +80,18 @@ def _store_images(
                 attempts=0,
             )
         )
-    return stored
+        product.images.append(rows[-1])
+    return stored, rows
 
 
-def _commit_or_undo(*, session: DbSession, storage: MediaStorage, stored: list[str], sku: str) -> None:
-    """Commit; on failure remove the files written for this request so nothing is left half-done."""
+def _commit_or_undo(
+    *, session: DbSession, storage: MediaStorage, stored: list[str], sku: str, new: Sequence[ProductImage]
+) -> None:
+    """Pair the new photos with same-file copies of other products, and commit; on failure remove the files
+    written for this request so nothing is left half-done."""
     try:
+        session.flush()
+        link_same_files(session, new)
         session.commit()
     except BaseException as exc:
         session.rollback()
@@ -109,8 +117,8 @@ def create_product(
         attributes=product_in.attributes or {},
     )
     session.add(product)
-    stored = _store_images(session=session, storage=storage, product=product, images=images)
-    _commit_or_undo(session=session, storage=storage, stored=stored, sku=product_in.sku)
+    stored, new = _store_images(session=session, storage=storage, product=product, images=images)
+    _commit_or_undo(session=session, storage=storage, stored=stored, sku=product_in.sku, new=new)
     return product
 
 
@@ -118,8 +126,8 @@ def add_images(
     *, session: DbSession, storage: MediaStorage, product: Product, images: Sequence[CheckedImage]
 ) -> list[ProductImage]:
     before = {image.id for image in product.images}
-    stored = _store_images(session=session, storage=storage, product=product, images=images)
-    _commit_or_undo(session=session, storage=storage, stored=stored, sku=product.sku)
+    stored, new = _store_images(session=session, storage=storage, product=product, images=images)
+    _commit_or_undo(session=session, storage=storage, stored=stored, sku=product.sku, new=new)
     return [image for image in product.images if image.id not in before]
 
 

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, not_, or_, select, update
 from sqlalchemy.orm import joinedload
 
+from backend.db.duplicates import record_pairs
 from backend.db.models import CollectionState, FailureKind, ImageStatus, IndexCollection, ProductImage
 from backend.db.photos import fail_photos, mark_indexed, update_photos
 from backend.extensions import DbSession
-from backend.index import IndexPoint, VectorIndex
+from backend.index import IndexPoint, SearchFilter, VectorIndex
 from backend.media import MediaStorage, PhotoRefused, open_image
 from backend.metrics import observe_embedding
 from backend.pipeline.active import Active
@@ -263,6 +264,7 @@ def index_images(
     lease_s: float,
     max_attempts: int,
     attribute_keys: Sequence[str] = (),
+    duplicate_distance: float | None = None,
 ) -> IndexReport:
     """Embed and upsert the given photos into the active collection; idempotent (point id = image id).
 
@@ -270,6 +272,11 @@ def index_images(
     On any exception the claims are released (the attempts of this run given back) and it propagates.
     """
     report = IndexReport()
+    after = (
+        (lambda photos: link_near_copies(session, index(), photos, duplicate_distance))
+        if duplicate_distance is not None
+        else None
+    )
     rows = claim(
         session=session,
         image_ids=image_ids,
@@ -285,7 +292,9 @@ def index_images(
         suspects = [row for row in rows if row.attempts > 0]
         if fresh:
             _charge(session, fresh, report)
-            _embed_group(session, active, index, embedder, storage, fresh, (max_pixels, max_aspect_ratio), report)
+            _embed_group(
+                session, active, index, embedder, storage, fresh, (max_pixels, max_aspect_ratio), report, after
+            )
         for row in suspects:
             _renew(session, [row.id], me, lease_s)
             if row.attempts >= max_attempts:
@@ -296,7 +305,9 @@ def index_images(
                 report.failed[row.id] = reason
                 continue
             _charge(session, [row], report)
-            _embed_group(session, active, index, embedder, storage, [row], (max_pixels, max_aspect_ratio), report)
+            _embed_group(
+                session, active, index, embedder, storage, [row], (max_pixels, max_aspect_ratio), report, after
+            )
     except BaseException:
         try:
             session.rollback()
@@ -331,6 +342,7 @@ def _embed_group(
     rows: list[Claimed],
     limits: tuple[int, float],
     report: IndexReport,
+    after: Callable[[Sequence[PhotoRef]], int] | None = None,
 ) -> None:
 
     def unreadable(image_id: int, reason: str) -> None:
@@ -364,8 +376,42 @@ def _embed_group(
     mark_indexed(session, sorted(still_there), active.model_version)
     session.commit()
     report.indexed.extend(sorted(still_there))
+    if after is not None:
+        after([row for row in rows if row.id in still_there])
     # A photo deleted while we embedded must not keep a point: its delete already ran, maybe before our upsert.
     gone = [i for i in ready_ids if i not in still_there]
     if gone:
         index_of().delete(gone)
         report.vanished.extend(gone)
+
+
+NEAR_COPIES_PER_PHOTO = 8
+
+
+def link_near_copies(session: DbSession, index: VectorIndex, photos: Sequence[PhotoRef], max_distance: float) -> int:
+    """Pair each just-indexed photo with the photos of other products closer than `max_distance`; committed.
+
+    Whichever photo of a pair is indexed second finds the first. Best effort: the photos stay indexed if this
+    fails (a photo deleted meanwhile, the store away), and the failure is logged."""
+    try:
+        vectors = index.vectors([photo.id for photo in photos])
+        pairs: list[tuple[int, int, float]] = []
+        for photo in photos:
+            vector = vectors.get(photo.id)
+            product_id = photo.payload.get("product_id")
+            if vector is None or not isinstance(product_id, int):
+                continue
+            where = SearchFilter(exclude_product_ids=(product_id,))
+            hits = index.search_batch([vector], limit=NEAR_COPIES_PER_PHOTO, where=where, max_distance=max_distance)
+            pairs += [(photo.id, hit.id, hit.distance) for hit in hits[0]]
+        found = record_pairs(session, pairs)
+        session.commit()
+    except Exception as exc:
+        session.rollback()
+        log.warning(
+            "near-copy check of photos %s skipped: %s: %s", [p.id for p in photos][:10], type(exc).__name__, exc
+        )
+        return 0
+    if found:
+        log.info("%d near-copy pairs found among photos %s", found, [p.id for p in photos][:10])
+    return found

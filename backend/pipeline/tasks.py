@@ -77,6 +77,7 @@ def embed_images(self: Task, image_ids: list[int]) -> dict[str, int]:
             lease_s=settings.claim_lease_s,
             max_attempts=settings.max_attempts,
             attribute_keys=settings.attribute_keys,
+            duplicate_distance=settings.duplicate_distance,
         )
     except SoftTimeLimitExceeded:
         _safe_rollback()

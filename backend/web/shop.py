@@ -11,13 +11,14 @@ from marshmallow import ValidationError
 
 from backend import similar as use_case
 from backend.api.errors import http_status
-from backend.api.schemas import NAME, SimilarQuery
+from backend.api.schemas import SimilarQuery
 from backend.api.similar import search_limit
 from backend.config import current_settings
 from backend.db.products import facets, get_product, image_status_counts, list_products
 from backend.errors import LookalikeError, NotIndexed
 from backend.extensions import db, limiter
 from backend.media import open_image, thumbnail_jpeg
+from backend.product_schema import NAME
 from backend.similar import SimilarItems, SimilarParams
 from backend.uploads import checked_uploads
 from backend.web.forms import SearchForm, load_args

@@ -1,0 +1,138 @@
+"""Data access for duplicate photos: pairs of photos of different products that are the same file or a
+near-copy. A pair is stored once, the newer photo first; the database deletes it with either photo."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import aliased
+
+from backend.db.models import PhotoDuplicate, Product, ProductImage, duplicate_list
+from backend.extensions import DbSession
+
+
+def link_same_files(session: DbSession, images: Sequence[ProductImage]) -> int:
+    """Pair each new (flushed) photo with the stored photos of other products that have its sha256; not committed."""
+    pairs = []
+    for image in images:
+        others = session.execute(
+            select(ProductImage.id).where(
+                ProductImage.sha256 == image.sha256,
+                ProductImage.product_id != image.product_id,
+                ProductImage.id != image.id,
+            )
+        ).scalars()
+        pairs += [(image.id, other, 0.0) for other in others]
+    return record_pairs(session, pairs, same_file=True)
+
+
+def same_file_photos(
+    session: DbSession, sha256s: Iterable[str], exclude_product_id: int | None
+) -> dict[str, list[tuple[int, int]]]:
+    """Stored photos of other products by sha256: {sha256: [(product_id, image_id)]}."""
+    query = select(ProductImage.sha256, ProductImage.product_id, ProductImage.id).where(
+        ProductImage.sha256.in_(list(set(sha256s)))
+    )
+    if exclude_product_id is not None:
+        query = query.where(ProductImage.product_id != exclude_product_id)
+    found: dict[str, list[tuple[int, int]]] = {}
+    for sha, product_id, image_id in session.execute(query.order_by(ProductImage.id)):
+        found.setdefault(sha, []).append((product_id, image_id))
+    return found
+
+
+def record_pairs(session: DbSession, pairs: Iterable[tuple[int, int, float]], *, same_file: bool = False) -> int:
+    """Store pairs (either order) not stored yet, the newer photo first; returns how many are new. Not committed."""
+    wanted: dict[tuple[int, int], float] = {}
+    for a, b, distance in pairs:
+        if a != b:
+            key = (max(a, b), min(a, b))
+            wanted[key] = min(distance, wanted.get(key, distance))
+    if not wanted:
+        return 0
+    ids = {i for pair in wanted for i in pair}
+    stored = set(
+        session.execute(
+            select(PhotoDuplicate.image_id, PhotoDuplicate.other_id).where(PhotoDuplicate.image_id.in_(list(ids)))
+        ).tuples()
+    )
+    new = [(key, distance) for key, distance in wanted.items() if key not in stored]
+    for (image_id, other_id), distance in new:
+        session.add(PhotoDuplicate(image_id=image_id, other_id=other_id, distance=distance, same_file=same_file))
+    return len(new)
+
+
+def duplicates_by_image(session: DbSession, image_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """`duplicate_of` for many photos in one query (the similar-items hot path)."""
+    if not image_ids:
+        return {}
+    theirs = aliased(ProductImage)
+    found: dict[int, list[tuple[int, int, float]]] = {}
+    for side, other_side in (
+        (PhotoDuplicate.image_id, PhotoDuplicate.other_id),
+        (PhotoDuplicate.other_id, PhotoDuplicate.image_id),
+    ):
+        rows = session.execute(
+            select(side, theirs.product_id, theirs.id, PhotoDuplicate.distance)
+            .join(theirs, theirs.id == other_side)
+            .where(side.in_(list(image_ids)))
+        )
+        for image_id, product_id, other_id, distance in rows:
+            found.setdefault(image_id, []).append((product_id, other_id, distance))
+    return {image_id: duplicate_list(items) for image_id, items in found.items()}
+
+
+def duplicate_groups(session: DbSession) -> list[dict[str, Any]]:
+    """Every set of photos linked by duplicate pairs, each with its photos (and their products) and its pairs;
+    groups ordered by their first photo."""
+    pairs = list(
+        session.execute(select(PhotoDuplicate).order_by(PhotoDuplicate.other_id, PhotoDuplicate.image_id)).scalars()
+    )
+    parent: dict[int, int] = {}
+
+    def root(i: int) -> int:
+        while parent.setdefault(i, i) != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for pair in pairs:
+        a, b = root(pair.image_id), root(pair.other_id)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    members: dict[int, list[int]] = {}
+    for i in list(parent):
+        members.setdefault(root(i), []).append(i)
+    photos = {
+        image_id: (product_id, sku, stored_name)
+        for image_id, product_id, sku, stored_name in session.execute(
+            select(ProductImage.id, ProductImage.product_id, Product.sku, ProductImage.stored_name)
+            .join(Product, Product.id == ProductImage.product_id)
+            .where(ProductImage.id.in_(list(parent)))
+        )
+    }
+    groups = []
+    for first in sorted(members):
+        ids = sorted(members[first])
+        groups.append(
+            {
+                "photos": [
+                    {"image_id": i, "product_id": photos[i][0], "sku": photos[i][1], "stored_name": photos[i][2]}
+                    for i in ids
+                    if i in photos
+                ],
+                "pairs": [
+                    {
+                        "image_id": p.image_id,
+                        "other_id": p.other_id,
+                        "distance": round(p.distance, 6),
+                        "same_file": p.same_file,
+                    }
+                    for p in pairs
+                    if root(p.image_id) == first
+                ],
+            }
+        )
+    return groups
