@@ -39,7 +39,7 @@ class DuplicatePolicy(StrEnum):
 
 # Measured by bench/duplicates.py on clothing-small with the default model (efficientnet_lite0-imagenet,
 # L2-normalised vectors): mirrored, cropped and recompressed copies fall below it, different products above.
-DEFAULT_DUPLICATE_DISTANCE = 0.5
+DEFAULT_DUPLICATE_DISTANCE = 0.4
 
 
 class ProductQuery(StrEnum):

@@ -58,9 +58,10 @@ def feed_format(name: str) -> str:
 class RowError(Exception):
     """Why a row is skipped: `kind` groups rows in the summary, the message says which value."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, sku: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.sku = sku  # when a row that cannot be parsed still names one
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def _csv_rows(text: IO[str]) -> Iterator[Row | tuple[int, RowError]]:
             try:
                 values["attributes"] = json.loads(values["attributes"])
             except ValueError as exc:
-                yield start, RowError("bad JSON", f"attributes: not JSON ({exc})")
+                yield start, RowError("bad JSON", f"attributes: not JSON ({exc})", values.get("sku"))
                 continue
         images = [p.strip() for p in (record.get("images") or "").split("|") if p.strip()]
         yield Row(start, values, images)
@@ -136,7 +137,8 @@ def _jsonl_rows(text: IO[str]) -> Iterator[Row | tuple[int, RowError]]:
             continue
         images = record.get("images", [])
         if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
-            yield number, RowError("bad JSON", "images: must be a list of paths")
+            sku = record.get("sku")
+            yield number, RowError("bad JSON", "images: must be a list of paths", sku if isinstance(sku, str) else None)
             continue
         values = {k: v for k, v in record.items() if k in FIELDS and v is not None and v != ""}
         yield Row(number, values, [p.strip() for p in images if p.strip()])
@@ -364,10 +366,12 @@ def import_feed(
     handoff: Handoff,
     dry_run: bool = False,
     progress: Callable[[int], None] = lambda n: None,
+    summary: FeedSummary | None = None,
 ) -> FeedSummary:
     """Upsert every row of the feed; photos are queued for embedding in batches. FeedUnreadable when the feed
-    itself cannot be read (before any row is written: the header is read first)."""
-    summary = FeedSummary()
+    itself cannot be read (before any row is written: the header is read first). `summary` is filled as rows
+    go (a caller may show it while the import runs)."""
+    summary = summary if summary is not None else FeedSummary()
     storage = MediaStorage(settings.media_root)
     seen: dict[str, int] = {}
     effects = Effects()
@@ -375,7 +379,7 @@ def import_feed(
         summary.rows += 1
         progress(1)
         if isinstance(item, tuple):
-            summary.skip(item[0], None, item[1])
+            summary.skip(item[0], item[1].sku, item[1])
             continue
         sku = item.values.get("sku")
         sku = sku if isinstance(sku, str) else None

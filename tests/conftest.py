@@ -77,7 +77,7 @@ def app(settings: Settings) -> Iterator[object]:
     yield app
     with app.app_context():
         if db.engine.dialect.name == "postgresql":
-            tables = "product_images, products, model_versions, index_collections"
+            tables = "photo_duplicates, product_images, products, model_versions, index_collections, imports"
             db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
             db.session.commit()
         db.session.remove()

@@ -55,7 +55,8 @@ class SimilarQuery(Schema):
 
 
 def media_url(image: Any) -> str:
-    return url_for("media.serve", name=image.stored_name)
+    name = image["stored_name"] if isinstance(image, dict) else image.stored_name
+    return url_for("media.serve", name=name)
 
 
 def similar_body(found: SimilarItems, params: SimilarParams) -> dict[str, Any]:
@@ -179,3 +180,68 @@ class StatsOut(Schema):
     index = fields.Nested(IndexStatsOut)
     model = fields.Nested(ModelStatsOut)
     tasks = fields.String(metadata={"enum": ["in-process", "celery"]})
+
+
+class ImportIn(Schema):
+    feed = fields.File(required=True, metadata={"description": "the feed: a .csv or .jsonl file"})
+    photos = fields.File(
+        load_default=None,
+        metadata={"description": "a zip of the photos the feed names; without it, they are read under IMPORT_DIR"},
+    )
+    dry_run = fields.Boolean(load_default=False, metadata={"description": "check and count; write nothing"})
+
+
+class RowErrorOut(Schema):
+    line = fields.Integer(metadata={"description": "the row's first line in the feed"})
+    sku = fields.String(allow_none=True)
+    reason = fields.String(metadata={"example": "bad price"})
+    message = fields.String()
+
+
+class ImportOut(Schema):
+    id = fields.Integer()
+    state = fields.String(metadata={"enum": ["queued", "running", "done", "failed"]})
+    feed_name = fields.String()
+    photos_from = fields.String(metadata={"enum": ["zip", "folder"]})
+    dry_run = fields.Boolean()
+    rows_total = fields.Integer(allow_none=True, metadata={"description": "the feed's rows, counted at the start"})
+    rows_done = fields.Integer()
+    summary = fields.Dict(
+        metadata={"description": "rows, created, updated, unchanged, skipped, skipped_by_reason, photos_added/removed"}
+    )
+    errors = fields.List(fields.Nested(RowErrorOut), metadata={"description": "skipped rows (the first 1000)"})
+    error = fields.String(allow_none=True, metadata={"description": "why a failed import stopped"})
+    created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+
+
+class DuplicatePhotoOut(Schema):
+    image_id = fields.Integer()
+    product_id = fields.Integer()
+    sku = fields.String()
+    url = fields.Function(media_url, metadata={"type": "string"})
+
+
+class DuplicatePairOut(Schema):
+    image_id = fields.Integer(metadata={"description": "the newer photo"})
+    other_id = fields.Integer()
+    distance = fields.Float()
+    same_file = fields.Boolean()
+
+
+class DuplicateGroupOut(Schema):
+    photos = fields.List(fields.Nested(DuplicatePhotoOut))
+    pairs = fields.List(fields.Nested(DuplicatePairOut))
+
+
+class DuplicatePageOut(Schema):
+    items = fields.List(fields.Nested(DuplicateGroupOut))
+    total = fields.Integer()
+    page = fields.Integer()
+    per_page = fields.Integer()
+
+
+class PageQuery(Schema):
+    page = fields.Integer(load_default=1, validate=validators.Range(min=1, max=1_000_000))
+    per_page = fields.Integer(load_default=20, validate=validators.Range(min=1, max=100))

@@ -53,11 +53,8 @@ def record_pairs(session: DbSession, pairs: Iterable[tuple[int, int, float]], *,
     if not wanted:
         return 0
     ids = {i for pair in wanted for i in pair}
-    stored = set(
-        session.execute(
-            select(PhotoDuplicate.image_id, PhotoDuplicate.other_id).where(PhotoDuplicate.image_id.in_(list(ids)))
-        ).tuples()
-    )
+    query = select(PhotoDuplicate.image_id, PhotoDuplicate.other_id).where(PhotoDuplicate.image_id.in_(list(ids)))
+    stored = {(image_id, other_id) for image_id, other_id in session.execute(query)}
     new = [(key, distance) for key, distance in wanted.items() if key not in stored]
     for (image_id, other_id), distance in new:
         session.add(PhotoDuplicate(image_id=image_id, other_id=other_id, distance=distance, same_file=same_file))

@@ -35,7 +35,7 @@ def celery_init_app(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
-    celery_app = Celery(app.name, task_cls=FlaskTask, include=["backend.pipeline.tasks"])
+    celery_app = Celery(app.name, task_cls=FlaskTask, include=["backend.pipeline.tasks", "backend.imports"])
     celery_app.conf.update(
         # Without a broker the same tasks run in-process, synchronously, when enqueued.
         task_always_eager=settings.tasks_in_process,
