@@ -25,10 +25,11 @@ def find_duplicates(
 ) -> list[dict[str, Any]]:
     """For each photo (by its position), the photos of other products it duplicates: same files first; when there
     are none, near-copies by the active model."""
+    same = same_file_photos(session, [image.sha256 for image in images], product_id) if images else {}
     found = [
         {"photo": n, "product_id": pid, "image_id": iid, "distance": 0.0}
         for n, image in enumerate(images)
-        for pid, iid in same_file_photos(session, [image.sha256], product_id).get(image.sha256, [])
+        for pid, iid in same.get(image.sha256, [])
     ]
     if found or not images:
         return found

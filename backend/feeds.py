@@ -23,7 +23,6 @@ import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -303,7 +302,7 @@ def plan_row(*, session: DbSession, settings: Settings, photos: PhotoSource, row
             "price": product_in.price,
             "attributes": product_in.attributes or {},
         }
-        changes = {k: v for k, v in wanted.items() if not _same(getattr(existing, k), v)}
+        changes = {k: v for k, v in wanted.items() if getattr(existing, k) != v}  # prices: Decimal both sides
     remove = [image for sha, image in have.items() if sha not in listed]
     try:
         refuse_duplicates(
@@ -312,12 +311,6 @@ def plan_row(*, session: DbSession, settings: Settings, photos: PhotoSource, row
     except DuplicatePhoto as exc:
         raise RowError("duplicate photo", exc.message) from None
     return Plan(product_in, existing, changes, add, remove)
-
-
-def _same(stored: Any, wanted: Any) -> bool:
-    if isinstance(stored, Decimal) or isinstance(wanted, Decimal):
-        return stored is not None and wanted is not None and Decimal(stored) == Decimal(wanted)
-    return bool(stored == wanted)
 
 
 @dataclass

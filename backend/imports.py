@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
 from celery import shared_task
-from flask import current_app
 from sqlalchemy import update
 
 from backend.config import Settings, current_settings
@@ -34,7 +32,7 @@ from backend.feeds import (
     feed_format,
     import_feed,
 )
-from backend.pipeline.enqueue import enqueue_embedding, enqueue_payload_sync, enqueue_point_deletes
+from backend.pipeline.enqueue import enqueue_embedding, enqueue_payload_sync, enqueue_point_deletes, in_background
 
 log = logging.getLogger(__name__)
 IMPORT_LIMIT_S = 24 * 3600
@@ -180,16 +178,4 @@ def import_feed_task(import_id: int) -> dict[str, object]:
 
 def start_import(import_id: int) -> None:
     """The Celery task with a broker; without one, a thread of this process (the embedded store belongs to it)."""
-    if not current_settings().tasks_in_process:
-        import_feed_task.delay(import_id)
-        return
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-
-    def run() -> None:
-        with app.app_context():
-            try:
-                import_feed_task(import_id)  # the task's body, run here
-            except Exception:
-                log.exception("import %s failed", import_id)
-
-    threading.Thread(target=run, name=f"import-{import_id}", daemon=True).start()
+    in_background(import_feed_task, import_id)

@@ -37,9 +37,12 @@ class PhotoIn(Schema):
     image = fields.File(required=True, metadata={"description": "the photo to search with"})
 
 
-class ListQuery(Schema):
+class PageQuery(Schema):
     page = fields.Integer(load_default=1, validate=validators.Range(min=1, max=1_000_000))
     per_page = fields.Integer(load_default=20, validate=validators.Range(min=1, max=100))
+
+
+class ListQuery(PageQuery):
     category = fields.List(fields.String(validate=NAME), load_default=list)
     sku = fields.String(load_default=None, validate=SKU, metadata={"description": "only the product with this sku"})
 
@@ -240,8 +243,3 @@ class DuplicatePageOut(Schema):
     total = fields.Integer()
     page = fields.Integer()
     per_page = fields.Integer()
-
-
-class PageQuery(Schema):
-    page = fields.Integer(load_default=1, validate=validators.Range(min=1, max=1_000_000))
-    per_page = fields.Integer(load_default=20, validate=validators.Range(min=1, max=100))

@@ -14,17 +14,12 @@ from backend.extensions import DbSession
 
 
 def link_same_files(session: DbSession, images: Sequence[ProductImage]) -> int:
-    """Pair each new (flushed) photo with the stored photos of other products that have its sha256; not committed."""
-    pairs = []
-    for image in images:
-        others = session.execute(
-            select(ProductImage.id).where(
-                ProductImage.sha256 == image.sha256,
-                ProductImage.product_id != image.product_id,
-                ProductImage.id != image.id,
-            )
-        ).scalars()
-        pairs += [(image.id, other, 0.0) for other in others]
+    """Pair each new (flushed) photo of one product with the stored photos of other products that have its sha256;
+    not committed."""
+    if not images:
+        return 0
+    found = same_file_photos(session, [image.sha256 for image in images], images[0].product_id)
+    pairs = [(image.id, other, 0.0) for image in images for _, other in found.get(image.sha256, [])]
     return record_pairs(session, pairs, same_file=True)
 
 

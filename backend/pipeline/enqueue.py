@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from flask import current_app
 
 from backend.config import current_settings
 from backend.pipeline.tasks import delete_points, enqueue_embedding, reindex_task, sweep, sync_product
 
-__all__ = ["enqueue_embedding", "enqueue_payload_sync", "enqueue_point_deletes", "enqueue_reindex", "sweep"]
+__all__ = [
+    "enqueue_embedding",
+    "enqueue_payload_sync",
+    "enqueue_point_deletes",
+    "enqueue_reindex",
+    "in_background",
+    "sweep",
+]
 log = logging.getLogger(__name__)
 
 
@@ -30,18 +38,23 @@ def enqueue_payload_sync(product_id: int) -> None:
 
 
 def enqueue_reindex(version: str) -> None:
-    """Reindex every photo with `version`, then switch to it: a Celery task with a broker; without one, a thread
-    of this process (the embedded store belongs to it), which carries on after the request that started it."""
+    """Reindex every photo with `version`, then switch to it (in the background, see `in_background`)."""
+    in_background(reindex_task, version)
+
+
+def in_background(task: Any, *args: Any) -> None:
+    """A long task: sent to Celery with a broker; without one, run in a thread of this process (the embedded
+    store belongs to it), which carries on after the request that started it."""
     if not current_settings().tasks_in_process:
-        reindex_task.delay(version)
+        task.delay(*args)
         return
     app = current_app._get_current_object()  # type: ignore[attr-defined]
 
     def run() -> None:
         with app.app_context():
             try:
-                reindex_task(version)  # the task's body, run here
+                task(*args)  # the task's body, run here
             except Exception:
-                log.exception("reindex with %s failed", version)
+                log.exception("%s%s failed", task.name, args)
 
-    threading.Thread(target=run, name=f"reindex-{version}", daemon=True).start()
+    threading.Thread(target=run, name=f"{task.name}-{args}", daemon=True).start()
