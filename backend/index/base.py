@@ -149,6 +149,9 @@ class VectorStore:
         # Replaced collections still open for the grace; then closed for good in this process.
         self._retiring: dict[str, VectorIndex] = {}
         self._released: set[str] = set()
+        # Collections a reindex of this process is building: never let go by `release_others`, which a query
+        # or the sweep calls with the active collection while the build runs beside it.
+        self._building: set[str] = set()
         self._lock = threading.Lock()
 
     # What each backend does.
@@ -180,9 +183,21 @@ class VectorStore:
                 self._open[name] = index
             return index
 
+    def open_for_build(self, name: str) -> VectorIndex:
+        """Open (create) a collection a reindex of this process builds; kept open until `close_collection`."""
+        with self._lock:
+            self._building.add(name)
+        try:
+            return self.open(name)
+        except BaseException:
+            with self._lock:
+                self._building.discard(name)
+            raise
+
     def close_collection(self, name: str) -> None:
         """Close this process's handle on a collection (Edge: frees the shard for another process)."""
         with self._lock:
+            self._building.discard(name)
             index = self._open.pop(name, None) or self._retiring.pop(name, None)
         if index is not None:
             index.close()
@@ -208,7 +223,7 @@ class VectorStore:
         with self._lock:
             if keep in self._retiring or keep in self._released:
                 return  # `keep` is itself the replaced one, read by a late request: the newer ones stay
-            stale = [name for name in self._open if name != keep]
+            stale = [name for name in self._open if name != keep and name not in self._building]
             for name in stale:
                 self._retiring[name] = self._open.pop(name)
         for name in stale:

@@ -67,7 +67,7 @@ def reindex(
     report = ReindexReport(collection=name, model_version=version, previous=previous.name)
     storage = MediaStorage(settings.media_root)
     store = store_for(settings)
-    index = store.open(name)
+    index = store.open_for_build(name)  # a query meanwhile lets go of other collections, never of this one
     try:
         ids = list(session.scalars(select(ProductImage.id).order_by(ProductImage.id)))
         _record_progress(session, name, total=len(ids), done=0)

@@ -45,3 +45,20 @@ def test_a_late_request_on_the_replaced_shard_neither_reopens_it_nor_closes_the_
     with pytest.raises(IndexUnavailable):
         old_index.ids()
     assert store_for(settings).open(new.name) is new_index
+
+
+def test_a_query_during_an_in_process_build_never_retires_the_collection_being_built(settings: Settings) -> None:
+    """The embedded server's "Activate": the build runs in a thread of the serving process, beside queries."""
+    store = store_for(settings)
+    live = Active("products-v1-1", "v1")
+    index_of(settings, live).upsert([point(1)])
+    building = store.open_for_build("products-v2-2")
+    building.upsert([point(2)])
+
+    index_of(settings, live)  # a query (or the sweep) while the build runs: lets go of every other collection
+    time.sleep(0.5)  # past the grace
+    building.upsert([point(3)])  # the build goes on: its shard is still open
+    assert building.ids() == {2, 3}
+
+    store.close_collection("products-v2-2")  # the build ends; after the switch queries open it again
+    assert index_of(settings, Active("products-v2-2", "v2")).ids() == {2, 3}
