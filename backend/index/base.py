@@ -12,6 +12,12 @@ from typing import Any, Protocol
 log = logging.getLogger("backend.index")
 
 EMBEDDING_DIM = 1000
+# Named vectors beside the default (unnamed) 1000-d one, in every collection created since they exist
+# (ml.descriptors says what they are; the sizes are repeated here so that the web app needs no torch).
+LOOK = "look"
+LOOK_DIM = 448
+COPY = "copy"
+COPY_DIM = 384
 PRODUCT_FIELDS = ["product_id", "category", "brand", "price", "attrs"]
 # The declared filter attributes live under this payload key: {"attrs": {"colour": ["red"]}}.
 ATTRS = "attrs"
@@ -46,6 +52,20 @@ class IndexPoint:
     id: int
     vector: Sequence[float]
     payload: dict[str, Any]
+    look: Sequence[float] | None = None
+    copy: Sequence[Sequence[float]] | None = None  # a few variants, compared by the best one (MaxSim)
+
+
+@dataclass(frozen=True)
+class LookQuery:
+    """Rank by the look too: among the `candidates` nearest points by the 1000-d vector (under the filter), by
+    (1 - weight) * distance / embedding_scale + weight * look distance / look_scale, in the index."""
+
+    vectors: Sequence[Sequence[float]]  # one look vector per query vector
+    weight: float
+    embedding_scale: float
+    look_scale: float
+    candidates: int
 
 
 @dataclass(frozen=True)
@@ -100,11 +120,26 @@ class VectorIndex(Protocol):
         limit: int,
         where: SearchFilter | None = None,
         max_distance: float | None = None,
+        look: LookQuery | None = None,
     ) -> list[list[Hit]]:
-        """For each vector, the nearest points in ascending distance."""
+        """For each vector, the nearest points in ascending distance (`look`: by the blended score instead;
+        `max_distance` always bounds the 1000-d distance)."""
+
+    def copies(
+        self, queries: Sequence[Sequence[float]], *, limit: int, where: SearchFilter | None, min_similarity: float
+    ) -> list[Hit]:
+        """Points whose copy descriptor is at least `min_similarity` (cosine, best variant) to any query variant;
+        Hit.distance is 1 - similarity, best first, each point once."""
 
     def vectors(self, ids: Sequence[int]) -> dict[int, list[float]]:
         """Stored vectors by image id; missing ids are left out."""
+
+    def named_vectors(self, ids: Sequence[int], name: str) -> dict[int, Any]:
+        """A named vector (LOOK, COPY) of each point that has it."""
+
+    @property
+    def descriptors(self) -> bool:
+        """Whether the collection has the look and copy vectors (created since they exist)."""
 
     def ids(self) -> set[int]:
         """Every point id in the collection."""

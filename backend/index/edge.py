@@ -13,12 +13,17 @@ import qdrant_edge as qe
 
 from backend.index.base import (
     ATTRS,
+    COPY,
+    COPY_DIM,
     EMBEDDING_DIM,
+    LOOK,
+    LOOK_DIM,
     PRODUCT_FIELDS,
     Hit,
     IndexBusy,
     IndexPoint,
     IndexUnavailable,
+    LookQuery,
     SearchFilter,
     VectorIndex,
     VectorStore,
@@ -34,6 +39,48 @@ SCHEMA_TYPES = {
 
 
 PRODUCT_ONLY = qe.PayloadSelector.Include(["product_id"])
+
+
+def edge_config(dim: int) -> qe.EdgeConfig:
+    """The default 1000-d Euclidean vector, the look vector, and the copy variants (cosine, best variant)."""
+    return qe.EdgeConfig(
+        vectors={
+            "": qe.EdgeVectorParams(size=dim, distance=qe.Distance.Euclid),
+            LOOK: qe.EdgeVectorParams(size=LOOK_DIM, distance=qe.Distance.Euclid),
+            COPY: qe.EdgeVectorParams(
+                size=COPY_DIM,
+                distance=qe.Distance.Cosine,
+                multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
+            ),
+        }
+    )
+
+
+def look_formula(look: LookQuery) -> qe.Formula:
+    """Qdrant orders a formula's scores high first: the negated blend of the two distances."""
+    e = qe.Expression
+    blend = e.Sum(
+        [
+            e.Mult([e.Constant((1 - look.weight) / look.embedding_scale), e.Variable("$score[0]")]),
+            e.Mult([e.Constant(look.weight / look.look_scale), e.Variable("$score[1]")]),
+        ]
+    )
+    return qe.Formula(e.Neg(blend))
+
+
+def point_vectors(point: IndexPoint, named: bool) -> Any:
+    if not named:
+        return as_floats(point.vector)
+    vectors: dict[str, Any] = {"": as_floats(point.vector)}
+    if point.look is not None:
+        vectors[LOOK] = as_floats(point.look)
+    if point.copy is not None:
+        vectors[COPY] = [as_floats(v) for v in point.copy]
+    return vectors
+
+
+def default_vector(vector: Any) -> list[float]:
+    return list(vector[""] if isinstance(vector, dict) else vector)
 
 
 def edge_filter(where: SearchFilter | None) -> qe.Filter | None:
@@ -77,8 +124,7 @@ class EdgeIndex:
             if self.path.is_dir() and any(self.path.iterdir()):
                 self._shard = qe.EdgeShard.load(str(self.path))
             else:
-                config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Euclid))
-                self._shard = qe.EdgeShard.create(str(self.path), config)
+                self._shard = qe.EdgeShard.create(str(self.path), edge_config(dim))
         except Exception as exc:  # the binding raises plain Exception
             if "WouldBlock" in str(exc):
                 raise IndexBusy(
@@ -86,6 +132,7 @@ class EdgeIndex:
                     " store is locked to one process: stop the other one, or run the full stack with QDRANT_URL)"
                 ) from exc
             raise IndexUnavailable(f"cannot open the Qdrant Edge shard at {self.path}: {exc}") from exc
+        self._named = self._has_look()
         self._closed = False
         self._written = False  # writes since the last optimize (bulk loads optimize themselves)
         # Pages of a memory-mapped shard arrive on first touch: at 300k photos a cold query took
@@ -96,6 +143,18 @@ class EdgeIndex:
         for field, kind in payload_indexes(attribute_keys).items():
             if field not in existing:
                 self._shard.update(qe.UpdateOperation.create_field_index(field, SCHEMA_TYPES[kind]))
+
+    def _has_look(self) -> bool:
+        """Whether the shard has the named vectors (one created before they existed has only the default)."""
+        try:
+            self._shard.query(qe.QueryRequest(limit=1, query=qe.Query.Nearest([0.0] * LOOK_DIM, using=LOOK)))
+        except Exception:
+            return False
+        return True
+
+    @property
+    def descriptors(self) -> bool:
+        return self._named
 
     def _read_files_once(self) -> None:
         try:
@@ -121,7 +180,9 @@ class EdgeIndex:
     def upsert(self, points: Sequence[IndexPoint]) -> None:
         if points:
             self._update(
-                qe.UpdateOperation.upsert_points([qe.Point(p.id, as_floats(p.vector), p.payload) for p in points])
+                qe.UpdateOperation.upsert_points(
+                    [qe.Point(p.id, point_vectors(p, self._named), p.payload) for p in points]
+                )
             )
 
     def delete(self, ids: Sequence[int]) -> None:
@@ -138,37 +199,100 @@ class EdgeIndex:
         limit: int,
         where: SearchFilter | None = None,
         max_distance: float | None = None,
+        look: LookQuery | None = None,
     ) -> list[list[Hit]]:
         condition = edge_filter(where)
+        if look is not None and not self._named:
+            raise IndexUnavailable(f"collection {self.name} has no look vectors (built before them): reindex it")
         # One query per vector: measured on 300k points, Edge's query_batch took 15.8 ms for a
         # product's three photos where three single queries took 3.9 ms.
         results = []
-        for vector in vectors:
+        for n, vector in enumerate(vectors):
+            if look is None:
+                request = qe.QueryRequest(
+                    limit=limit,
+                    query=qe.Query.Nearest(as_floats(vector)),
+                    filter=condition,
+                    with_payload=PRODUCT_ONLY,  # the database holds the rest; fetching it doubles the cost
+                    score_threshold=max_distance,
+                    params=self._params,
+                )
+            else:
+                # The candidates by the 1000-d vector, and the same candidates scored by the look vector:
+                # the formula then blends both scores of every candidate.
+                candidates = qe.Prefetch(
+                    limit=max(look.candidates, limit),
+                    query=qe.Query.Nearest(as_floats(vector)),
+                    filter=condition,
+                    score_threshold=max_distance,
+                    params=self._params,
+                )
+                by_look = qe.Prefetch(
+                    limit=max(look.candidates, limit),
+                    query=qe.Query.Nearest(as_floats(look.vectors[n]), using=LOOK),
+                    prefetches=[candidates],
+                )
+                request = qe.QueryRequest(
+                    limit=limit,
+                    prefetches=[candidates, by_look],
+                    query=look_formula(look),
+                    with_payload=PRODUCT_ONLY,
+                )
+            try:
+                points = self._shard.query(request)
+            except Exception as exc:
+                raise IndexUnavailable(f"Qdrant Edge query failed: {exc}") from exc
+            sign = 1.0 if look is None else -1.0
+            results.append(
+                [Hit(int(p.id), sign * float(p.score), int(p.payload["product_id"])) for p in points]  # type: ignore[arg-type,index]
+            )
+        return results
+
+    def copies(
+        self, queries: Sequence[Sequence[float]], *, limit: int, where: SearchFilter | None, min_similarity: float
+    ) -> list[Hit]:
+        if not self._named:
+            return []
+        best: dict[int, Hit] = {}
+        for query in queries:
             request = qe.QueryRequest(
                 limit=limit,
-                query=qe.Query.Nearest(as_floats(vector)),
-                filter=condition,
-                with_payload=PRODUCT_ONLY,  # the database holds the rest; fetching it doubles the cost
-                score_threshold=max_distance,
-                params=self._params,
+                query=qe.Query.Nearest([as_floats(query)], using=COPY),
+                filter=edge_filter(where),
+                with_payload=PRODUCT_ONLY,
+                score_threshold=min_similarity,
             )
             try:
                 points = self._shard.query(request)
             except Exception as exc:
                 raise IndexUnavailable(f"Qdrant Edge query failed: {exc}") from exc
-            results.append(
-                [Hit(int(p.id), float(p.score), int(p.payload["product_id"])) for p in points]  # type: ignore[arg-type,index]
-            )
-        return results
+            for p in points:
+                hit = Hit(int(p.id), max(0.0, 1.0 - float(p.score)), int(p.payload["product_id"]))  # type: ignore[arg-type,index]
+                if hit.id not in best or hit.distance < best[hit.id].distance:
+                    best[hit.id] = hit
+        return sorted(best.values(), key=lambda h: (h.distance, h.id))[:limit]
 
     def vectors(self, ids: Sequence[int]) -> dict[int, list[float]]:
         if not ids:
             return {}
         try:
-            records = self._shard.retrieve(list(ids), False, True)
+            records = self._shard.retrieve(list(ids), False, [""] if self._named else True)
         except Exception as exc:
             raise IndexUnavailable(f"Qdrant Edge retrieve failed: {exc}") from exc
-        return {int(r.id): list(r.vector) for r in records if r.vector is not None}  # type: ignore[arg-type]
+        return {int(r.id): default_vector(r.vector) for r in records if r.vector is not None}  # type: ignore[arg-type]
+
+    def named_vectors(self, ids: Sequence[int], name: str) -> dict[int, Any]:
+        if not ids or not self._named:
+            return {}
+        try:
+            records = self._shard.retrieve(list(ids), False, [name])
+        except Exception as exc:
+            raise IndexUnavailable(f"Qdrant Edge retrieve failed: {exc}") from exc
+        return {
+            int(r.id): r.vector[name]  # type: ignore[arg-type,index,call-overload]
+            for r in records
+            if isinstance(r.vector, dict) and name in r.vector
+        }
 
     def _scroll(self, with_payload: Any) -> dict[int, dict[str, Any]]:
         found: dict[int, dict[str, Any]] = {}

@@ -10,11 +10,16 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from backend.index.base import (
     ATTRS,
+    COPY,
+    COPY_DIM,
     EMBEDDING_DIM,
+    LOOK,
+    LOOK_DIM,
     PRODUCT_FIELDS,
     Hit,
     IndexPoint,
     IndexUnavailable,
+    LookQuery,
     SearchFilter,
     VectorIndex,
     VectorStore,
@@ -50,6 +55,41 @@ def server_filter(where: SearchFilter | None) -> models.Filter | None:
     return models.Filter(must=must or None, must_not=must_not or None)
 
 
+def vectors_config(dim: int) -> dict[str, models.VectorParams]:
+    """The default 1000-d Euclidean vector, the look vector, and the copy variants (cosine, best variant)."""
+    return {
+        "": models.VectorParams(size=dim, distance=models.Distance.EUCLID),
+        LOOK: models.VectorParams(size=LOOK_DIM, distance=models.Distance.EUCLID),
+        COPY: models.VectorParams(
+            size=COPY_DIM,
+            distance=models.Distance.COSINE,
+            multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
+        ),
+    }
+
+
+def look_formula(look: LookQuery) -> models.FormulaQuery:
+    """Qdrant orders a formula's scores high first: the negated blend of the two distances."""
+    blend = models.SumExpression(
+        sum=[
+            models.MultExpression(mult=[(1 - look.weight) / look.embedding_scale, "$score[0]"]),
+            models.MultExpression(mult=[look.weight / look.look_scale, "$score[1]"]),
+        ]
+    )
+    return models.FormulaQuery(formula=models.NegExpression(neg=blend))
+
+
+def point_vectors(point: IndexPoint, named: bool) -> Any:
+    if not named:
+        return as_floats(point.vector)
+    vectors: dict[str, Any] = {"": as_floats(point.vector)}
+    if point.look is not None:
+        vectors[LOOK] = as_floats(point.look)
+    if point.copy is not None:
+        vectors[COPY] = [as_floats(v) for v in point.copy]
+    return vectors
+
+
 def _product(product_id: int) -> models.Filter:
     return models.Filter(must=[models.FieldCondition(key="product_id", match=models.MatchValue(value=product_id))])
 
@@ -70,10 +110,11 @@ class ServerIndex:
         self._params = models.SearchParams(hnsw_ef=hnsw_ef)
         try:
             if not client.collection_exists(name):
-                client.create_collection(
-                    name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.EUCLID)
-                )
-            existing = set(client.get_collection(name).payload_schema)
+                client.create_collection(name, vectors_config=vectors_config(dim))
+            info = client.get_collection(name)
+            configured = info.config.params.vectors
+            self._named = isinstance(configured, dict) and LOOK in configured
+            existing = set(info.payload_schema)
             for field, kind in payload_indexes(attribute_keys).items():
                 if field not in existing:
                     client.create_payload_index(name, field, SCHEMA_TYPES[kind], wait=True)
@@ -83,7 +124,7 @@ class ServerIndex:
     def upsert(self, points: Sequence[IndexPoint]) -> None:
         if not points:
             return
-        structs = [models.PointStruct(id=p.id, vector=as_floats(p.vector), payload=p.payload) for p in points]
+        structs = [models.PointStruct(id=p.id, vector=point_vectors(p, self._named), payload=p.payload) for p in points]
         try:
             self.client.upsert(self.name, structs, wait=True)
         except TRANSIENT as exc:
@@ -109,38 +150,109 @@ class ServerIndex:
         limit: int,
         where: SearchFilter | None = None,
         max_distance: float | None = None,
+        look: LookQuery | None = None,
     ) -> list[list[Hit]]:
         if not vectors:
             return []
+        if look is not None and not self._named:
+            raise IndexUnavailable(f"collection {self.name} has no look vectors (built before them): reindex it")
         condition = server_filter(where)
-        requests = [
-            models.QueryRequest(
+        requests = []
+        for n, vector in enumerate(vectors):
+            if look is None:
+                requests.append(
+                    models.QueryRequest(
+                        query=as_floats(vector),
+                        filter=condition,
+                        limit=limit,
+                        with_payload=["product_id"],
+                        score_threshold=max_distance,
+                        params=self._params,
+                    )
+                )
+                continue
+            # The candidates by the 1000-d vector, and the same candidates scored by the look vector.
+            candidates = models.Prefetch(
                 query=as_floats(vector),
                 filter=condition,
-                limit=limit,
-                with_payload=["product_id"],
+                limit=max(look.candidates, limit),
                 score_threshold=max_distance,
                 params=self._params,
             )
-            for vector in vectors
+            by_look = models.Prefetch(
+                query=as_floats(look.vectors[n]), using=LOOK, limit=max(look.candidates, limit), prefetch=[candidates]
+            )
+            requests.append(
+                models.QueryRequest(
+                    prefetch=[candidates, by_look], query=look_formula(look), limit=limit, with_payload=["product_id"]
+                )
+            )
+        try:
+            responses = self.client.query_batch_points(self.name, requests)
+        except TRANSIENT as exc:
+            raise IndexUnavailable(f"Qdrant query failed: {exc}") from exc
+        sign = 1.0 if look is None else -1.0
+        return [
+            [Hit(int(p.id), sign * float(p.score), int((p.payload or {})["product_id"])) for p in response.points]
+            for response in responses
+        ]
+
+    def copies(
+        self, queries: Sequence[Sequence[float]], *, limit: int, where: SearchFilter | None, min_similarity: float
+    ) -> list[Hit]:
+        if not self._named or not queries:
+            return []
+        requests = [
+            models.QueryRequest(
+                query=[as_floats(query)],
+                using=COPY,
+                filter=server_filter(where),
+                limit=limit,
+                with_payload=["product_id"],
+                score_threshold=min_similarity,
+            )
+            for query in queries
         ]
         try:
             responses = self.client.query_batch_points(self.name, requests)
         except TRANSIENT as exc:
             raise IndexUnavailable(f"Qdrant query failed: {exc}") from exc
-        return [
-            [Hit(int(p.id), float(p.score), int((p.payload or {})["product_id"])) for p in response.points]
-            for response in responses
-        ]
+        best: dict[int, Hit] = {}
+        for response in responses:
+            for p in response.points:
+                hit = Hit(int(p.id), max(0.0, 1.0 - float(p.score)), int((p.payload or {})["product_id"]))
+                if hit.id not in best or hit.distance < best[hit.id].distance:
+                    best[hit.id] = hit
+        return sorted(best.values(), key=lambda h: (h.distance, h.id))[:limit]
+
+    @property
+    def descriptors(self) -> bool:
+        return self._named
 
     def vectors(self, ids: Sequence[int]) -> dict[int, list[float]]:
         if not ids:
             return {}
         try:
-            records = self.client.retrieve(self.name, list(ids), with_payload=False, with_vectors=True)
+            records = self.client.retrieve(
+                self.name, list(ids), with_payload=False, with_vectors=[""] if self._named else True
+            )
         except TRANSIENT as exc:
             raise IndexUnavailable(f"Qdrant retrieve failed: {exc}") from exc
-        return {int(r.id): list(r.vector) for r in records if isinstance(r.vector, list)}  # type: ignore[arg-type]
+        found: dict[int, list[float]] = {}
+        for r in records:
+            vector = r.vector.get("") if isinstance(r.vector, dict) else r.vector
+            if isinstance(vector, list):
+                found[int(r.id)] = vector  # type: ignore[assignment]
+        return found
+
+    def named_vectors(self, ids: Sequence[int], name: str) -> dict[int, Any]:
+        if not ids or not self._named:
+            return {}
+        try:
+            records = self.client.retrieve(self.name, list(ids), with_payload=False, with_vectors=[name])
+        except TRANSIENT as exc:
+            raise IndexUnavailable(f"Qdrant retrieve failed: {exc}") from exc
+        return {int(r.id): r.vector[name] for r in records if isinstance(r.vector, dict) and name in r.vector}
 
     def _scroll(self, with_payload: Any) -> dict[int, dict[str, Any]]:
         found: dict[int, dict[str, Any]] = {}

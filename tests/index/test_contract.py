@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from backend.index import Hit, IndexPoint, SearchFilter, VectorIndex
+from backend.index import Hit, IndexPoint, IndexUnavailable, SearchFilter, VectorIndex
+from backend.index.base import COPY_DIM, LOOK, LOOK_DIM, LookQuery
 from backend.index.edge import EdgeIndex
 from backend.index.server import ServerIndex
 from tests.utils.vectors import search_one
@@ -163,3 +165,71 @@ def test_attribute_filters_or_within_a_key_and_across_keys(attr_index: VectorInd
     assert found(colour=("black",)) == [1]
     assert found(size=("m",)) == [2]
     assert attr_index.payloads()[1]["attrs"] == {"colour": ["black"]}
+
+
+def unit(*values: float, dim: int) -> list[float]:
+    v = np.zeros(dim, dtype=np.float32)
+    v[: len(values)] = values
+    return (v / np.linalg.norm(v)).tolist()
+
+
+def test_look_blends_the_two_distances_among_the_nearest_candidates(index: VectorIndex) -> None:
+    assert index.descriptors
+    # By the 1000-d vector: 1, 2, 3, 4. By the look: 3 matches the query, then 4, 2, 1.
+    looks = {
+        1: unit(0, 1, dim=LOOK_DIM),
+        2: unit(1, 2, dim=LOOK_DIM),
+        3: unit(1, dim=LOOK_DIM),
+        4: unit(3, 1, dim=LOOK_DIM),
+    }
+    index.upsert([IndexPoint(p.id, p.vector, p.payload, look=looks.get(p.id)) for p in catalog()])
+    query = LookQuery([unit(1, dim=LOOK_DIM)], weight=0.0, embedding_scale=1.0, look_scale=1.0, candidates=3)
+    assert ids(index.search_batch([vec(0)], limit=3, look=query)[0]) == [1, 2, 3]
+    hits = index.search_batch([vec(0)], limit=3, look=replace(query, weight=1.0))[0]
+    assert ids(hits) == [3, 2, 1]  # only the 3 nearest by the 1000-d vector are candidates: 4 is not
+    assert hits[0].distance == pytest.approx(0.0, abs=1e-5)
+    half = index.search_batch([vec(0)], limit=3, look=replace(query, weight=0.5, look_scale=0.1))[0]
+    assert ids(half) == [3, 2, 1]  # the look's distances count ten times more
+    dress = index.search_batch(
+        [vec(0)], limit=3, where=SearchFilter(categories=("dress",)), look=replace(query, weight=1.0)
+    )
+    assert ids(dress[0]) == [4, 2, 1]  # the filter holds for the candidates
+    assert index.named_vectors([3], LOOK)[3] == pytest.approx(looks[3], abs=1e-6)
+
+
+def test_copies_match_the_best_variant_above_the_similarity(index: VectorIndex) -> None:
+    a, b, c = unit(1, 0, 0, dim=COPY_DIM), unit(0, 1, 0, dim=COPY_DIM), unit(0, 0, 1, dim=COPY_DIM)
+    points = catalog()
+    index.upsert(
+        [
+            IndexPoint(1, points[0].vector, points[0].payload, copy=[a, b]),
+            IndexPoint(2, points[1].vector, points[1].payload, copy=[c, c]),
+            IndexPoint(3, points[2].vector, points[2].payload),  # no copy descriptor: never a copy
+        ]
+    )
+    hits = index.copies([b], limit=5, where=None, min_similarity=0.9)
+    assert [(h.id, h.product_id) for h in hits] == [(1, 10)] and hits[0].distance == pytest.approx(0, abs=1e-5)
+    assert ids(index.copies([unit(1, 1, dim=COPY_DIM), c], limit=5, where=None, min_similarity=0.6)) == [2, 1]
+    assert index.copies([b], limit=5, where=SearchFilter(exclude_product_ids=(10,)), min_similarity=0.5) == []
+
+
+def test_a_collection_from_before_the_named_vectors_still_answers_by_the_default_vector(tmp_path: Path) -> None:
+    import qdrant_edge as qe
+
+    legacy = qe.EdgeShard.create(
+        str(tmp_path / "old"), qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=DIM, distance=qe.Distance.Euclid))
+    )
+    legacy.close()
+    index = EdgeIndex(tmp_path, "old")
+    assert not index.descriptors
+    index.upsert([IndexPoint(p.id, p.vector, p.payload, look=unit(1, dim=LOOK_DIM)) for p in catalog()])
+    assert ids(search_one(index, vec(0), limit=2)) == [1, 2]
+    assert index.vectors([1])[1][0] == pytest.approx(1.0)
+    assert (
+        index.named_vectors([1], LOOK) == {}
+        and index.copies([vec(0)[:COPY_DIM]], limit=3, where=None, min_similarity=0) == []
+    )
+    look = LookQuery([unit(1, dim=LOOK_DIM)], weight=1.0, embedding_scale=1.0, look_scale=1.0, candidates=3)
+    with pytest.raises(IndexUnavailable, match="reindex"):
+        index.search_batch([vec(0)], limit=2, look=look)
+    index.close()
