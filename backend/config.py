@@ -40,6 +40,9 @@ class DuplicatePolicy(StrEnum):
 # Measured by bench/duplicates.py on clothing-small with the default model (efficientnet_lite0-imagenet,
 # L2-normalised vectors): mirrored, cropped and recompressed copies fall below it, different products above.
 DEFAULT_DUPLICATE_DISTANCE = 0.4
+# The same bench for the copy descriptor (collections built since it exists): 1 - cosine of the best pair of
+# thumbnail variants; every edit of every photo falls below it, different products above (see the README).
+DEFAULT_COPY_DISTANCE = 0.05
 
 
 class ProductQuery(StrEnum):
@@ -139,6 +142,12 @@ class Settings(BaseSettings):
     # The vector distance below which a photo of another product counts as a near-copy; the default is
     # measured for the default model (bench/duplicates.py measures it for another one).
     duplicate_distance: float = Field(default=DEFAULT_DUPLICATE_DISTANCE, ge=0)
+    # The similar-items calls' `look` when they do not say (0: the 1000-d vector alone), and how many of the
+    # nearest points by the 1000-d vector the look re-ranks. Chosen by `lookalike evaluate` (see the README).
+    look_default: float = Field(default=0.15, ge=0, le=1)
+    look_candidates: int = Field(default=40, ge=10, le=1000)
+    # The same by the copy descriptor, in collections that have it (1 - cosine similarity, 0..2).
+    copy_distance: float = Field(default=DEFAULT_COPY_DISTANCE, ge=0, le=2)
     # Feeds through the API: photos already on the server under this folder, when no zip is sent.
     import_dir: Path | None = None
     # The largest POST /api/v1/imports body (a feed and a zip of photos).

@@ -1,7 +1,8 @@
 """Duplicate photos across products, the DUPLICATES=reject side: refuse a photo before it is stored when it is
-the same file as a photo of another product (by sha256) or a near-copy of one (closer than DUPLICATE_DISTANCE
-with the active model, which means embedding it now). With DUPLICATES=flag nothing is refused: the database
-pairs same files when they are stored, and the embedding worker pairs near-copies when it indexes them."""
+the same file as a photo of another product (by sha256) or a near-copy of one (by the copy descriptor under
+COPY_DISTANCE; in a collection from before it, closer than DUPLICATE_DISTANCE with the active model). With
+DUPLICATES=flag nothing is refused: the database pairs same files when they are stored, and the embedding
+worker pairs near-copies when it indexes them."""
 
 from __future__ import annotations
 
@@ -34,11 +35,19 @@ def find_duplicates(
     if found or not images:
         return found
     active, index = active_index(session=session, settings=settings)
-    embedder = embedder_for(settings, active.model_version)
     pixels = [open_image(image.data, settings.max_image_pixels, settings.max_aspect_ratio) for image in images]
-    vectors = [vector.tolist() for vector in embedder.embed(pixels)]
     where = SearchFilter(exclude_product_ids=(product_id,) if product_id is not None else ())
-    hits = index.search_batch(vectors, limit=NEAREST, where=where, max_distance=settings.duplicate_distance)
+    if index.descriptors:  # the copy descriptor: thumbnails, no forward pass
+        from ml.descriptors import copy_vectors  # imports torch: only where a photo is checked
+
+        limit = 1 - settings.copy_distance
+        hits = [
+            index.copies(copy_vectors(p).tolist(), limit=NEAREST, where=where, min_similarity=limit) for p in pixels
+        ]
+    else:
+        embedder = embedder_for(settings, active.model_version)
+        vectors = [vector.tolist() for vector in embedder.embed(pixels)]
+        hits = index.search_batch(vectors, limit=NEAREST, where=where, max_distance=settings.duplicate_distance)
     return [
         {"photo": n, "product_id": hit.product_id, "image_id": hit.id, "distance": round(hit.distance, 6)}
         for n, photo_hits in enumerate(hits)

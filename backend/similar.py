@@ -21,6 +21,7 @@ from backend.db.products import get_image, get_product, image_status_counts
 from backend.errors import InvalidInput, NotIndexed
 from backend.extensions import DbSession
 from backend.index import SearchFilter, VectorIndex
+from backend.index.base import LOOK, LookQuery
 from backend.media import CheckedImage, open_image
 from backend.pipeline.active import Active, active_collection, active_index, index_of
 from backend.pipeline.embedders import embedder_for
@@ -41,6 +42,8 @@ class SimilarParams:
     max_distance: float | None = None
     # attr.<key>=<value> filters: values by key (OR within a key, AND across keys).
     attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # How much the look counts (0..1); None: LOOK_DEFAULT.
+    look: float | None = None
 
     def search_filter(self, attribute_keys: Sequence[str] = ()) -> SearchFilter:
         """The index filter; InvalidInput for min above max, or for a key not declared in FILTER_ATTRIBUTES."""
@@ -97,10 +100,13 @@ def similar_to_product(
             status=image_status_counts(session=session, product_id=product_id),
         ),
     )
+    looks = _stored_looks(settings, active, index, indexed, params)
     if settings.product_query is ProductQuery.mean:
         # As good as querying every photo on clothing-small, at one search (bench/multi_photo_query.py).
         vectors = [np.mean(np.asarray(vectors, dtype=np.float32), axis=0)]
-    return _answer(session, active, index, vectors, exclude_product(where, product_id), params)
+        looks = [np.mean(np.asarray(looks, dtype=np.float32), axis=0)] if looks else None
+    look = _look_query(settings, active, index, params, looks)
+    return _answer(session, active, index, vectors, exclude_product(where, product_id), params, look)
 
 
 def similar_to_image(*, session: DbSession, settings: Settings, image_id: int, params: SimilarParams) -> SimilarItems:
@@ -117,7 +123,8 @@ def similar_to_image(*, session: DbSession, settings: Settings, image_id: int, p
             f"photo {image_id} is not indexed by the active model yet", status=image.status, reason=image.error
         ),
     )
-    return _answer(session, active, index, vectors, exclude_product(where, image.product_id), params)
+    look = _look_query(settings, active, index, params, _stored_looks(settings, active, index, [image_id], params))
+    return _answer(session, active, index, vectors, exclude_product(where, image.product_id), params, look)
 
 
 def similar_to_photo(
@@ -126,8 +133,72 @@ def similar_to_photo(
     """Products that look like a photo that is not stored (a shopper's upload)."""
     active, index = active_index(session=session, settings=settings)
     embedder = embedder_for(settings, active.model_version)
-    vector = embedder.embed([open_image(photo.data, settings.max_image_pixels, settings.max_aspect_ratio)])[0]
-    return _answer(session, active, index, [vector.tolist()], params.search_filter(settings.attribute_keys), params)
+    described = embedder.describe([open_image(photo.data, settings.max_image_pixels, settings.max_aspect_ratio)])
+    look = _look_query(settings, active, index, params, [described.look[0].tolist()])
+    where = params.search_filter(settings.attribute_keys)
+    return _answer(session, active, index, [described.embedding[0].tolist()], where, params, look)
+
+
+def look_weight(settings: Settings, index: VectorIndex, params: SimilarParams) -> float:
+    """The look's weight for this query; NotIndexed when it is asked for on a collection without look vectors."""
+    if params.look is None:
+        return settings.look_default if index.descriptors else 0.0  # a collection from before: as it was
+    if params.look > 0 and not index.descriptors:
+        raise NotIndexed(
+            "look: the live collection was built before look vectors existed; `lookalike reindex` (or Activate"
+            " on the models page) rebuilds it with them while queries go on"
+        )
+    return params.look
+
+
+def _stored_looks(
+    settings: Settings, active: Active, index: VectorIndex, image_ids: list[int], params: SimilarParams
+) -> list[Any] | None:
+    if look_weight(settings, index, params) == 0:
+        return None
+    return list(index.named_vectors(image_ids, LOOK).values()) or None
+
+
+def _look_query(
+    settings: Settings, active: Active, index: VectorIndex, params: SimilarParams, looks: Sequence[Any] | None
+) -> LookQuery | None:
+    """The index's look ranking for these query looks, or None (weight 0, or photos without a look vector)."""
+    weight = look_weight(settings, index, params)
+    if weight == 0 or not looks:
+        return None
+    embedding_scale, look_scale = look_scales(index, active.name, settings.look_candidates)
+    return LookQuery(list(looks), weight, embedding_scale, look_scale, settings.look_candidates)
+
+
+SCALE_SAMPLE = 32
+_scales: dict[str, tuple[int, float, float]] = {}
+
+
+def look_scales(index: VectorIndex, name: str, candidates: int) -> tuple[float, float]:
+    """Typical distances among a photo's candidates, by the 1000-d vector and by the look, in this collection.
+
+    Measured once per collection and process on a sample of points (again when the collection has doubled):
+    the blend weighs the two distances by them, whatever the model's scale."""
+    count = index.count()
+    known = _scales.get(name)
+    if known is not None and known[0] * 2 > count:
+        return known[1], known[2]
+    sample = index.sample_ids(SCALE_SAMPLE)
+    vectors = index.vectors(sample)
+    looks = index.named_vectors(sample, LOOK)
+    by_vector: list[float] = []
+    by_look: list[float] = []
+    for image_id, vector in vectors.items():
+        if image_id not in looks:
+            continue
+        nearest = index.search_batch([vector], limit=candidates + 1)[0][1:]
+        by_vector += [hit.distance for hit in nearest]
+        probe = LookQuery([looks[image_id]], 1.0, 1.0, 1.0, candidates + 1)
+        by_look += [hit.distance for hit in index.search_batch([vector], limit=candidates + 1, look=probe)[0][1:]]
+    embedding_scale = float(np.median(by_vector)) if by_vector else 1.0
+    look_scale = float(np.median(by_look)) if by_look else 1.0
+    _scales[name] = (count, max(embedding_scale, 1e-6), max(look_scale, 1e-6))
+    return _scales[name][1], _scales[name][2]
 
 
 def _stored_vectors(
@@ -150,6 +221,7 @@ def _answer(
     vectors: Sequence[Sequence[float]],
     where: SearchFilter,
     params: SimilarParams,
+    look: LookQuery | None = None,
 ) -> SimilarItems:
     """Nearest products to the query vectors, their rows read in two queries."""
     neighbours = nearest_products(
@@ -159,6 +231,7 @@ def _answer(
         limit=params.limit,
         offset=params.offset,
         max_distance=params.max_distance,
+        look=look,
     )
     products = product_rows(session=session, product_ids=[n.product_id for n in neighbours])
     # A point whose product was deleted a moment ago is left out.
@@ -174,6 +247,7 @@ def nearest_products(
     limit: int,
     offset: int = 0,
     max_distance: float | None = None,
+    look: LookQuery | None = None,
 ) -> list[Neighbour]:
     """The products ranked by their closest photo to any of the query vectors, exactly.
 
@@ -187,7 +261,7 @@ def nearest_products(
     while True:
         best: dict[int, Neighbour] = {}
         threshold = float("inf")
-        for hits in index.search_batch(vectors, limit=fetch, where=where, max_distance=max_distance):
+        for hits in index.search_batch(vectors, limit=fetch, where=where, max_distance=max_distance, look=look):
             if len(hits) == fetch:
                 threshold = min(threshold, hits[-1].distance)
             for hit in hits:

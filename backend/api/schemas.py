@@ -54,7 +54,22 @@ class SimilarQuery(Schema):
     brand = fields.List(fields.String(validate=NAME), load_default=list)
     price_min = fields.Float(load_default=None, allow_nan=False, validate=validators.Range(min=0))
     price_max = fields.Float(load_default=None, allow_nan=False, validate=validators.Range(min=0))
-    max_distance = fields.Float(load_default=None, allow_nan=False, validate=validators.Range(min=0))
+    max_distance = fields.Float(
+        load_default=None,
+        allow_nan=False,
+        validate=validators.Range(min=0),
+        metadata={"description": "the largest distance by the 1000-d vector of a look-alike's photo"},
+    )
+    look = fields.Float(
+        load_default=None,
+        allow_nan=False,
+        validate=validators.Range(min=0, max=1),
+        metadata={
+            "description": "how much the look (the item's own colours and pattern) counts against the kind of item:"
+            " 0 ranks by the 1000-d vector alone, 1 by the look among the nearest kinds; default LOOK_DEFAULT."
+            " With look above 0, `distance` is the blended score"
+        },
+    )
 
 
 def media_url(image: Any) -> str:

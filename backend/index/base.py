@@ -144,6 +144,9 @@ class VectorIndex(Protocol):
     def ids(self) -> set[int]:
         """Every point id in the collection."""
 
+    def sample_ids(self, n: int) -> list[int]:
+        """Up to n point ids (the first page of a scroll: cheap, not random)."""
+
     def payloads(self) -> dict[int, dict[str, Any]]:
         """Every point's product fields (product_id, category, brand, price, attrs), by point id."""
 

@@ -310,6 +310,13 @@ class EdgeIndex:
     def ids(self) -> set[int]:
         return set(self._scroll(False))
 
+    def sample_ids(self, n: int) -> list[int]:
+        try:
+            records, _ = self._shard.scroll(qe.ScrollRequest(limit=n, with_payload=False))
+        except Exception as exc:
+            raise IndexUnavailable(f"Qdrant Edge scroll failed: {exc}") from exc
+        return [int(r.id) for r in records]  # type: ignore[arg-type]
+
     def payloads(self) -> dict[int, dict[str, Any]]:
         return self._scroll(qe.PayloadSelector.Include(PRODUCT_FIELDS))
 

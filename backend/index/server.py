@@ -269,6 +269,13 @@ class ServerIndex:
     def ids(self) -> set[int]:
         return set(self._scroll(False))
 
+    def sample_ids(self, n: int) -> list[int]:
+        try:
+            records, _ = self.client.scroll(self.name, limit=n, with_payload=False)
+        except TRANSIENT as exc:
+            raise IndexUnavailable(f"Qdrant scroll failed: {exc}") from exc
+        return [int(r.id) for r in records]
+
     def payloads(self) -> dict[int, dict[str, Any]]:
         return self._scroll(PRODUCT_FIELDS)
 

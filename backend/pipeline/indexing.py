@@ -27,7 +27,8 @@ from backend.db.duplicates import record_pairs
 from backend.db.models import CollectionState, FailureKind, ImageStatus, IndexCollection, ProductImage
 from backend.db.photos import fail_photos, mark_indexed, update_photos
 from backend.extensions import DbSession
-from backend.index import IndexPoint, SearchFilter, VectorIndex
+from backend.index import Hit, IndexPoint, SearchFilter, VectorIndex
+from backend.index.base import COPY
 from backend.media import MediaStorage, PhotoRefused, open_image
 from backend.metrics import observe_embedding
 from backend.pipeline.active import Active
@@ -140,9 +141,14 @@ def embed_and_upsert(
     model = embedder()
     assert model.model_version == model_version, "the embedder must be the collection's model"
     started = time.perf_counter()
-    vectors = model.embed(decoded)
+    described = model.describe(decoded)  # the 1000-d vector, the look and the copy variants: one pass
     observe_embedding(len(decoded), time.perf_counter() - started)
-    index().upsert([IndexPoint(photo.id, vectors[i], photo.payload) for i, photo in enumerate(ready)])
+    index().upsert(
+        [
+            IndexPoint(photo.id, described.embedding[i], photo.payload, described.look[i], described.copy[i])
+            for i, photo in enumerate(ready)
+        ]
+    )
     for photo, image in zip(ready, decoded, strict=True):
         # The pages' thumbnail, from the pixels already decoded; the pages make it themselves if this fails.
         try:
@@ -264,7 +270,7 @@ def index_images(
     lease_s: float,
     max_attempts: int,
     attribute_keys: Sequence[str] = (),
-    duplicate_distance: float | None = None,
+    near_copies: NearCopies | None = None,
 ) -> IndexReport:
     """Embed and upsert the given photos into the active collection; idempotent (point id = image id).
 
@@ -272,11 +278,7 @@ def index_images(
     On any exception the claims are released (the attempts of this run given back) and it propagates.
     """
     report = IndexReport()
-    after = (
-        (lambda photos: link_near_copies(session, index(), photos, duplicate_distance))
-        if duplicate_distance is not None
-        else None
-    )
+    after = (lambda photos: link_near_copies(session, index(), photos, near_copies)) if near_copies else None
     rows = claim(
         session=session,
         image_ids=image_ids,
@@ -388,22 +390,45 @@ def _embed_group(
 NEAR_COPIES_PER_PHOTO = 8
 
 
-def link_near_copies(session: DbSession, index: VectorIndex, photos: Sequence[PhotoRef], max_distance: float) -> int:
-    """Pair each just-indexed photo with the photos of other products closer than `max_distance`; committed.
+@dataclass(frozen=True)
+class NearCopies:
+    """When a photo of another product is a near-copy: by the copy descriptor (1 - cosine of the best pair of
+    variants under `copy_distance`), or in a collection from before it, by the 1000-d vector (`distance`)."""
+
+    copy_distance: float
+    distance: float
+
+    def find(
+        self, index: VectorIndex, image_ids: Sequence[int], where: Callable[[int], SearchFilter]
+    ) -> dict[int, list[Hit]]:
+        """Per photo id: its near-copies among the points `where(photo id)` allows."""
+        found: dict[int, list[Hit]] = {}
+        if index.descriptors:
+            for image_id, variants in index.named_vectors(image_ids, COPY).items():
+                found[image_id] = index.copies(
+                    variants, limit=NEAR_COPIES_PER_PHOTO, where=where(image_id), min_similarity=1 - self.copy_distance
+                )
+            return found
+        for image_id, vector in index.vectors(image_ids).items():
+            found[image_id] = index.search_batch(
+                [vector], limit=NEAR_COPIES_PER_PHOTO, where=where(image_id), max_distance=self.distance
+            )[0]
+        return found
+
+
+def link_near_copies(session: DbSession, index: VectorIndex, photos: Sequence[PhotoRef], rule: NearCopies) -> int:
+    """Pair each just-indexed photo with the near-copies among the photos of other products; committed.
 
     Whichever photo of a pair is indexed second finds the first. Best effort: the photos stay indexed if this
     fails (a photo deleted meanwhile, the store away), and the failure is logged."""
     try:
-        vectors = index.vectors([photo.id for photo in photos])
-        pairs: list[tuple[int, int, float]] = []
+        products: dict[int, int] = {}
         for photo in photos:
-            vector = vectors.get(photo.id)
             product_id = photo.payload.get("product_id")
-            if vector is None or not isinstance(product_id, int):
-                continue
-            where = SearchFilter(exclude_product_ids=(product_id,))
-            hits = index.search_batch([vector], limit=NEAR_COPIES_PER_PHOTO, where=where, max_distance=max_distance)
-            pairs += [(photo.id, hit.id, hit.distance) for hit in hits[0]]
+            if isinstance(product_id, int):
+                products[photo.id] = product_id
+        near = rule.find(index, list(products), lambda i: SearchFilter(exclude_product_ids=(products[i],)))
+        pairs = [(image_id, hit.id, hit.distance) for image_id, hits in near.items() for hit in hits]
         found = record_pairs(session, pairs)
         session.commit()
     except Exception as exc:

@@ -22,7 +22,7 @@ from backend.index import IndexUnavailable, VectorIndex
 from backend.media import MediaStorage
 from backend.pipeline.active import active_collection, active_index, building_indexes, index_of
 from backend.pipeline.embedders import UnknownModel, embedder_for
-from backend.pipeline.indexing import index_images, worker_identity
+from backend.pipeline.indexing import NearCopies, index_images, worker_identity
 from backend.pipeline.reindex import reindex
 from backend.pipeline.sweep import run_sweep
 
@@ -77,7 +77,7 @@ def embed_images(self: Task, image_ids: list[int]) -> dict[str, int]:
             lease_s=settings.claim_lease_s,
             max_attempts=settings.max_attempts,
             attribute_keys=settings.attribute_keys,
-            duplicate_distance=settings.duplicate_distance,
+            near_copies=NearCopies(settings.copy_distance, settings.duplicate_distance),
         )
     except SoftTimeLimitExceeded:
         _safe_rollback()

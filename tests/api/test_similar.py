@@ -93,7 +93,7 @@ def test_multi_photo_product_query_strategies(make_app: Any, strategy: str) -> N
     base = images.noise(30)
     query = upload(client, "Q", images.encode(base), images.encode(images.stripes())).json
     near = upload(client, "NEAR", images.encode(images.near_copy(base))).json
-    item = client.get(f"/api/v1/products/{query['id']}/similar").json["items"][0]
+    item = client.get(f"/api/v1/products/{query['id']}/similar?look=0").json["items"][0]  # the 1000-d distance
     assert item["product"]["sku"] == "NEAR"
     with app.app_context():
         stored = live_index(app).vectors([i["id"] for i in query["images"]] + [near["images"][0]["id"]])
