@@ -23,10 +23,22 @@ from tqdm import tqdm
 from ml.backbones import build_backbone, get_arch, imagenet_available
 from ml.checkpoint import load_checkpoint, model_from_checkpoint
 from ml.datasets import ImageDataset, Sample, collate_skipping, load_catalog
+from ml.descriptors import FeatureTap, look_vectors
 from ml.embedder import l2_rows, resolve_device
+from ml.look_eval import (
+    centre_lab,
+    colour_difference,
+    colour_references,
+    distances,
+    look_order,
+    nearest,
+    order_metrics,
+    product_labels,
+)
 from ml.plots import plot_confusion, plot_neighbours
 from ml.presets import EvalPreset, to_rgb
 from ml.pretrained import builtin_arch, builtin_names, pretrained_embedder, starting_point
+from ml.versions import DEFAULT_LOOK, LOOK_CANDIDATES
 
 
 def retrieval_metrics(features: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
@@ -115,6 +127,7 @@ class Subject:
     network: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
     class_names: list[str] | None  # None: no classifier to score
     starting_point: str | None  # the built-in model a checkpoint was fine-tuned from
+    backbone: torch.nn.Module  # what the service embeds with: the 1000-d output, and the look's feature maps
 
 
 def load_subject(model: str | Path, device: torch.device) -> Subject:
@@ -128,7 +141,7 @@ def load_subject(model: str | Path, device: torch.device) -> Subject:
 
         info = embedder.info
         return Subject(str(model), info.model_version, info.arch, info.image_size, info.normalize.value,
-                       pretrained, None, None)  # fmt: skip
+                       pretrained, None, None, net)  # fmt: skip
     path = Path(model)
     if not path.is_file():
         raise FileNotFoundError(
@@ -143,7 +156,8 @@ def load_subject(model: str | Path, device: torch.device) -> Subject:
 
     start = starting_point(checkpoint)
     return Subject(str(path), checkpoint["model_version"], checkpoint["arch"], int(checkpoint["image_size"]),
-                   checkpoint["normalize"], fine_tuned, list(checkpoint["class_names"]), start)  # fmt: skip
+                   checkpoint["normalize"], fine_tuned, list(checkpoint["class_names"]), start,
+                   trained.backbone)  # fmt: skip
 
 
 def both(features: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, float]]:
@@ -162,6 +176,8 @@ def main(
     grid_queries: int = 6,
     grid_neighbours: int = 6,
     progress: bool = True,
+    looks: tuple[float, ...] = (0.0, DEFAULT_LOOK, 1.0),
+    look_candidates: int = LOOK_CANDIDATES,
 ) -> dict[str, Any]:
     """Evaluate; write eval.json, confusion.png (checkpoints) and neighbours.png into `out`.
 
@@ -178,7 +194,11 @@ def main(
     if subject.class_names is not None and catalog.class_names != subject.class_names:
         raise ValueError(f"the model knows classes {subject.class_names}, the data has {catalog.class_names}")
     class_names = catalog.class_names
-    samples = catalog.split(split)
+    samples = (
+        [sample for name in catalog.splits for sample in catalog.splits[name]]
+        if split == "all"
+        else catalog.split(split)
+    )
     arch = get_arch(subject.arch)
     preset = EvalPreset(subject.image_size, arch.mean, arch.std)
     common: dict[str, Any] = {"batch_size": batch_size, "workers": workers, "progress": progress}
@@ -197,6 +217,7 @@ def main(
         retrieval[name] = features
     kept_samples = [samples[i] for i in kept]
     labels = np.array([s.label for s in kept_samples])
+    baseline_features = {name: retrieval[name] for name in baselines}
     for name in baselines:
         retrieval[name] = both(retrieval[name], labels)
     hist = np.stack(
@@ -206,6 +227,10 @@ def main(
         ]
     )
     retrieval["colour-histogram"] = both(hist, labels)
+    look = evaluate_look(
+        subject, samples, kept, preset, dev, data, labels, {**baseline_features, "colour-histogram": hist},
+        looks=looks, candidates=look_candidates, progress=progress,
+    )  # fmt: skip
 
     classification = None
     n_classes = len(class_names)
@@ -230,6 +255,7 @@ def main(
         "skipped": len(samples) - len(kept_samples),
         "classification": classification,
         "retrieval": retrieval,
+        "look": look,
         "chance": {
             "top1": 1 / n_classes,
             "P@10 (class share)": float(np.mean(np.bincount(labels)[labels] - 1) / max(len(labels) - 1, 1)),
@@ -245,6 +271,56 @@ def main(
     )
     result["out"] = str(out)
     return result
+
+
+@torch.inference_mode()
+def evaluate_look(
+    subject: Subject,
+    samples: list[Sample],
+    kept: list[int],
+    preset: EvalPreset,
+    device: torch.device,
+    data: Path,
+    labels: np.ndarray,
+    baselines: dict[str, np.ndarray],
+    *,
+    looks: tuple[float, ...],
+    candidates: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """The served ranking at each `look` weight: category P@10, colour difference of the 10 nearest, and with a
+    labels.csv the same-product P@1 and mAP@10; beside the baselines' and the colour references."""
+    tap = FeatureTap(subject.backbone, subject.arch)
+    mean = torch.tensor(preset.mean).view(1, -1, 1, 1)
+    std = torch.tensor(preset.std).view(1, -1, 1, 1)
+    loader = DataLoader(ImageDataset([samples[i] for i in kept], preset), batch_size=64, collate_fn=collate_skipping)
+    embeddings, look_parts = [], []
+    for batch in tqdm(loader, desc="look", unit="batch", leave=False, disable=not progress):
+        x = batch.images.to(device)
+        embeddings.append(subject.backbone(x).float().cpu().numpy())
+        mid, last = tap.take()
+        look_parts.append(look_vectors(x.cpu() * std + mean, mid, last))
+    embedding = np.concatenate(embeddings)
+    embedding = l2_normalize(embedding) if subject.normalize == "l2" else embedding
+    look = np.concatenate(look_parts)
+    labs = np.stack([centre_lab(samples[i].path) for i in kept])
+    products = product_labels(data, [samples[i].path for i in kept])
+
+    def scores(order: np.ndarray) -> dict[str, float]:
+        row = {"P@10": order_metrics(order, labels)["P@10"], "colour dE": colour_difference(order, labs)}
+        if products is not None:
+            same = order_metrics(order, products)
+            row |= {"product P@1": same["P@1"], "product mAP@10": same["mAP@10"]}
+        return row
+
+    by_weight = {f"{w:g}": scores(look_order(embedding, look, w, candidates)) for w in looks}
+    others = {name: scores(nearest(distances(f), 10)) for name, f in baselines.items()}
+    return {
+        "candidates": candidates,
+        "by_look": by_weight,
+        "baselines": others,
+        "colour dE references": colour_references(labels, labs),
+    }
 
 
 def neighbour_rows(

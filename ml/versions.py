@@ -59,3 +59,9 @@ def builtin_arch(version: str) -> str | None:
 def untrained_version(seed: int, image_size: int) -> str:
     """The model version of the deterministic untrained network."""
     return "untrained-" + hashlib.sha256(f"resnet50-none-seed{seed}-{image_size}".encode()).hexdigest()[:12]
+
+
+# The similar-items calls' default `look` and how many of the nearest points by the 1000-d vector it
+# re-ranks: the service's defaults (LOOK_DEFAULT, LOOK_CANDIDATES) and what `lookalike evaluate` measures.
+DEFAULT_LOOK = 0.15
+LOOK_CANDIDATES = 40

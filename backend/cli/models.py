@@ -112,18 +112,29 @@ def _export_catalog(out: Path, val_fraction: float, seed: int, min_products: int
     "--model", "model_path", required=True, help="A checkpoint, or a built-in name (efficientnet_lite0-imagenet)."
 )
 @click.option("--data", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--split", default="validation", show_default=True)
+@click.option("--split", default="validation", show_default=True, help="A split of the data, or `all` of them.")
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), help="Default: the checkpoint's folder, or eval-NAME/."
+)
+@click.option(
+    "--look",
+    "looks",
+    multiple=True,
+    type=click.FloatRange(0, 1),
+    help="A look weight to measure the served ranking at (repeatable; default 0, LOOK_DEFAULT and 1).",
 )
 @click.option("--device", default="auto", show_default=True, type=DEVICES)
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
 def evaluate_command(**options: Any) -> None:
-    """Top-1/top-3, retrieval P@k and mAP@k (raw and L2) against the pretrained start, untrained and colour."""
+    """Top-1/top-3, retrieval P@k and mAP@k (raw and L2) against the pretrained start, untrained and colour;
+    the look: category P@10 and colour difference of the 10 nearest (and same-product P@1 and mAP@10 with a
+    labels.csv) at each look weight."""
     # torch, imported when the command runs
     from ml import evaluate
 
+    if not options["looks"]:
+        options.pop("looks")
     try:
         result = evaluate.main(**options)
     except (DatasetError, WeightsUnavailable, FileNotFoundError, ValueError) as exc:
@@ -135,6 +146,18 @@ def evaluate_command(**options: Any) -> None:
     for name, variants in result["retrieval"].items():
         for variant, m in variants.items():
             click.echo(f"{name:<18} {variant:<4} {m['P@1']:6.3f} {m['P@10']:6.3f} {m['mAP@10']:7.3f}")
+    look = result["look"]
+    refs = look["colour dE references"]
+    click.echo(
+        f"look (among the {look['candidates']} nearest): colour dE of the 10 nearest; same category at random"
+        f" {refs['random same category']:.1f}, colour oracle {refs['colour oracle']:.1f}"
+    )
+    rows = {f"look={w}": m for w, m in look["by_look"].items()} | look["baselines"]
+    product = any("product P@1" in m for m in rows.values())
+    click.echo(f"{'ranking':<18} {'P@10':>6} {'dE':>6}" + (f" {'prod P@1':>9} {'prod mAP@10':>11}" if product else ""))
+    for name, m in rows.items():
+        same = f" {m['product P@1']:9.3f} {m['product mAP@10']:11.3f}" if product else ""
+        click.echo(f"{name:<18} {m['P@10']:6.3f} {m['colour dE']:6.1f}{same}")
     pictures = "eval.json, confusion.png, neighbours.png" if c else "eval.json, neighbours.png"
     click.echo(f"written: {pictures} in {result['out']}")
 
