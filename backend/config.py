@@ -43,8 +43,9 @@ class DuplicatePolicy(StrEnum):
 # L2-normalised vectors): mirrored, cropped and recompressed copies fall below it, different products above.
 DEFAULT_DUPLICATE_DISTANCE = 0.4
 # The same bench for the copy descriptor (collections built since it exists): 1 - cosine of the best pair of
-# thumbnail variants; every edit of every photo falls below it, different products above (see the README).
-DEFAULT_COPY_DISTANCE = 0.05
+# thumbnail variants; on clothing-small and grocery-produce every edit of every photo falls below it (at most
+# 0.0074), every pair of different products above (see the README).
+DEFAULT_COPY_DISTANCE = 0.02
 
 
 class ProductQuery(StrEnum):

@@ -1,6 +1,11 @@
-"""Which vector distance separates near-copies of a photo from photos of other products? Measured on real photos.
+"""Which distance separates near-copies of a photo from photos of other products? Measured on real photos.
 
     uv run python bench/duplicates.py --data ../shared/datasets/clothing-small/validation [--model VERSION|CKPT]
+    uv run python bench/duplicates.py --data ../shared/datasets/clothing-small/validation --descriptor copy
+
+`--descriptor copy` (the default) measures the copy descriptor the service flags near-copies by (COPY_DISTANCE:
+1 - cosine of the best pair of variants, as the index's MaxSim over both photos' variants); `--descriptor
+embedding` the 1000-d vector of `--model` (DUPLICATE_DISTANCE, for collections from before the copy descriptor).
 
 Every photo of DATA/<category>/ is a product. Each gets four near-copies, the edits a photo goes through
 when a shop uploads it twice: mirrored, cropped (a tenth off each side), recompressed (JPEG quality 30),
@@ -24,6 +29,7 @@ from PIL import Image, ImageOps
 
 from ml.checkpoint import embedder_from_checkpoint
 from ml.datasets import IMAGE_SUFFIXES
+from ml.descriptors import copy_vectors
 from ml.embedder import Embedder
 from ml.pretrained import builtin_arch, pretrained_embedder
 
@@ -50,7 +56,11 @@ def main() -> None:
     parser.add_argument("--model", default="efficientnet_lite0-imagenet")
     parser.add_argument("--precision", type=float, default=0.98, help="the precision the chosen threshold keeps")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--descriptor", choices=["copy", "embedding"], default="copy")
     args = parser.parse_args()
+    if args.descriptor == "copy":
+        measure_copy(args)
+        return
     embedder = (
         Embedder.untrained(image_size=224, device="cpu")
         if args.model == "untrained"
@@ -94,7 +104,7 @@ def main() -> None:
         }
         rows.append(row)
         print(
-            f"{t:>9.2f} {row['recall']:>7.3f} {row['precision']:>9.3f} {false_flags:>11d} {row['catalog_pairs']:>13d}"
+            f"{t:>9.3f} {row['recall']:>7.3f} {row['precision']:>9.3f} {false_flags:>11d} {row['catalog_pairs']:>13d}"
         )
     keep = [r for r in rows if r["precision"] >= args.precision]
     chosen = max(keep, key=lambda r: r["threshold"]) if keep else rows[0]
@@ -105,6 +115,68 @@ def main() -> None:
     )
     if args.json:
         args.json.write_text(json.dumps({"model": embedder.model_version, "rows": rows, "chosen": chosen}, indent=2))
+
+
+def measure_copy(args: argparse.Namespace) -> None:
+    """The copy descriptor: the similarity of two photos is the best cosine over their variants' pairs."""
+    paths = sorted(p for p in args.data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = []
+    for path in paths:
+        with Image.open(path) as opened:
+            images.append(opened.convert("RGB"))
+    n = len(images)
+    originals = np.stack([copy_vectors(image) for image in images])  # (n, variants, dim)
+    copies = np.stack([np.stack([copy_vectors(c) for c in edits(image)]) for image in images])  # (n, edit, v, dim)
+    # Distance of every copy to every original: 1 - the best cosine over the variants' pairs.
+    to_originals = 1 - np.einsum("jevd,iwd->jeivw", copies, originals).max(axis=(3, 4))
+    own = to_originals[np.arange(n), :, np.arange(n)]
+    others = to_originals.copy()
+    others[np.arange(n), :, np.arange(n)] = np.inf
+    between = 1 - np.einsum("jvd,iwd->jivw", originals, originals).max(axis=(2, 3))
+    between[np.tril_indices(n)] = np.inf
+    print(f"copy descriptor: {n} photos, {n * len(EDITS)} near-copies ({', '.join(EDITS)})")
+    print(
+        f"own-original distance: median {np.median(own):.4f}, max {own.max():.4f};"
+        f" nearest other product: median {np.median(others.min(axis=2)):.4f}, min {others.min():.4f}"
+    )
+    report(own, others, between, np.round(np.arange(0.005, 0.1001, 0.005), 3), args, "copy descriptor")
+
+
+def report(
+    own: np.ndarray,
+    others: np.ndarray,
+    between: np.ndarray,
+    thresholds: np.ndarray,
+    args: argparse.Namespace,
+    name: str,
+) -> None:
+    print(f"{'threshold':>9} {'recall':>7} {'precision':>9} {'false flags':>11} {'catalog pairs':>13}")
+    rows = []
+    for t in thresholds:
+        true_flags = int((own < t).sum())
+        false_flags = int((others < t).sum())
+        flags = true_flags + false_flags
+        row = {
+            "threshold": float(t),
+            "recall": true_flags / own.size,
+            "precision": true_flags / flags if flags else 1.0,
+            "false_flags": false_flags,
+            "catalog_pairs": int((between < t).sum()),
+            "recall_by_edit": {e: float((own[:, i] < t).mean()) for i, e in enumerate(EDITS)},
+        }
+        rows.append(row)
+        print(
+            f"{t:>9.3f} {row['recall']:>7.3f} {row['precision']:>9.3f} {false_flags:>11d} {row['catalog_pairs']:>13d}"
+        )
+    keep = [r for r in rows if r["precision"] >= args.precision]
+    chosen = max(keep, key=lambda r: r["threshold"]) if keep else rows[0]
+    by_edit = ", ".join(f"{e} {v:.3f}" for e, v in chosen["recall_by_edit"].items())
+    print(
+        f"chosen threshold {chosen['threshold']:.3f}: recall {chosen['recall']:.3f} ({by_edit}),"
+        f" precision {chosen['precision']:.3f} (at least {args.precision})"
+    )
+    if args.json:
+        args.json.write_text(json.dumps({"descriptor": name, "rows": rows, "chosen": chosen}, indent=2))
 
 
 if __name__ == "__main__":

@@ -109,3 +109,32 @@ def test_a_feed_row_with_a_duplicate_photo_is_skipped_under_reject(make_app: Any
     assert result.exit_code == 3, result.output
     assert "3 rows: 2 created, 0 updated, 0 unchanged, 1 skipped" in result.output
     assert "line 3 (HAT-0): " in result.output and "is the same file as photo 1 of product 1" in result.output
+
+
+def encoded(image: Image.Image, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def test_the_four_edits_are_flagged_by_the_copy_descriptor_and_look_alikes_are_not(client: Any) -> None:
+    dresses = photos_of("dress", 6)
+    original = upload(client, "ORIGINAL", dresses[0].read_bytes(), category="dress").json
+    with Image.open(dresses[0]) as opened:
+        photo = opened.convert("RGB")
+    w, h = photo.size
+    edits = {
+        "MIRRORED": encoded(ImageOps.mirror(photo)),
+        "CROPPED": encoded(photo.crop((w // 10, h // 10, w - w // 10, h - h // 10))),
+        "RECOMPRESSED": encoded(photo, quality=30),
+        "HALVED": encoded(photo.resize((w // 2, h // 2), Image.Resampling.LANCZOS)),
+    }
+    copies = {sku: upload(client, sku, data, category="dress").json for sku, data in edits.items()}
+    others = [upload(client, f"OTHER-{n}", p.read_bytes(), category="dress").json for n, p in enumerate(dresses[1:])]
+    original_image = image_json(client, original["id"])[0]["id"]
+    for sku, product in copies.items():
+        (image,) = image_json(client, product["id"])
+        flagged = {d["image_id"] for d in image["duplicate_of"]}
+        assert original_image in flagged, (sku, image["duplicate_of"])
+    for product in others:  # other dresses, photographed alike: not copies
+        assert image_json(client, product["id"])[0]["duplicate_of"] == []
