@@ -222,3 +222,28 @@ def test_changes_between_the_reindex_pass_and_its_switch_reach_the_new_collectio
         index = store_for(settings).open(report.collection)
         assert index.ids() == {keep["images"][0]["id"]}
         assert [p["price"] for p in index.payloads().values()] == [99.0]
+
+
+def test_a_collection_from_before_the_look_vectors_moves_to_them_by_a_reindex(tmp_path: Path) -> None:
+    """An existing install: its live Edge shard has only the 1000-d vector; the reindex builds one with all three."""
+    import qdrant_edge as qe
+
+    settings = make_settings(tmp_path / "var")
+    with migrated_app(settings) as app:
+        with app.app_context():
+            old = active_collection(session=db.session, settings=settings).name
+        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=1000, distance=qe.Distance.Euclid))
+        qe.EdgeShard.create(str(settings.qdrant_path / old), config).close()  # as the earlier releases made it
+        client = app.test_client()
+        ids = [upload(client, f"S{n}", images.png(n), images.png(n + 50)).json["id"] for n in range(4)]
+        assert not store_for(settings).open(old).descriptors
+        assert client.get(f"/api/v1/products/{ids[0]}/similar").status_code == 200  # default look: as before
+        refused = client.get(f"/api/v1/products/{ids[0]}/similar?look=1")
+        assert refused.status_code == 409 and "reindex" in refused.json["message"]
+        with app.app_context():
+            report = reindex(session=db.session, settings=settings, enqueue=enqueue_embedding)
+        assert report.embedded == 8 and report.previous == old
+        new = store_for(settings).open(report.collection)
+        assert new.descriptors and len(new.named_vectors(sorted(new.ids()), "look")) == 8
+        answer = client.get(f"/api/v1/products/{ids[0]}/similar?look=1")
+        assert answer.status_code == 200 and len(answer.json["items"]) == 3
