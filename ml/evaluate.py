@@ -229,7 +229,8 @@ def main(
     retrieval["colour-histogram"] = both(hist, labels)
     look = evaluate_look(
         subject, samples, kept, preset, dev, data, labels, {**baseline_features, "colour-histogram": hist},
-        looks=looks, candidates=look_candidates, progress=progress,
+        looks=looks, candidates=look_candidates, progress=progress, out=out,
+        class_names=class_names, grid_rows=grid_queries, grid_neighbours=grid_neighbours,
     )  # fmt: skip
 
     classification = None
@@ -287,6 +288,10 @@ def evaluate_look(
     looks: tuple[float, ...],
     candidates: int,
     progress: bool,
+    out: Path,
+    class_names: list[str],
+    grid_rows: int = 6,
+    grid_neighbours: int = 6,
 ) -> dict[str, Any]:
     """The served ranking at each `look` weight: category P@10, colour difference of the 10 nearest, and with a
     labels.csv the same-product P@1 and mAP@10; beside the baselines' and the colour references."""
@@ -313,14 +318,60 @@ def evaluate_look(
             row |= {"product P@1": same["P@1"], "product mAP@10": same["mAP@10"]}
         return row
 
-    by_weight = {f"{w:g}": scores(look_order(embedding, look, w, candidates)) for w in looks}
+    orders = {w: look_order(embedding, look, w, candidates) for w in looks}
+    by_weight = {f"{w:g}": scores(order) for w, order in orders.items()}
     others = {name: scores(nearest(distances(f), 10)) for name, f in baselines.items()}
+    pictures = {}
+    for w, order in orders.items():
+        if w == 0:
+            continue  # neighbours.png shows the plain ranking
+        name = f"neighbours-look-{w:g}.png"
+        plot_neighbours(
+            order_rows(order, [samples[i] for i in kept], labels, labs, class_names, grid_rows, grid_neighbours),
+            out / name,
+            f"nearest photos at look={w:g} (among the {candidates} nearest by the 1000-d vector), with their colour dE",
+        )
+        pictures[f"{w:g}"] = name
     return {
         "candidates": candidates,
+        "pictures": pictures,
         "by_look": by_weight,
         "baselines": others,
         "colour dE references": colour_references(labels, labs),
     }
+
+
+def order_rows(
+    order: np.ndarray,
+    samples: list[Sample],
+    labels: np.ndarray,
+    labs: np.ndarray,
+    class_names: list[str],
+    queries: int,
+    k: int,
+) -> list[dict[str, Any]]:
+    """The same queries as neighbour_rows (one per class, same seed), with the neighbours of a given ranking."""
+    rng = np.random.default_rng(0)
+    by_class: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(int(label), []).append(i)
+    chosen = [int(rng.choice(idx)) for _, idx in sorted(by_class.items())][:queries]
+    return [
+        {
+            "path": samples[q].path,
+            "category": class_names[labels[q]],
+            "neighbours": [
+                {
+                    "path": samples[j].path,
+                    "distance": float(np.linalg.norm(labs[j] - labs[q])),
+                    "category": class_names[labels[j]],
+                    "same": bool(labels[j] == labels[q]),
+                }
+                for j in order[q][:k]
+            ],
+        }
+        for q in chosen
+    ]
 
 
 def neighbour_rows(
