@@ -18,15 +18,17 @@ from backend.config import ProductQuery, Settings
 from backend.db.duplicates import duplicates_by_image
 from backend.db.models import ImageStatus, Product, ProductImage, attribute_term
 from backend.db.products import get_image, get_product, image_status_counts
-from backend.errors import InvalidInput, NotIndexed
+from backend.errors import InvalidInput, NotFound, NotIndexed
 from backend.extensions import DbSession
 from backend.index import SearchFilter, VectorIndex
-from backend.index.base import LOOK, LookQuery
+from backend.index.base import LOOK, LookQuery, Steer
 from backend.media import CheckedImage, open_image
 from backend.pipeline.active import Active, active_collection, active_index, index_of
 from backend.pipeline.embedders import embedder_for
 
 MAX_CANDIDATES = 20_000
+MAX_STEERING = 10  # like and unlike products per query
+DIVERSE_CANDIDATES = 100  # MMR picks from this many best points (more when a page needs them)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,14 @@ class SimilarParams:
     attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
     # How much the look counts (0..1); None: LOOK_DEFAULT.
     look: float | None = None
+    # "More like these, less like those" (product ids), and how varied the answer is (0..1, MMR).
+    like: Sequence[int] = ()
+    unlike: Sequence[int] = ()
+    diverse: float | None = None
+
+    @property
+    def steered(self) -> bool:
+        return bool(self.like or self.unlike or self.diverse)
 
     def search_filter(self, attribute_keys: Sequence[str] = ()) -> SearchFilter:
         """The index filter; InvalidInput for min above max, or for a key not declared in FILTER_ATTRIBUTES."""
@@ -106,7 +116,7 @@ def similar_to_product(
         vectors = [np.mean(np.asarray(vectors, dtype=np.float32), axis=0)]
         looks = [np.mean(np.asarray(looks, dtype=np.float32), axis=0)] if looks else None
     look = _look_query(settings, active, index, params, looks)
-    return _answer(session, active, index, vectors, exclude_product(where, product_id), params, look)
+    return _answer(session, active, index, vectors, exclude_product(where, product_id), params, look, looks)
 
 
 def similar_to_image(*, session: DbSession, settings: Settings, image_id: int, params: SimilarParams) -> SimilarItems:
@@ -123,8 +133,9 @@ def similar_to_image(*, session: DbSession, settings: Settings, image_id: int, p
             f"photo {image_id} is not indexed by the active model yet", status=image.status, reason=image.error
         ),
     )
-    look = _look_query(settings, active, index, params, _stored_looks(settings, active, index, [image_id], params))
-    return _answer(session, active, index, vectors, exclude_product(where, image.product_id), params, look)
+    looks = _stored_looks(settings, active, index, [image_id], params)
+    look = _look_query(settings, active, index, params, looks)
+    return _answer(session, active, index, vectors, exclude_product(where, image.product_id), params, look, looks)
 
 
 def similar_to_photo(
@@ -134,13 +145,20 @@ def similar_to_photo(
     active, index = active_index(session=session, settings=settings)
     embedder = embedder_for(settings, active.model_version)
     described = embedder.describe([open_image(photo.data, settings.max_image_pixels, settings.max_aspect_ratio)])
-    look = _look_query(settings, active, index, params, [described.look[0].tolist()])
+    looks = [described.look[0].tolist()]
+    look = _look_query(settings, active, index, params, looks)
     where = params.search_filter(settings.attribute_keys)
-    return _answer(session, active, index, [described.embedding[0].tolist()], where, params, look)
+    return _answer(session, active, index, [described.embedding[0].tolist()], where, params, look, looks)
 
 
 def look_weight(settings: Settings, index: VectorIndex, params: SimilarParams) -> float:
     """The look's weight for this query; NotIndexed when it is asked for on a collection without look vectors."""
+    if params.steered:
+        if params.look:
+            raise InvalidInput(
+                "look", "cannot be combined with like, unlike or diverse (they rank by the 1000-d vector)"
+            )
+        return 0.0
     if params.look is None:
         return settings.look_default if index.descriptors else 0.0  # a collection from before: as it was
     if params.look > 0 and not index.descriptors:
@@ -154,7 +172,7 @@ def look_weight(settings: Settings, index: VectorIndex, params: SimilarParams) -
 def _stored_looks(
     settings: Settings, active: Active, index: VectorIndex, image_ids: list[int], params: SimilarParams
 ) -> list[Any] | None:
-    if look_weight(settings, index, params) == 0:
+    if look_weight(settings, index, params) == 0 and not (params.like or params.unlike):
         return None
     return list(index.named_vectors(image_ids, LOOK).values()) or None
 
@@ -222,17 +240,21 @@ def _answer(
     where: SearchFilter,
     params: SimilarParams,
     look: LookQuery | None = None,
+    looks: Sequence[Any] | None = None,
 ) -> SimilarItems:
     """Nearest products to the query vectors, their rows read in two queries."""
-    neighbours = nearest_products(
-        index=index,
-        vectors=vectors,
-        where=where,
-        limit=params.limit,
-        offset=params.offset,
-        max_distance=params.max_distance,
-        look=look,
-    )
+    if params.steered:
+        neighbours = steered_products(session, active, index, vectors, where, params, looks)
+    else:
+        neighbours = nearest_products(
+            index=index,
+            vectors=vectors,
+            where=where,
+            limit=params.limit,
+            offset=params.offset,
+            max_distance=params.max_distance,
+            look=look,
+        )
     products = product_rows(session=session, product_ids=[n.product_id for n in neighbours])
     # A point whose product was deleted a moment ago is left out.
     items = [(n, products[n.product_id]) for n in neighbours if n.product_id in products]
@@ -275,6 +297,80 @@ def nearest_products(
             return settled[offset:wanted]
         if fetch >= MAX_CANDIDATES:
             return ranked[offset:wanted]  # best effort past the candidate cap
+        fetch = min(fetch * 4, MAX_CANDIDATES)
+
+
+def steering_vectors(
+    session: DbSession, active: Active, index: VectorIndex, name: str, product_ids: Sequence[int]
+) -> tuple[list[Any], list[Any]]:
+    """Per liked or unliked product, the mean of its photos' 1000-d vectors and of their look vectors (indexed by
+    the active model; no looks in a collection from before them)."""
+    if len(product_ids) > MAX_STEERING:
+        raise InvalidInput(name, f"at most {MAX_STEERING} products")
+    out, looks = [], []
+    for product_id in dict.fromkeys(product_ids):
+        try:
+            product = get_product(session=session, product_id=product_id)
+        except NotFound:
+            raise NotFound(f"{name}: product {product_id} not found", field=name) from None
+        indexed = [
+            i.id for i in product.images if i.status == ImageStatus.indexed and i.model_version == active.model_version
+        ]
+        found = list(index.vectors(indexed).values()) if indexed else []
+        if not found:
+            raise NotIndexed(f"{name}: product {product_id} has no photo indexed by the active model yet", field=name)
+        out.append(np.mean(np.asarray(found, dtype=np.float32), axis=0).tolist())
+        found_looks = list(index.named_vectors(indexed, LOOK).values())
+        if found_looks:
+            looks.append(np.mean(np.asarray(found_looks, dtype=np.float32), axis=0).tolist())
+    return out, looks
+
+
+def steered_products(
+    session: DbSession,
+    active: Active,
+    index: VectorIndex,
+    vectors: Sequence[Sequence[float]],
+    where: SearchFilter,
+    params: SimilarParams,
+    looks: Sequence[Any] | None = None,
+) -> list[Neighbour]:
+    """like/unlike (Qdrant's recommend: the query's vectors and the liked products' as positives, the unliked
+    products' as negatives; the unliked products are left out) and diverse (MMR), each product once by its
+    first hit. With look vectors, like/unlike rank the best candidates of the 1000-d recommend by a recommend
+    on their looks: "more like this" means its look among items of its kind. Pages come from one ranking."""
+    both = set(params.like) & set(params.unlike)
+    if both:
+        raise InvalidInput("unlike", f"product {min(both)} is both liked and unliked")
+    liked, liked_looks = steering_vectors(session, active, index, "like", params.like)
+    negatives, unliked_looks = steering_vectors(session, active, index, "unlike", params.unlike)
+    positives = [*vectors, *liked]
+    steer_looks = bool(looks) and bool(params.like or params.unlike)
+    look_positives = [*(looks or []), *liked_looks] if steer_looks else []
+    look_negatives = unliked_looks if steer_looks else []
+    where = replace(where, exclude_product_ids=(*where.exclude_product_ids, *params.unlike))
+    wanted = params.offset + params.limit
+    fetch = max(2 * wanted, 32)
+    while True:
+        steer = Steer(
+            positives,
+            negatives,
+            diverse=params.diverse or 0.0,
+            anchor=np.mean(np.asarray(vectors, dtype=np.float32), axis=0).tolist(),
+            candidates=max(DIVERSE_CANDIDATES, 2 * fetch),
+            look_positives=look_positives,
+            look_negatives=look_negatives,
+        )
+        hits = index.steered(steer, limit=fetch, where=where)
+        best: dict[int, Neighbour] = {}
+        by_distance = params.max_distance is not None and not (params.like or params.unlike)
+        for hit in hits:
+            if by_distance and hit.distance > params.max_distance:  # type: ignore[operator]
+                continue
+            best.setdefault(hit.product_id, Neighbour(hit.product_id, hit.id, hit.distance))
+        ranked = list(best.values())
+        if len(ranked) >= wanted or len(hits) < fetch or fetch >= MAX_CANDIDATES:
+            return ranked[params.offset : wanted]
         fetch = min(fetch * 4, MAX_CANDIDATES)
 
 

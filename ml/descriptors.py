@@ -3,8 +3,9 @@
 - look (LOOK_DIM): what the item itself looks like, not its background. The network's last feature map
   says where the item is (its mean activation, a saliency map); the photo's CIE Lab colours are counted
   in a histogram weighted by that map, and the mid-level feature map (texture, pattern) is pooled with
-  the same weights. Both parts are unit length (the histogram as its square root, so that Euclidean
-  distance is the Hellinger distance), and the look vector is their weighted concatenation, unit length.
+  the same weights. Both parts are unit length (the histogram smoothed over neighbouring bins, so that two
+  close shades share mass, then as its square root, so that Euclidean distance is the Hellinger distance),
+  and the look vector is their weighted concatenation, unit length.
 - copy (COPY_VARIANTS x COPY_DIM): which file a photo came from. A 16x16 colour thumbnail, made mirror
   symmetric, centred and unit length, of the whole frame and of its central 80%: a mirrored, recompressed
   or halved copy has nearly the same thumbnail, and a copy cropped by a tenth a side has the thumbnail of
@@ -26,7 +27,7 @@ from torch.nn import functional as F
 
 from ml.pixels import to_rgb
 
-COLOUR_BINS = (4, 8, 8)  # L, a, b
+COLOUR_BINS = (6, 12, 12)  # L, a, b
 COLOUR_DIM = COLOUR_BINS[0] * COLOUR_BINS[1] * COLOUR_BINS[2]
 TEXTURE_DIM = 192
 LOOK_DIM = COLOUR_DIM + TEXTURE_DIM
@@ -78,6 +79,12 @@ def colour_histogram(rgb: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     codes = ((lightness * nl).long() * na + (a * na).long()) * nb + (b * nb).long()
     hist = torch.zeros(len(rgb), COLOUR_DIM)
     hist.scatter_add_(1, codes.flatten(1), weights.flatten(1).float())
+    # One pass of a [1/4, 1/2, 1/4] kernel along each axis: hard bins would make two blues of a slightly
+    # different lightness as unlike as blue and red (measured: colour dE at look=1 14.8 -> 13.5).
+    kernel = torch.tensor([0.25, 0.5, 0.25])
+    kernel3 = (kernel[:, None, None] * kernel[None, :, None] * kernel[None, None, :])[None, None]
+    cube = F.pad(hist.view(-1, 1, nl, na, nb), (1, 1, 1, 1, 1, 1), mode="replicate")
+    hist = F.conv3d(cube, kernel3).flatten(1)
     return (hist / hist.sum(dim=1, keepdim=True).clamp(min=1e-12)).sqrt()
 
 

@@ -63,5 +63,5 @@ def untrained_version(seed: int, image_size: int) -> str:
 
 # The similar-items calls' default `look` and how many of the nearest points by the 1000-d vector it
 # re-ranks: the service's defaults (LOOK_DEFAULT, LOOK_CANDIDATES) and what `lookalike evaluate` measures.
-DEFAULT_LOOK = 0.15
+DEFAULT_LOOK = 0.2
 LOOK_CANDIDATES = 40

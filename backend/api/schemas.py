@@ -70,6 +70,28 @@ class SimilarQuery(Schema):
             " With look above 0, `distance` is the blended score"
         },
     )
+    like = fields.List(
+        fields.Integer(validate=validators.Range(min=1)),
+        load_default=list,
+        metadata={
+            "description": "more like this product (repeatable, at most 10): Qdrant's recommend with the query's"
+            " and the liked products' vectors as positives; `distance` is then 1 - the recommend score"
+        },
+    )
+    unlike = fields.List(
+        fields.Integer(validate=validators.Range(min=1)),
+        load_default=list,
+        metadata={"description": "less like this product (repeatable, at most 10); it is left out of the answer"},
+    )
+    diverse = fields.Float(
+        load_default=None,
+        allow_nan=False,
+        validate=validators.Range(min=0, max=1),
+        metadata={
+            "description": "how varied the answer is (Qdrant's MMR over the best 100 points): 0 by relevance"
+            " alone, 1 as varied as they allow; `distance` stays the 1000-d distance"
+        },
+    )
 
 
 def media_url(image: Any) -> str:

@@ -15,7 +15,7 @@ EMBEDDING_DIM = 1000
 # Named vectors beside the default (unnamed) 1000-d one, in every collection created since they exist
 # (ml.descriptors says what they are; the sizes are repeated here so that the web app needs no torch).
 LOOK = "look"
-LOOK_DIM = 448
+LOOK_DIM = 1056
 COPY = "copy"
 COPY_DIM = 384
 PRODUCT_FIELDS = ["product_id", "category", "brand", "price", "attrs"]
@@ -94,6 +94,22 @@ class SearchFilter:
         )
 
 
+@dataclass(frozen=True)
+class Steer:
+    """Ranking the user steers: "more like these, less like those" (Qdrant's recommend, best score), and
+    variety (Qdrant's MMR over the `candidates` best, relevance to `anchor`)."""
+
+    positives: Sequence[Sequence[float]]
+    negatives: Sequence[Sequence[float]] = ()
+    diverse: float = 0.0  # 0: by relevance alone; 1: as varied as the candidates allow
+    anchor: Sequence[float] | None = None  # what relevance means for MMR (default: the first positive)
+    candidates: int = 100
+    # With these, the `candidates` best by the 1000-d recommend are ranked by a recommend on their look vectors:
+    # "more like this" then means its look (colour, pattern) among items of its kind.
+    look_positives: Sequence[Sequence[float]] = ()
+    look_negatives: Sequence[Sequence[float]] = ()
+
+
 def payload_indexes(attribute_keys: Sequence[str]) -> dict[str, str]:
     """The payload indexes of a collection: the product fields, and a keyword index per declared attribute."""
     return PAYLOAD_INDEXES | {f"{ATTRS}.{key}": "keyword" for key in attribute_keys}
@@ -124,6 +140,10 @@ class VectorIndex(Protocol):
     ) -> list[list[Hit]]:
         """For each vector, the nearest points in ascending distance (`look`: by the blended score instead;
         `max_distance` always bounds the 1000-d distance)."""
+
+    def steered(self, steer: Steer, *, limit: int, where: SearchFilter | None = None) -> list[Hit]:
+        """The best points for `steer`, best first: by recommend (distance 1 - score) when there are negatives or
+        several positives, else by the 1000-d distance; with `diverse`, in MMR's order (not by distance)."""
 
     def copies(
         self, queries: Sequence[Sequence[float]], *, limit: int, where: SearchFilter | None, min_similarity: float

@@ -25,6 +25,7 @@ from backend.index.base import (
     IndexUnavailable,
     LookQuery,
     SearchFilter,
+    Steer,
     VectorIndex,
     VectorStore,
     as_floats,
@@ -247,6 +248,49 @@ class EdgeIndex:
                 [Hit(int(p.id), sign * float(p.score), int(p.payload["product_id"])) for p in points]  # type: ignore[arg-type,index]
             )
         return results
+
+    def steered(self, steer: Steer, *, limit: int, where: SearchFilter | None = None) -> list[Hit]:
+        condition = edge_filter(where)
+        recommend = len(steer.positives) > 1 or bool(steer.negatives)
+        by_look = bool(steer.look_positives) and self._named
+        pool_size = max(steer.candidates, limit)
+        ranking: Any = (
+            qe.Query.RecommendBestScore(
+                qe.RecommendQuery([as_floats(v) for v in steer.positives], [as_floats(v) for v in steer.negatives])
+            )
+            if recommend
+            else qe.Query.Nearest(as_floats(steer.positives[0]))
+        )
+        stage: Any = None  # the ranked candidates so far, as a prefetch
+        if by_look or steer.diverse > 0:
+            stage = qe.Prefetch(limit=pool_size, query=ranking, filter=condition, params=self._params)
+        if by_look:
+            looks = qe.RecommendQuery(
+                [as_floats(v) for v in steer.look_positives], [as_floats(v) for v in steer.look_negatives]
+            )
+            ranking = qe.Query.RecommendBestScore(looks, using=LOOK)
+            if steer.diverse > 0:
+                stage = qe.Prefetch(limit=pool_size, query=ranking, prefetches=[stage])
+        if steer.diverse > 0:
+            anchor = as_floats(steer.anchor if steer.anchor is not None else steer.positives[0])
+            ranking = qe.Mmr(anchor, 1.0 - steer.diverse, pool_size)
+        request = qe.QueryRequest(
+            limit=limit,
+            query=ranking,
+            prefetches=[stage] if stage is not None else None,
+            filter=condition if stage is None else None,
+            with_payload=PRODUCT_ONLY,
+            params=self._params if stage is None else None,
+        )
+        try:
+            points = self._shard.query(request)
+        except Exception as exc:
+            raise IndexUnavailable(f"Qdrant Edge query failed: {exc}") from exc
+        as_distance = (recommend or by_look) and steer.diverse == 0
+        return [
+            Hit(int(p.id), 1.0 - float(p.score) if as_distance else float(p.score), int(p.payload["product_id"]))  # type: ignore[arg-type,index]
+            for p in points
+        ]
 
     def copies(
         self, queries: Sequence[Sequence[float]], *, limit: int, where: SearchFilter | None, min_similarity: float

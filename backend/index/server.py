@@ -21,6 +21,7 @@ from backend.index.base import (
     IndexUnavailable,
     LookQuery,
     SearchFilter,
+    Steer,
     VectorIndex,
     VectorStore,
     as_floats,
@@ -195,6 +196,59 @@ class ServerIndex:
         return [
             [Hit(int(p.id), sign * float(p.score), int((p.payload or {})["product_id"])) for p in response.points]
             for response in responses
+        ]
+
+    def steered(self, steer: Steer, *, limit: int, where: SearchFilter | None = None) -> list[Hit]:
+        condition = server_filter(where)
+        recommend = len(steer.positives) > 1 or bool(steer.negatives)
+        by_look = bool(steer.look_positives) and self._named
+        pool_size = max(steer.candidates, limit)
+
+        def recommend_query(positives: Any, negatives: Any) -> models.RecommendQuery:
+            return models.RecommendQuery(
+                recommend=models.RecommendInput(
+                    positive=[as_floats(v) for v in positives],
+                    negative=[as_floats(v) for v in negatives],
+                    strategy=models.RecommendStrategy.BEST_SCORE,
+                )
+            )
+
+        ranking: Any = recommend_query(steer.positives, steer.negatives) if recommend else as_floats(steer.positives[0])
+        using: str | None = None
+        stage: models.Prefetch | None = None
+        if by_look or steer.diverse > 0:
+            stage = models.Prefetch(query=ranking, filter=condition, limit=pool_size, params=self._params)
+        if by_look:
+            ranking, using = recommend_query(steer.look_positives, steer.look_negatives), LOOK
+            if steer.diverse > 0:
+                stage = models.Prefetch(query=ranking, using=LOOK, limit=pool_size, prefetch=[stage])
+                using = None
+        if steer.diverse > 0:
+            anchor = as_floats(steer.anchor if steer.anchor is not None else steer.positives[0])
+            ranking = models.NearestQuery(
+                nearest=anchor, mmr=models.Mmr(diversity=steer.diverse, candidates_limit=pool_size)
+            )
+        try:
+            response = self.client.query_points(
+                self.name,
+                query=ranking,
+                using=using,
+                prefetch=[stage] if stage is not None else None,
+                query_filter=condition if stage is None else None,
+                limit=limit,
+                with_payload=["product_id"],
+                search_params=self._params if stage is None else None,
+            )
+        except TRANSIENT as exc:
+            raise IndexUnavailable(f"Qdrant query failed: {exc}") from exc
+        as_distance = (recommend or by_look) and steer.diverse == 0
+        return [
+            Hit(
+                int(p.id),
+                1.0 - float(p.score) if as_distance else float(p.score),
+                int((p.payload or {})["product_id"]),
+            )
+            for p in response.points
         ]
 
     def copies(

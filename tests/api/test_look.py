@@ -67,3 +67,90 @@ def test_bad_look_values_name_the_parameter(client: Any, value: str) -> None:
     product = upload(client, "D", path.read_bytes(), category="dress").json
     response = client.get(f"/api/v1/products/{product['id']}/similar?look={value}")
     assert response.status_code == 400 and response.json["field"] == "look", response.json
+
+
+@pytest.fixture
+def dresses(client: Any) -> dict[str, int]:
+    """Two plainly red and two plainly blue dresses, and four others, by product id."""
+    reds, blues = reds_and_blues(photos_of("dress", 400, split="train"))
+    others = photos_of("dress", 4)
+    named = {"red0": reds[0], "red1": reds[1], "blue0": blues[0], "blue1": blues[1]}
+    named |= {f"other{n}": p for n, p in enumerate(others)}
+    return {
+        name: upload(client, name.upper(), path.read_bytes(), category="dress").json["id"]
+        for name, path in named.items()
+    }
+
+
+def ranked(client: Any, product_id: int, query: str = "") -> list[int]:
+    response = client.get(f"/api/v1/products/{product_id}/similar?limit=7&{query}")
+    assert response.status_code == 200, response.json
+    return [item["product"]["id"] for item in response.json["items"]]
+
+
+def looks_of(client: Any, product_ids: list[int]) -> dict[int, np.ndarray]:
+    """Each product's stored look vector (one photo each)."""
+    from tests.utils.apps import live_index
+
+    app = client.application
+    image_ids = {client.get(f"/api/v1/products/{p}").json["images"][0]["id"]: p for p in product_ids}
+    stored = live_index(app).named_vectors(list(image_ids), "look")
+    return {image_ids[i]: np.asarray(v) for i, v in stored.items()}
+
+
+def test_like_and_unlike_steer_the_ranking(client: Any, dresses: dict[str, int]) -> None:
+    query = dresses["red0"]
+    plain = ranked(client, query, "look=0")
+    liked = plain[-1]
+    towards = ranked(client, query, f"like={liked}")
+    assert towards[0] == liked and towards != plain  # more like the liked one: it leads, its look-alikes follow
+    looks = looks_of(client, [query, *plain])
+    unliked = plain[0]
+    # The product more like the unliked one than like the query, by far the most: it must sink to the end.
+    gap = {p: np.linalg.norm(looks[p] - looks[query]) - np.linalg.norm(looks[p] - looks[unliked]) for p in plain}
+    sinker = max((p for p in plain if p != unliked), key=gap.__getitem__)
+    away = ranked(client, query, f"unlike={unliked}")
+    assert unliked not in away  # an unliked product is left out
+    assert away.index(sinker) >= plain.index(sinker) - 1 and away[-1] == sinker, (gap, plain, away)
+    both = ranked(client, query, f"like={dresses['red1']}&unlike={dresses['blue0']}&unlike={dresses['blue1']}")
+    assert both[0] == dresses["red1"] and dresses["blue0"] not in both and dresses["blue1"] not in both
+
+
+def test_diverse_changes_the_order_but_not_the_first(client: Any, dresses: dict[str, int]) -> None:
+    plain = ranked(client, dresses["red0"], "look=0")
+    varied = ranked(client, dresses["red0"], "diverse=1")
+    assert varied[0] == plain[0] and sorted(varied) == sorted(plain) and varied != plain
+    assert ranked(client, dresses["red0"], "diverse=0&look=0") == plain
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "field"),
+    [
+        ("like=999", 404, "like"),
+        ("unlike=999", 404, "unlike"),
+        ("like=0", 400, "like"),
+        ("like=x", 400, "like"),
+        ("like={red1}&unlike={red1}", 400, "unlike"),
+        ("diverse=1.5", 400, "diverse"),
+        ("diverse=-1", 400, "diverse"),
+        ("look=0.5&like={red1}", 400, "look"),
+        ("like={red1}&like={red1}&like=1&like=2&like=3&like=4&like=5&like=6&like=7&like=8&like=9", 400, "like"),
+    ],
+)
+def test_bad_steering_names_the_parameter(
+    client: Any, dresses: dict[str, int], query: str, status: int, field: str
+) -> None:
+    response = client.get(f"/api/v1/products/{dresses['red0']}/similar?{query.format(**dresses)}")
+    assert response.status_code == status and response.json["field"] == field, response.json
+
+
+def test_liking_a_product_with_no_indexed_photo_is_a_conflict(client: Any, dresses: dict[str, int]) -> None:
+    from backend.db.models import ImageStatus, ProductImage
+    from backend.extensions import db
+
+    with client.application.app_context():
+        image = db.session.query(ProductImage).filter_by(product_id=dresses["blue0"]).one()
+        image.status = ImageStatus.pending
+        db.session.commit()
+    response = client.get(f"/api/v1/products/{dresses['red0']}/similar?like={dresses['blue0']}")
+    assert response.status_code == 409 and response.json["field"] == "like", response.json

@@ -11,7 +11,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from backend.index import Hit, IndexPoint, IndexUnavailable, SearchFilter, VectorIndex
-from backend.index.base import COPY_DIM, LOOK, LOOK_DIM, LookQuery
+from backend.index.base import COPY_DIM, LOOK, LOOK_DIM, LookQuery, Steer
 from backend.index.edge import EdgeIndex
 from backend.index.server import ServerIndex
 from tests.utils.vectors import search_one
@@ -233,3 +233,24 @@ def test_a_collection_from_before_the_named_vectors_still_answers_by_the_default
     with pytest.raises(IndexUnavailable, match="reindex"):
         index.search_batch([vec(0)], limit=2, look=look)
     index.close()
+
+
+def test_recommend_goes_towards_the_liked_and_away_from_the_unliked(index: VectorIndex) -> None:
+    index.upsert(catalog())  # points at x = 1..5
+    assert ids(index.steered(Steer([vec(0)]), limit=3)) == [1, 2, 3]
+    towards = index.steered(Steer([vec(0.9), vec(5)]), limit=5)  # "more like these": near either
+    assert set(ids(towards)[:2]) == {1, 5}
+    away = index.steered(Steer([vec(2.2)], negatives=[vec(1)]), limit=5)
+    assert ids(away)[:2] == [2, 3] and ids(away)[-1] == 1  # nearer the unliked one than the query: last
+    assert [h.distance for h in away] == sorted(h.distance for h in away)
+    dress = index.steered(Steer([vec(2.2)], negatives=[vec(1)]), limit=5, where=SearchFilter(categories=("dress",)))
+    assert set(ids(dress)) == {1, 2, 4}
+
+
+def test_diverse_spreads_the_answer_over_the_candidates(index: VectorIndex) -> None:
+    points = [IndexPoint(i, vec(1 + i / 100), {"product_id": i}) for i in range(1, 6)]  # five near-identical
+    points += [IndexPoint(10, vec(0, 1.5), {"product_id": 10}), IndexPoint(11, vec(-1.6), {"product_id": 11})]
+    index.upsert(points)
+    assert ids(index.steered(Steer([vec(0)]), limit=3)) == [1, 2, 3]
+    varied = ids(index.steered(Steer([vec(0)], diverse=0.5, candidates=7), limit=3))
+    assert varied[0] == 1 and set(varied[1:]) == {10, 11}

@@ -77,3 +77,11 @@ def test_bad_choices_fail_with_the_valid_ones(tmp_path: Path) -> None:
         resolve_device("tpu")
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_the_index_knows_the_descriptor_sizes_without_torch() -> None:
+    """backend.index repeats the sizes (the web app imports no torch); a collection is made with them."""
+    from backend.index import base
+    from ml import descriptors
+
+    assert (base.LOOK_DIM, base.COPY_DIM) == (descriptors.LOOK_DIM, descriptors.COPY_DIM)
