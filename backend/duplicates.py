@@ -38,7 +38,8 @@ def find_duplicates(
     pixels = [open_image(image.data, settings.max_image_pixels, settings.max_aspect_ratio) for image in images]
     where = SearchFilter(exclude_product_ids=(product_id,) if product_id is not None else ())
     if index.descriptors:  # the copy descriptor: thumbnails, no forward pass
-        from ml.descriptors import copy_vectors  # imports torch: only where a photo is checked
+        # Here: ml.descriptors imports torch (seconds), needed only where an upload is checked for copies.
+        from ml.descriptors import copy_vectors
 
         limit = 1 - settings.copy_distance
         hits = [

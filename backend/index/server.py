@@ -220,7 +220,7 @@ class ServerIndex:
             stage = models.Prefetch(query=ranking, filter=condition, limit=pool_size, params=self._params)
         if by_look:
             ranking, using = recommend_query(steer.look_positives, steer.look_negatives), LOOK
-            if steer.diverse > 0:
+            if steer.diverse > 0 and stage is not None:
                 stage = models.Prefetch(query=ranking, using=LOOK, limit=pool_size, prefetch=[stage])
                 using = None
         if steer.diverse > 0:
