@@ -127,8 +127,9 @@ def _export_catalog(out: Path, val_fraction: float, seed: int, min_products: int
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
 def evaluate_command(**options: Any) -> None:
-    """Top-1/top-3, retrieval P@k and mAP@k (raw and L2) against the pretrained start, untrained and colour;
-    the look: category P@10 and colour difference of the 10 nearest (and same-product P@1 and mAP@10 with a
+    """Top-1/top-3, retrieval P@k and mAP@k (raw and L2) against the pretrained start, untrained and colour.
+
+    The look: category P@10 and colour difference of the 10 nearest (and same-product P@1 and mAP@10 with a
     labels.csv) at each look weight."""
     # torch, imported when the command runs
     from ml import evaluate
