@@ -28,7 +28,8 @@ from ml import train_cpu
 from ml.backbones import get_arch
 from ml.checkpoint import load_checkpoint, save_checkpoint, state_hash
 from ml.datasets import Catalog, ImageDataset, collate_skipping, load_catalog
-from ml.embedder import resolve_device
+from ml.embedder import l2_rows, resolve_device
+from ml.evaluate import retrieval_metrics
 from ml.model import LookalikeNet, build_model
 from ml.plots import plot_curves
 from ml.presets import EvalPreset, TrainPreset
@@ -52,7 +53,7 @@ class TrainConfig:
     out: str
     arch: str = "efficientnet_lite0"
     weights: str = "imagenet"
-    recipe: str = "full"
+    recipe: str = "cpu"
     epochs_head: int | None = None
     epochs_finetune: int | None = None
     lr_head: float | None = None
@@ -167,19 +168,35 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def evaluate(model: LookalikeNet, loader: DataLoader[Any], device: torch.device) -> dict[str, float]:
+    """Validation loss, top-1/top-3, and P@10 of the L2-normalised 1000-d embeddings (what the index serves)."""
     model.eval()
     criterion = nn.CrossEntropyLoss(reduction="sum")
     total_loss, seen, top1, top3 = 0.0, 0, 0, 0
+    embeddings, all_labels = [], []
     for images, labels, _, _ in loader:
         if len(labels) == 0:
             continue
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-            logits = model(images)
+            embedding = model.embed(images)
+            logits = model.head(embedding)
         total_loss += float(criterion(logits.float(), labels))
         c1, c3 = topk_correct(logits, labels)
         top1, top3, seen = top1 + c1, top3 + c3, seen + len(labels)
-    return {"val_loss": total_loss / max(seen, 1), "top1": top1 / max(seen, 1), "top3": top3 / max(seen, 1)}
+        embeddings.append(embedding.float().cpu().numpy())
+        all_labels.append(labels.cpu().numpy())
+    p10 = retrieval_metrics(l2_rows(np.concatenate(embeddings)), np.concatenate(all_labels), ks=(10,))["P@10"]
+    return {
+        "val_loss": total_loss / max(seen, 1),
+        "top1": top1 / max(seen, 1),
+        "top3": top3 / max(seen, 1),
+        "P@10": p10,
+    }
+
+
+def better(row: dict[str, Any], best: float) -> bool:
+    """Whether an epoch is the best so far: by validation P@10 (L2), the metric the index serves."""
+    return float(row["P@10"]) > best
 
 
 def make_optimizer(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -199,23 +216,35 @@ def main(config: TrainConfig) -> dict[str, Any]:
     model = build_model(len(catalog.class_names), config.weights, arch=config.arch, seed=config.seed)
     out.mkdir(parents=True, exist_ok=True)
     if config.recipe == "cpu":
-        return _main_cpu(model, catalog, val_split, config, out)
-    return _main_full(model, catalog, val_split, config, out, device)
+        metrics = _main_cpu(model, catalog, val_split, config, out)
+    else:
+        metrics = _main_full(model, catalog, val_split, config, out, device)
+    if metrics["beats_start"] is False:
+        log.warning(no_gain_message(metrics))
+    return metrics
+
+
+def no_gain_message(metrics: dict[str, Any]) -> str:
+    return (
+        f"no epoch beat the starting point (validation P@10 {metrics['start_P@10']:.3f}, best epoch"
+        f" {metrics['best']['P@10']:.3f}): best.pt embeds no better than the model it started from; try more"
+        " epochs, another learning rate or more photos"
+    )
 
 
 def _main_cpu(model: LookalikeNet, catalog: Catalog, val_split: str, config: TrainConfig, out: Path) -> dict[str, Any]:
     if resolve_device(config.device).type != "cpu":
         log.info("the cpu recipe runs on the CPU; --recipe full uses the GPU")
     started = time.monotonic()
-    best_top1 = -1.0
+    best_p10 = -1.0
     extra_metrics: dict[str, Any] = {}
 
     def on_epoch(history: list[dict[str, Any]], extra: dict[str, Any]) -> None:
-        nonlocal best_top1
+        nonlocal best_p10
         extra_metrics.update(extra)
         row = history[-1]
-        row["best"] = row["top1"] > best_top1
-        best_top1 = max(best_top1, row["top1"])
+        row["best"] = better(row, best_p10)
+        best_p10 = max(best_p10, row["P@10"])
         _save(out, model, history, catalog, config)
         write_metrics(out, history, catalog, config, started, extra_metrics)
 
@@ -231,7 +260,7 @@ def _save(
     config: TrainConfig,
     state: dict[str, Any] | None = None,
 ) -> None:
-    """last.pt after every epoch, best.pt when the epoch has the best validation top-1 so far."""
+    """last.pt after every epoch, best.pt when the epoch has the best validation P@10 so far."""
     row = history[-1]
     metrics = {"top1": row["top1"], "top3": row["top3"], "val_loss": row["val_loss"], "epoch": len(history)}
     if "P@10" in row:
@@ -284,7 +313,13 @@ def _main_full(
         start_phase, start_epoch = PHASES.index(resume_state["phase"]), int(resume_state["epoch"]) + 1
         log.info("resuming after phase %s epoch %d", resume_state["phase"], start_epoch)
 
-    best_top1 = max((h["top1"] for h in history), default=-1.0)
+    best_p10 = max((h["P@10"] for h in history), default=-1.0)
+    start_p10 = evaluate(model, val_loader, device)["P@10"] if not history else None
+    if start_p10 is not None:
+        log.info("starting point: validation P@10 %.3f (L2)", start_p10)
+    extra = {"start_P@10": start_p10} if start_p10 is not None else {}
+    if resume_state is not None and "start_P@10" in resume_state:
+        extra = {"start_P@10": resume_state["start_P@10"]}
     epochs = {"head": config.epochs_head, "finetune": config.epochs_finetune}
     lrs = {"head": config.lr_head, "finetune": config.lr_finetune}
     started = time.monotonic() - sum(h["seconds"] for h in history)
@@ -314,18 +349,20 @@ def _main_full(
             row["seconds"] = time.monotonic() - tick
             history.append(row)
             log.info(
-                "%s: train loss %.4f, val loss %.4f, top-1 %.3f, top-3 %.3f (%.0f s)",
+                "%s: train loss %.4f, val loss %.4f, top-1 %.3f, top-3 %.3f, P@10 %.3f (%.0f s)",
                 desc,
                 row["train_loss"],
                 row["val_loss"],
                 row["top1"],
                 row["top3"],
+                row["P@10"],
                 row["seconds"],
             )
             row["model_version"] = state_hash(model.state_dict())
-            row["best"] = row["top1"] > best_top1
-            best_top1 = max(best_top1, row["top1"])
+            row["best"] = better(row, best_p10)
+            best_p10 = max(best_p10, row["P@10"])
             state = {
+                **extra,
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "phase": phase,
@@ -334,8 +371,8 @@ def _main_full(
                 "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
             }
             _save(out, model, history, catalog, config, state)
-            write_metrics(out, history, catalog, config, started)
-    return write_metrics(out, history, catalog, config, started)
+            write_metrics(out, history, catalog, config, started, extra)
+    return write_metrics(out, history, catalog, config, started, extra)
 
 
 def meta(catalog: Catalog, config: TrainConfig) -> dict[str, Any]:
@@ -351,8 +388,11 @@ def write_metrics(
     started: float,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    best = max(history, key=lambda h: h["top1"], default=None)
+    best = max(history, key=lambda h: h["P@10"], default=None)
+    start = (extra or {}).get("start_P@10")
+    beats = None if best is None or start is None else bool(best["P@10"] > start)
     metrics = {
+        "beats_start": beats,
         "class_names": catalog.class_names,
         "samples": {name: len(samples) for name, samples in catalog.splits.items()},
         "skipped": dict(catalog.skipped),

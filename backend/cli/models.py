@@ -61,7 +61,10 @@ def _fail(exc: Exception) -> None:
 @click.option("--min-products", default=5, show_default=True, type=click.IntRange(min=2), help="--from-catalog only.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 def train_command(data: Path | None, from_catalog: bool, min_products: int, **options: Any) -> None:
-    """Fine-tune an ImageNet backbone in two phases; writes best.pt, last.pt, metrics.json, curves.png."""
+    """Fine-tune an ImageNet backbone in two phases; writes best.pt, last.pt, metrics.json, curves.png.
+
+    best.pt is the epoch with the best validation P@10 (L2-normalised 1000-d vectors, as the index serves them);
+    when no epoch beats the starting point, a warning says so and metrics.json records beats_start: false."""
     # Here and in the commands below: torch takes seconds to import, and `--help` needs none of it.
     from ml import train
 
@@ -78,11 +81,14 @@ def train_command(data: Path | None, from_catalog: bool, min_products: int, **op
     except (DatasetError, WeightsUnavailable, UnknownArch, FileNotFoundError, ValueError) as exc:
         _fail(exc)
     best = metrics["best"]
-    extra = f", P@10 {best['P@10']:.3f} (from {metrics['start_P@10']:.3f})" if "P@10" in best else ""
+    start = metrics.get("start_P@10")
+    extra = f", P@10 {best['P@10']:.3f} (from {start:.3f})" if start is not None else f", P@10 {best['P@10']:.3f}"
     click.echo(
         f"best: epoch {best['epoch'] + 1} of phase {best['phase']}, top-1 {best['top1']:.3f}, top-3 {best['top3']:.3f}"
         f"{extra}; {metrics['seconds']:.0f} s; checkpoints in {options['out']}"
     )
+    if metrics["beats_start"] is False:
+        click.echo(f"warning: {train.no_gain_message(metrics)}", err=True)
 
 
 def _export_catalog(out: Path, val_fraction: float, seed: int, min_products: int) -> Path:

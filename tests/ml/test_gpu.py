@@ -33,6 +33,7 @@ def test_amp_embeddings_match_fp32_on_cpu() -> None:
 
 def test_training_with_amp_on_cuda(split_tree: Path, tmp_path: Path) -> None:
     config = TrainConfig(
+        recipe="full",
         data=str(split_tree),
         out=str(tmp_path / "run"),
         weights="none",
