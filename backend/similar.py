@@ -25,6 +25,7 @@ from backend.index.base import LOOK, LookQuery, Steer
 from backend.media import CheckedImage, open_image
 from backend.pipeline.active import Active, active_collection, active_index, index_of
 from backend.pipeline.embedders import embedder_for
+from ml.pixels import to_rgb
 
 MAX_CANDIDATES = 20_000
 MAX_STEERING = 10  # like and unlike products per query
@@ -138,13 +139,60 @@ def similar_to_image(*, session: DbSession, settings: Settings, image_id: int, p
     return _answer(session, active, index, vectors, exclude_product(where, image.product_id), params, look, looks)
 
 
+@dataclass(frozen=True)
+class Box:
+    """A part of a photo, as fractions of its width and height from the top left."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+
+
+MIN_BOX_PIXELS = 8
+
+
+def parse_box(text: str | None) -> Box | None:
+    """`x,y,w,h` fractions inside the photo, w and h above 0; InvalidInput naming `box` otherwise."""
+    if text is None or not text.strip():
+        return None
+    parts = text.split(",")
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) != 4 or not all(np.isfinite(values)):
+        raise InvalidInput("box", "four numbers x,y,w,h (fractions of the photo), for example 0.25,0.1,0.5,0.6")
+    x, y, w, h = values
+    if w <= 0 or h <= 0:
+        raise InvalidInput("box", "w and h must be above 0 (the box is empty)")
+    slack = 1e-6
+    if x < 0 or y < 0 or x + w > 1 + slack or y + h > 1 + slack:
+        raise InvalidInput("box", "must lie inside the photo: x, y >= 0, x + w <= 1 and y + h <= 1")
+    return Box(x, y, min(w, 1 - x), min(h, 1 - y))
+
+
+def crop_to(image: Any, box: Box) -> Any:
+    """The part of the photo as a person sees it (EXIF orientation applied) that `box` frames."""
+    rgb = to_rgb(image)
+    width, height = rgb.size
+    left, top = round(box.x * width), round(box.y * height)
+    right, bottom = round((box.x + box.w) * width), round((box.y + box.h) * height)
+    if right - left < MIN_BOX_PIXELS or bottom - top < MIN_BOX_PIXELS:
+        raise InvalidInput("box", f"frames {right - left}x{bottom - top} pixels: at least {MIN_BOX_PIXELS} a side")
+    return rgb.crop((left, top, right, bottom))
+
+
 def similar_to_photo(
-    *, session: DbSession, settings: Settings, photo: CheckedImage, params: SimilarParams
+    *, session: DbSession, settings: Settings, photo: CheckedImage, params: SimilarParams, box: Box | None = None
 ) -> SimilarItems:
-    """Products that look like a photo that is not stored (a shopper's upload)."""
+    """Products that look like a photo that is not stored (a shopper's upload), or like a part of it (`box`)."""
     active, index = active_index(session=session, settings=settings)
     embedder = embedder_for(settings, active.model_version)
-    described = embedder.describe([open_image(photo.data, settings.max_image_pixels, settings.max_aspect_ratio)])
+    image = open_image(photo.data, settings.max_image_pixels, settings.max_aspect_ratio)
+    if box is not None:
+        image = crop_to(image, box)
+    described = embedder.describe([image])
     looks = [described.look[0].tolist()]
     look = _look_query(settings, active, index, params, looks)
     where = params.search_filter(settings.attribute_keys)

@@ -94,6 +94,18 @@ class SimilarQuery(Schema):
     )
 
 
+class SearchQuery(SimilarQuery):
+    box = fields.String(
+        load_default=None,
+        validate=validators.Length(max=100),
+        metadata={
+            "description": "search a part of the photo: `x,y,w,h` as fractions of the photo as shown (EXIF"
+            " orientation applied), x and y from the top left; default the whole photo",
+            "example": "0.25,0.1,0.5,0.6",
+        },
+    )
+
+
 def media_url(image: Any) -> str:
     name = image["stored_name"] if isinstance(image, dict) else image.stored_name
     return url_for("media.serve", name=name)

@@ -8,7 +8,7 @@ from apiflask import APIBlueprint
 from flask import current_app, request
 
 from backend import similar as use_case
-from backend.api.schemas import PhotoIn, SimilarOut, SimilarQuery, similar_body
+from backend.api.schemas import PhotoIn, SearchQuery, SimilarOut, SimilarQuery, similar_body
 from backend.config import current_settings
 from backend.errors import InvalidInput
 from backend.extensions import db, limiter
@@ -92,7 +92,7 @@ bp.before_request(one_photo_body)
 
 
 @bp.post("/search")
-@bp.input(SimilarQuery, location="query", arg_name="query")
+@bp.input(SearchQuery, location="query", arg_name="query")
 @bp.input(PhotoIn, location="files", arg_name="upload")
 @bp.output(SimilarOut)
 @bp.doc(
@@ -108,7 +108,10 @@ bp.before_request(one_photo_body)
 @limiter.limit(search_limit)
 def search_by_photo(query: dict[str, Any], upload: dict[str, Any]) -> Any:
     """Products that look like an uploaded photo (multipart field `image`); filters in the query string."""
+    box = use_case.parse_box(query.pop("box"))
     params = query_params(query)
     photo = checked_uploads([upload["image"]])[0]
-    found = use_case.similar_to_photo(session=db.session, settings=current_settings(), photo=photo, params=params)
+    found = use_case.similar_to_photo(
+        session=db.session, settings=current_settings(), photo=photo, params=params, box=box
+    )
     return _json(similar_body(found, params))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,37 @@ def test_liking_a_product_with_no_indexed_photo_is_a_conflict(client: Any, dress
         db.session.commit()
     response = client.get(f"/api/v1/products/{dresses['red0']}/similar?like={dresses['blue0']}")
     assert response.status_code == 409 and response.json["field"] == "like", response.json
+
+
+def two_items_side_by_side(left: Path, right: Path) -> bytes:
+    """One photo: `left` in its left half, `right` in its right half (a shopper's photo of two items)."""
+    with Image.open(left) as a, Image.open(right) as b:
+        a, b = a.convert("RGB").resize((240, 320)), b.convert("RGB").resize((240, 320))
+    both = Image.new("RGB", (480, 320))
+    both.paste(a, (0, 0))
+    both.paste(b, (240, 0))
+    buffer = io.BytesIO()
+    both.save(buffer, "JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def test_a_box_searches_that_part_of_the_photo(client: Any, dresses: dict[str, int]) -> None:
+    shoes = photos_of("shoes", 1)[0]
+    shoe = upload(client, "SHOE", shoes.read_bytes(), category="shoes").json["id"]
+    reds, _ = reds_and_blues(photos_of("dress", 400, split="train"))
+    photo = two_items_side_by_side(reds[0], shoes)
+
+    def search(box: str) -> Any:
+        return client.post(f"/api/v1/search?box={box}&look=0", data={"image": (io.BytesIO(photo), "q.jpg")})
+
+    left = search("0,0,0.5,1").json["items"]
+    right = search("0.5,0,0.5,1").json["items"]
+    assert left[0]["product"]["id"] == dresses["red0"]
+    assert right[0]["product"]["id"] == shoe
+
+
+@pytest.mark.parametrize("box", ["0.5,0.5,0.6,0.2", "0,0,0,0.5", "1,2,3", "a,b,c,d", "-0.1,0,0.5,0.5", "0,0,0.001,0.5"])
+def test_bad_boxes_name_box(client: Any, box: str) -> None:
+    photo = photos_of("dress", 1)[0].read_bytes()
+    response = client.post(f"/api/v1/search?box={box}", data={"image": (io.BytesIO(photo), "q.jpg")})
+    assert response.status_code == 400 and response.json["field"] == "box", response.json
