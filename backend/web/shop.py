@@ -11,7 +11,7 @@ from marshmallow import ValidationError
 
 from backend import similar as use_case
 from backend.api.errors import http_status
-from backend.api.schemas import SimilarQuery
+from backend.api.schemas import SearchQuery, SimilarQuery
 from backend.api.similar import search_limit
 from backend.config import current_settings
 from backend.db.products import facets, get_product, image_status_counts, list_products
@@ -19,7 +19,7 @@ from backend.errors import LookalikeError, NotIndexed
 from backend.extensions import db, limiter
 from backend.media import open_image, thumbnail_jpeg
 from backend.product_schema import NAME
-from backend.similar import SimilarItems, SimilarParams
+from backend.similar import MAX_STEERING, SimilarItems, SimilarParams
 from backend.uploads import checked_uploads
 from backend.web.forms import SearchForm, load_args
 from backend.web.pages import error_page, pages_blueprint
@@ -92,24 +92,59 @@ def product(product_id: int) -> Any:
         found = use_case.similar_to_product(
             session=db.session, settings=current_settings(), product_id=product_id, params=params
         )
-    except NotIndexed:
+    except NotIndexed as exc:
+        if exc.extra.get("field"):  # a liked or unliked product, not this one, has no vector yet
+            return error_page(409, exc.message)
         counts = image_status_counts(session=db.session, product_id=product_id)
         waiting = "Look-alikes appear once a photo is indexed: " + ", ".join(
             f"{n} {status}" for status, n in counts.items() if n
         )
-    except LookalikeError as exc:  # a filter the use case refuses (price_min above price_max)
-        return error_page(400, exc.message)
+    except LookalikeError as exc:  # a filter the use case refuses (price_min above price_max), an unknown like
+        return error_page(http_status(exc), exc.message)
     more = None
     if found is not None and len(found.items) == params.limit and params.limit < 100:
         more = url_for("shop.product", product_id=product_id, **_args_with(limit=min(100, params.limit + LOOKALIKES)))
+    steer = _steering_links(product_id, params, found)
     return render_template(
-        "shop/product.html", product=item, found=found, waiting=waiting, more=more, **_filters(query)
+        "shop/product.html",
+        product=item,
+        found=found,
+        waiting=waiting,
+        more=more,
+        steer=steer,
+        default_look=current_settings().look_default,
+        **_filters(query),
     )
 
 
+def _steering_links(product_id: int, params: SimilarParams, found: SimilarItems | None) -> dict[int, dict[str, str]]:
+    """Per look-alike: the page again with it liked ("more like this") or unliked ("less like this")."""
+    if found is None:
+        return {}
+    links = {}
+    for neighbour, _ in found.items:
+        pid = neighbour.product_id
+        like = [*(p for p in params.like if p != pid), pid][-MAX_STEERING:]
+        unlike = [*(p for p in params.unlike if p != pid), pid][-MAX_STEERING:]
+        links[pid] = {
+            "more": url_for(
+                "shop.product",
+                product_id=product_id,
+                **_args_with(like=like, unlike=[p for p in params.unlike if p != pid]),
+            ),
+            "less": url_for(
+                "shop.product",
+                product_id=product_id,
+                **_args_with(unlike=unlike, like=[p for p in params.like if p != pid]),
+            ),
+        }
+    return links
+
+
 def _args_with(**changes: Any) -> dict[str, Any]:
+    """The page's query string with some parameters replaced (a list replaces a repeatable one)."""
     args = {k: request.args.getlist(k) for k in request.args}
-    args.update({k: [str(v)] for k, v in changes.items()})
+    args.update({k: [str(x) for x in v] if isinstance(v, list) else [str(v)] for k, v in changes.items()})
     return args
 
 
@@ -119,20 +154,27 @@ def search() -> Any:
     """Upload a photo (drag and drop or the file field) and see what looks like it; nothing is stored."""
     form = SearchForm()
     categories, brands = facets(session=db.session)
-    context: dict[str, Any] = {"form": form, "categories": categories, "brands": brands, "chosen": {}}
+    context: dict[str, Any] = {
+        "form": form,
+        "categories": categories,
+        "brands": brands,
+        "chosen": {},
+        "default_look": current_settings().look_default,
+    }
     if request.method == "GET":
         return render_template("shop/search.html", **context)
     try:
-        query = load_args(SimilarQuery(), request.form)
+        query = load_args(SearchQuery(), request.form)
     except ValidationError as exc:
         return _bad_query(exc)
     query["limit"] = query["limit"] if request.form.get("limit") else LOOKALIKES
     context["chosen"] = query
     upload = request.files.get("image")
     try:
+        box = use_case.parse_box(query.pop("box", None))
         photo = checked_uploads([upload] if upload and upload.filename else [])[0]
         found = use_case.similar_to_photo(
-            session=db.session, settings=current_settings(), photo=photo, params=SimilarParams(**query)
+            session=db.session, settings=current_settings(), photo=photo, params=SimilarParams(**query), box=box
         )
     except LookalikeError as exc:
         form.image.errors = [exc.message]
