@@ -7,6 +7,7 @@ owns the store.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -237,18 +238,27 @@ def _look_query(
 
 
 SCALE_SAMPLE = 32
-_scales: dict[str, tuple[int, float, float]] = {}
+SCALE_RECHECK_S = 60.0
+# Per collection: (points when measured, when the count was last checked, embedding scale, look scale).
+_scales: dict[str, tuple[int, float, float, float]] = {}
 
 
 def look_scales(index: VectorIndex, name: str, candidates: int) -> tuple[float, float]:
     """Typical distances among a photo's candidates, by the 1000-d vector and by the look, in this collection.
 
-    Measured once per collection and process on a sample of points (again when the collection has doubled):
-    the blend weighs the two distances by them, whatever the model's scale."""
-    count = index.count()
+    Measured once per collection and process on a sample of points, and again once the collection has doubled
+    (its size looked at once a minute, not per query): the blend weighs the two distances by them, whatever
+    the model's scale."""
+    now = time.monotonic()
     known = _scales.get(name)
-    if known is not None and known[0] * 2 > count:
-        return known[1], known[2]
+    if known is not None:
+        measured_at, checked_at, embedding_scale, look_scale = known
+        if now - checked_at < SCALE_RECHECK_S:
+            return embedding_scale, look_scale
+        if index.count() < 2 * max(measured_at, 1):
+            _scales[name] = (measured_at, now, embedding_scale, look_scale)
+            return embedding_scale, look_scale
+    count = index.count()
     sample = index.sample_ids(SCALE_SAMPLE)
     vectors = index.vectors(sample)
     looks = index.named_vectors(sample, LOOK)
@@ -261,10 +271,10 @@ def look_scales(index: VectorIndex, name: str, candidates: int) -> tuple[float, 
         by_vector += [hit.distance for hit in nearest]
         probe = LookQuery([looks[image_id]], 1.0, 1.0, 1.0, candidates + 1)
         by_look += [hit.distance for hit in index.search_batch([vector], limit=candidates + 1, look=probe)[0][1:]]
-    embedding_scale = float(np.median(by_vector)) if by_vector else 1.0
-    look_scale = float(np.median(by_look)) if by_look else 1.0
-    _scales[name] = (count, max(embedding_scale, 1e-6), max(look_scale, 1e-6))
-    return _scales[name][1], _scales[name][2]
+    embedding_scale = max(float(np.median(by_vector)), 1e-6) if by_vector else 1.0
+    look_scale = max(float(np.median(by_look)), 1e-6) if by_look else 1.0
+    _scales[name] = (count, now, embedding_scale, look_scale)
+    return embedding_scale, look_scale
 
 
 def _stored_vectors(

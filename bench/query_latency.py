@@ -8,7 +8,10 @@ builds the HNSW graph, then in one run measures:
   - the index query alone (one Qdrant Edge search, top 10), with and without a category filter;
   - recall@10 of that search against an exact NumPy brute force over the same vectors;
   - GET /api/v1/products/<id>/similar?limit=10 over HTTP (keep-alive), with and without a
-    category filter: p50, p95, p99 and requests/s, and product-level recall against exact grouping.
+    category filter: p50, p95, p99 and requests/s, and product-level recall against exact grouping;
+    each at look=0 (the 1000-d vector alone, as before the look existed) and at the default look
+    (LOOK_DEFAULT: the index's prefetch, look rescoring and formula), the two interleaved in one run.
+Every point has a synthetic look vector too (a clustered unit vector), as the service stores one.
 Targets on 2 cores: p50 <= 10 ms, p99 <= 30 ms over HTTP; recall@10 >= 0.95.
 """
 
@@ -37,6 +40,7 @@ from backend.config import ProductQuery, Settings
 from backend.db.models import Product, ProductImage
 from backend.extensions import db
 from backend.index import IndexPoint, SearchFilter, VectorIndex, close_all
+from backend.index.base import LOOK_DIM
 from backend.pipeline.active import active_index
 from ml.versions import untrained_version
 
@@ -140,9 +144,14 @@ def build_catalog(settings: Settings, n_photos: int, clusters: int, seed: int) -
         timings["database_s"] = time.perf_counter() - tick
 
         index = active_index(session=db.session, settings=settings)[1]
+        look_rng = np.random.default_rng(seed + 2)
+        look_centres = look_rng.normal(size=(64, LOOK_DIM)).astype(np.float32)
         tick = time.perf_counter()
         for start in tqdm(range(0, n_photos, 2000), desc="upsert", unit="batch"):
             stop = min(start + 2000, n_photos)
+            looks = look_centres[look_rng.integers(0, 64, stop - start)]
+            looks = looks + look_rng.normal(scale=0.5, size=looks.shape).astype(np.float32)
+            looks /= np.linalg.norm(looks, axis=1, keepdims=True)
             index.upsert(
                 [
                     IndexPoint(
@@ -156,6 +165,7 @@ def build_catalog(settings: Settings, n_photos: int, clusters: int, seed: int) -
                             "price": float(prices[owner[j]]),
                             "model_version": version,
                         },
+                        look=looks[j - start],
                     )
                     for j in range(start, stop)
                 ]
@@ -287,26 +297,31 @@ def over_http(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         n_products = int(owner.max()) + 1
         products = rng.choice(n_products, args.queries, replace=False) + 1
         out: dict[str, Any] = {"server": "gunicorn" if args.production else "werkzeug threaded"}
+        looks = {"look=0": "&look=0", "default look": ""}
         for label, with_category in (("no filter", False), ("category filter", True)):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            for warm in products[:20]:  # warm-up: the embedder, connections, caches
-                connection.request("GET", f"/api/v1/products/{warm}/similar?limit=10")
-                connection.getresponse().read()
-            latencies, bodies, errors = [], [], 0
-            started = time.perf_counter()
+            for warm in products[:20]:  # warm-up: the embedder, connections, caches (the look's scales)
+                for look in looks.values():
+                    connection.request("GET", f"/api/v1/products/{warm}/similar?limit=10{look}")
+                    connection.getresponse().read()
+            latencies: dict[str, list[float]] = {name: [] for name in looks}
+            bodies, errors = [], 0
+            elapsed = dict.fromkeys(looks, 0.0)
             for pid in products:
                 category = CATEGORIES[categories[pid - 1]]
-                path = f"/api/v1/products/{pid}/similar?limit=10" + (f"&category={category}" if with_category else "")
-                tick = time.perf_counter()
-                connection.request("GET", path)
-                response = connection.getresponse()
-                body = response.read()
-                latencies.append(time.perf_counter() - tick)
-                if response.status != 200:
-                    errors += 1
-                elif len(bodies) < args.recall_queries // 4:
-                    bodies.append((pid, body))
-            elapsed = time.perf_counter() - started
+                for name, look in looks.items():  # interleaved: both variants see the same machine
+                    path = f"/api/v1/products/{pid}/similar?limit=10{look}"
+                    path += f"&category={category}" if with_category else ""
+                    tick = time.perf_counter()
+                    connection.request("GET", path)
+                    response = connection.getresponse()
+                    body = response.read()
+                    latencies[name].append(time.perf_counter() - tick)
+                    elapsed[name] += latencies[name][-1]
+                    if response.status != 200:
+                        errors += 1
+                    elif name == "look=0" and len(bodies) < args.recall_queries // 4:
+                        bodies.append((pid, body))
             recalls = []  # after the timed loop: the exact grouping is slow and must not count
             for pid, body in bodies:
                 got = [item["product"]["id"] for item in json.loads(body)["items"]]
@@ -316,12 +331,16 @@ def over_http(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
                 mask = (categories[owner] == categories[pid - 1]) if with_category else None
                 exact = exact_products(vectors, sq_norms, owner, photos, pid - 1, 10, mask)
                 recalls.append(len(set(got) & set(exact)) / 10)
-            out[label] = {
-                **percentiles(latencies),
-                "requests_per_s": len(products) / elapsed,
-                "errors": errors,
-                "product_recall_at_10": float(np.mean(recalls)),
-            }
+            for name in looks:
+                out[f"{label}, {name}"] = {
+                    **percentiles(latencies[name]),
+                    "requests_per_s": len(products) / elapsed[name],
+                    "errors": errors,
+                    "product_recall_at_10": float(np.mean(recalls)),
+                }
+            out[f"{label}, p50 ratio default look / look=0"] = (
+                out[f"{label}, default look"]["p50_ms"] / out[f"{label}, look=0"]["p50_ms"]
+            )
         return out
     finally:
         server.terminate()
@@ -356,18 +375,21 @@ def report(result: dict[str, Any]) -> None:
     header = f"{result['photos']} photos, hnsw_ef {result['hnsw_ef']}, product query {result['product_query']}"
     print(f"\n{header}; build {json.dumps(result.get('build', {}))}")
     for label in ("no filter", "category filter"):
-        alone, http_ = result["index_alone"][label], result["http"][label]
+        alone = result["index_alone"][label]
         print(f"[{label}]")
         print(
             f"  index query alone  p50 {alone['index']['p50_ms']:6.2f} ms  p99 {alone['index']['p99_ms']:6.2f} ms"
             f"  recall@10 {alone['recall_at_10']:.3f}"
         )
         print(f"  numpy exact        p50 {alone['numpy_exact']['p50_ms']:6.2f} ms")
-        print(
-            f"  HTTP /similar      p50 {http_['p50_ms']:6.2f} ms  p95 {http_['p95_ms']:6.2f} ms"
-            f"  p99 {http_['p99_ms']:6.2f} ms  {http_['requests_per_s']:6.1f} req/s"
-            f"  product recall@10 {http_['product_recall_at_10']:.3f}  errors {http_['errors']}"
-        )
+        for name in ("look=0", "default look"):
+            http_ = result["http"][f"{label}, {name}"]
+            print(
+                f"  HTTP {name:<13} p50 {http_['p50_ms']:6.2f} ms  p95 {http_['p95_ms']:6.2f} ms"
+                f"  p99 {http_['p99_ms']:6.2f} ms  {http_['requests_per_s']:6.1f} req/s"
+                f"  product recall@10 {http_['product_recall_at_10']:.3f}  errors {http_['errors']}"
+            )
+        print(f"  p50 ratio, default look / look=0: {result['http'][f'{label}, p50 ratio default look / look=0']:.2f}")
 
 
 if __name__ == "__main__":
