@@ -28,7 +28,7 @@ class CatalogExport:
 def export_catalog(
     *, session: DbSession, settings: Settings, out: Path, val_fraction: float, seed: int, min_products: int
 ) -> CatalogExport:
-    """Write OUT/catalog.csv (path, category, split) for `lookalike train`.
+    """Write OUT/catalog.csv (path, category, split, product) for `lookalike train`.
 
     Whole products go to one side, so that no product has photos in both splits (photos of one product
     look alike: splitting them would measure recall of the same item, not of its category). A category
@@ -48,7 +48,7 @@ def export_catalog(
     out.mkdir(parents=True, exist_ok=True)
     report = CatalogExport(manifest=out / "catalog.csv")
     rng = random.Random(seed)
-    lines: list[tuple[str, str, str]] = []
+    lines: list[tuple[str, str, str, int]] = []
     for category in sorted(photos):
         products = sorted(photos[category])
         if len(products) < min_products:
@@ -59,12 +59,12 @@ def export_catalog(
         for i, product_id in enumerate(products):
             split = "validation" if i < n_val else "train"
             for path in photos[category][product_id]:
-                lines.append((str(path.resolve()), category, split))
+                lines.append((str(path.resolve()), category, split, product_id))
                 report.photos[split] += 1
         report.categories.append(category)
         report.products += len(products)
     with report.manifest.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "category", "split"])
+        writer.writerow(["path", "category", "split", "product"])
         writer.writerows(lines)
     return report

@@ -10,7 +10,7 @@ import csv
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,6 +30,7 @@ class Sample:
     path: Path
     label: int
     bbox: tuple[int, int, int, int] | None = None  # x1, y1, x2, y2
+    product: str | None = None  # which product the photo shows, where the data says (labels.csv, a product column)
 
 
 @dataclass
@@ -117,11 +118,33 @@ def read_folder_tree(root: Path, *, val_fraction: float = 0.1, seed: int = 0, ve
         splits = _seeded_split(samples, val_fraction, seed)
     if not class_names:
         raise DatasetError(f"no category folders under {root}")
+    products = product_labels(root)
+    if products:
+        splits = {
+            name: [replace(s, product=products.get(str(s.path.resolve()))) for s in samples]
+            for name, samples in splits.items()
+        }
     return _check_files(Catalog(class_names, splits), verify=verify)
 
 
+def product_labels(root: Path) -> dict[str, str]:
+    """ROOT/labels.csv's `product_id` by resolved file path (`file` relative to ROOT); empty without one."""
+    table = Path(root) / "labels.csv"
+    if not table.is_file():
+        return {}
+    with table.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not {"file", "product_id"} <= set(reader.fieldnames or []):
+            return {}
+        return {
+            str((Path(root) / row["file"]).resolve()): row["product_id"].strip()
+            for row in reader
+            if row["product_id"].strip()
+        }
+
+
 def read_csv_manifest(path: Path, *, val_fraction: float = 0.1, seed: int = 0, verify: bool = True) -> Catalog:
-    """A CSV with a header `path,category[,split]`; relative paths are relative to the CSV's folder."""
+    """A CSV with a header `path,category[,split][,product]`; relative paths are relative to the CSV's folder."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"manifest not found: {path}")
@@ -141,7 +164,8 @@ def read_csv_manifest(path: Path, *, val_fraction: float = 0.1, seed: int = 0, v
         if category not in index:
             raise DatasetError(f"{path}:{line}: category {category!r} does not occur in the training rows")
         file = Path(row["path"].strip())
-        return Sample(file if file.is_absolute() else path.parent / file, index[category])
+        product = (row.get("product") or "").strip() or None
+        return Sample(file if file.is_absolute() else path.parent / file, index[category], product=product)
 
     if has_split:
         splits: dict[str, list[Sample]] = {}

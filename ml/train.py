@@ -62,6 +62,9 @@ class TrainConfig:
     batch_size: int | None = None
     image_size: int | None = None  # default: the architecture's own input size
     views: int = 3  # cpu recipe: cached views per training photo (eval crop, mirror, random crops)
+    # cpu recipe: the weight of the product-identity loss where the data names products (labels.csv, a
+    # product column, --from-catalog); 0 trains on categories alone.
+    identity_weight: float = 1.0
     device: str = "auto"
     workers: int = 2
     seed: int = 0

@@ -38,6 +38,36 @@ class Cached:
 
     features: torch.Tensor  # float16, (views, n, C, H, W)
     labels: torch.Tensor
+    kept: list[int] | None = None  # positions in the samples of the photos that decoded
+
+
+class ProductProxies(nn.Module):
+    """Product identity beside the category head: one learned proxy per product with two or more training
+    photos, and a normalised-softmax loss (cosine to every proxy, scaled) that pulls a photo's 1000-d embedding
+    towards its own product's proxy and away from the others'."""
+
+    def __init__(self, products: int, dim: int = 1000, scale: float = 16.0) -> None:
+        super().__init__()
+        self.proxies = nn.Parameter(torch.randn(products, dim) * 0.01)
+        self.scale = scale
+
+    def forward(self, embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        known = targets >= 0
+        if not bool(known.any()):
+            return embeddings.sum() * 0.0
+        cosine = nn.functional.normalize(embeddings[known], dim=1) @ nn.functional.normalize(self.proxies, dim=1).T
+        return nn.functional.cross_entropy(self.scale * cosine, targets[known])
+
+
+def product_targets(samples: list[Sample], kept: list[int]) -> tuple[torch.Tensor, int]:
+    """Per kept photo, the index of its product among those with 2+ photos here (-1 for the others)."""
+    names = [samples[i].product for i in kept]
+    counts: dict[str, int] = {}
+    for name in names:
+        if name is not None:
+            counts[name] = counts.get(name, 0) + 1
+    index = {name: i for i, name in enumerate(sorted(n for n, c in counts.items() if c >= 2))}
+    return torch.tensor([index.get(name, -1) if name is not None else -1 for name in names]), len(index)
 
 
 class _Mirrored:
@@ -82,7 +112,7 @@ def cache_trunk(
         kept_labels = torch.cat(labels)
         views.append(torch.cat(chunks))
     assert kept_labels is not None
-    return Cached(torch.stack(views), kept_labels)
+    return Cached(torch.stack(views), kept_labels, kept_indices)
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
@@ -128,8 +158,10 @@ def train_epoch(
     generator: torch.Generator,
     desc: str,
     progress: bool,
+    identity: tuple[ProductProxies, torch.Tensor, float] | None = None,
 ) -> dict[str, float]:
-    """One pass over the photos, each seen in one of its cached views drawn at random."""
+    """One pass over the photos, each seen in one of its cached views drawn at random; with `identity`
+    (proxies, each photo's product target, weight), the product loss is added to the category loss."""
     criterion = nn.CrossEntropyLoss()
     top.train(phase == "finetune")
     head.train()
@@ -148,6 +180,9 @@ def train_epoch(
             emb = top(x)
         logits = head(emb)
         loss = criterion(logits, labels)
+        if identity is not None and phase == "finetune":
+            proxies, targets, weight = identity
+            loss = loss + weight * proxies(emb, targets[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -190,12 +225,31 @@ def run(
         cache_seconds,
     )
     generator = torch.Generator().manual_seed(config.seed)
+    identity = None
+    assert train.kept is not None
+    targets, n_products = product_targets(catalog.split("train"), train.kept)
+    if n_products and config.identity_weight > 0:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            proxies = ProductProxies(n_products)
+        identity = (proxies, targets, float(config.identity_weight))
+        log.info(
+            "product identity: %d products with 2+ training photos (%d photos), weight %.2f",
+            n_products,
+            int((targets >= 0).sum()),
+            config.identity_weight,
+        )
     history: list[dict[str, Any]] = []
     start_metrics = evaluate_cached(top, model.head, val, config.batch_size)
     log.info("starting point: validation P@10 %.3f (L2)", start_metrics["P@10"])
     phases = [
         ("head", config.epochs_head, config.lr_head, list(model.head.parameters())),
-        ("finetune", config.epochs_finetune, config.lr_finetune, [*top.parameters(), *model.head.parameters()]),
+        (
+            "finetune",
+            config.epochs_finetune,
+            config.lr_finetune,
+            [*top.parameters(), *model.head.parameters(), *(identity[0].parameters() if identity else [])],
+        ),
     ]
     for phase, epochs, lr, params in phases:
         if epochs <= 0:
@@ -218,6 +272,7 @@ def run(
                 generator=generator,
                 desc=desc,
                 progress=config.progress,
+                identity=identity,
             )
             row |= evaluate_cached(top, model.head, val, config.batch_size)
             scheduler.step()
@@ -234,5 +289,5 @@ def run(
                 row["P@10"],
                 row["seconds"],
             )
-            on_epoch(history, {"start_P@10": start_metrics["P@10"]})
+            on_epoch(history, {"start_P@10": start_metrics["P@10"], "identity_products": n_products if identity else 0})
     return history

@@ -48,6 +48,14 @@ def _fail(exc: Exception) -> None:
 @click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Default: the recipe's.")
 @click.option("--image-size", default=None, type=click.IntRange(min=32), help="Default: the architecture's.")
 @click.option("--views", default=3, show_default=True, type=click.IntRange(min=1), help="cpu recipe: views per photo.")
+@click.option(
+    "--identity-weight",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="cpu recipe: weight of the product-identity loss where the data names products (a labels.csv with"
+    " product_id, a product column, --from-catalog); 0: categories alone.",
+)
 @click.option("--device", default="auto", show_default=True, type=DEVICES)
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="DataLoader workers.")
 @click.option("--seed", default=0, show_default=True, type=int)

@@ -167,3 +167,40 @@ def test_a_run_that_never_beats_its_start_says_so(split_tree: Path, tmp_path: Pa
     assert metrics["beats_start"] is False
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["beats_start"] is False
     assert "no epoch beat the starting point" in caplog.text
+
+
+def label_products(root: Path, per_product: int = 2) -> None:
+    """A labels.csv naming products: every `per_product` training photos of a colour are one product."""
+    lines = ["file,split,category,product_id"]
+    for path in sorted((root / "train").rglob("*.png")):
+        n = int(path.stem)
+        lines.append(f"{path.relative_to(root)},train,{path.parent.name},{path.parent.name}-{n // per_product}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_the_cpu_recipe_learns_product_identity_where_the_data_names_products(split_tree: Path, tmp_path: Path) -> None:
+    from ml.datasets import load_catalog
+
+    label_products(split_tree)
+    catalog = load_catalog(split_tree)
+    assert catalog.split("train")[0].product == "blue-0" and catalog.split("validation")[0].product is None
+    common = {
+        "data": str(split_tree), "arch": "efficientnet_lite0", "weights": "none", "recipe": "cpu", "epochs_head": 1,
+        "epochs_finetune": 2, "image_size": 64, "views": 1, "workers": 0, "progress": False,
+    }  # fmt: skip
+    with_identity = main(TrainConfig(out=str(tmp_path / "id"), **common))
+    assert with_identity["identity_products"] == 4 * 8  # 16 training photos per colour, two per product
+    assert main(TrainConfig(out=str(tmp_path / "cat"), identity_weight=0, **common))["identity_products"] == 0
+    # Phase 2 trains on the category and the product losses together, and their sum goes down.
+    finetune = [h for h in with_identity["epochs"] if h["phase"] == "finetune"]
+    assert finetune[-1]["train_loss"] < finetune[0]["train_loss"]
+
+
+def test_a_manifest_names_products_in_its_product_column(split_tree: Path, tmp_path: Path) -> None:
+    from ml.datasets import load_catalog
+
+    photos = sorted((split_tree / "train").rglob("*.png"))[:4]
+    manifest = tmp_path / "catalog.csv"
+    rows = [f"{p},{p.parent.name},train,{n // 2}" for n, p in enumerate(photos)]
+    manifest.write_text("path,category,split,product\n" + "\n".join(rows) + "\n")
+    assert [s.product for s in load_catalog(manifest).split("train")] == ["0", "0", "1", "1"]

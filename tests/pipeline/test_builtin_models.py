@@ -135,7 +135,8 @@ def test_train_from_catalog_splits_by_product(app: Any, client: Any, tmp_path: P
     assert len(rows) == 18 and len(by_path) == 19  # the scarf's photo is not in the manifest
     sides: dict[str, set[str]] = {}
     for row in rows:
-        path, category, split = row.split(",")
+        path, category, split, product = row.split(",")
+        assert product.isdigit()
         assert category in {"dress", "hat"}
         sides.setdefault(by_path[path], set()).add(split)
     assert all(len(s) == 1 for s in sides.values())  # no product on both sides
