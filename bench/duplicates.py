@@ -88,33 +88,7 @@ def main() -> None:
         f"own-original distance: median {np.median(own):.3f}, max {own.max():.3f};"
         f" nearest other product: median {np.median(others.min(axis=2)):.3f}, min {others.min():.3f}"
     )
-    print(f"{'threshold':>9} {'recall':>7} {'precision':>9} {'false flags':>11} {'catalog pairs':>13}")
-    rows = []
-    for t in np.round(np.arange(0.05, 1.001, 0.05), 3):
-        true_flags = int((own < t).sum())
-        false_flags = int((others < t).sum())
-        flags = true_flags + false_flags
-        row = {
-            "threshold": float(t),
-            "recall": true_flags / own.size,
-            "precision": true_flags / flags if flags else 1.0,
-            "false_flags": false_flags,
-            "catalog_pairs": int((between < t).sum()),
-            "recall_by_edit": {e: float((own[:, i] < t).mean()) for i, e in enumerate(EDITS)},
-        }
-        rows.append(row)
-        print(
-            f"{t:>9.3f} {row['recall']:>7.3f} {row['precision']:>9.3f} {false_flags:>11d} {row['catalog_pairs']:>13d}"
-        )
-    keep = [r for r in rows if r["precision"] >= args.precision]
-    chosen = max(keep, key=lambda r: r["threshold"]) if keep else rows[0]
-    by_edit = ", ".join(f"{e} {v:.3f}" for e, v in chosen["recall_by_edit"].items())
-    print(
-        f"chosen DUPLICATE_DISTANCE={chosen['threshold']:.2f}: recall {chosen['recall']:.3f} ({by_edit}),"
-        f" precision {chosen['precision']:.3f} (at least {args.precision})"
-    )
-    if args.json:
-        args.json.write_text(json.dumps({"model": embedder.model_version, "rows": rows, "chosen": chosen}, indent=2))
+    report(own, others, between, np.round(np.arange(0.05, 1.001, 0.05), 3), args, embedder.model_version)
 
 
 def measure_copy(args: argparse.Namespace) -> None:

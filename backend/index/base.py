@@ -56,6 +56,19 @@ class IndexPoint:
     copy: Sequence[Sequence[float]] | None = None  # a few variants, compared by the best one (MaxSim)
 
 
+def point_vectors(point: IndexPoint, named: bool) -> Any:
+    """What a point sends to the store: the 1000-d vector alone in a collection from before the named vectors,
+    else the default ("") and whichever named vectors the point has."""
+    if not named:
+        return as_floats(point.vector)
+    vectors: dict[str, Any] = {"": as_floats(point.vector)}
+    if point.look is not None:
+        vectors[LOOK] = as_floats(point.look)
+    if point.copy is not None:
+        vectors[COPY] = [as_floats(v) for v in point.copy]
+    return vectors
+
+
 @dataclass(frozen=True)
 class LookQuery:
     """Rank by the look too: among the `candidates` nearest points by the 1000-d vector (under the filter), by

@@ -30,6 +30,7 @@ from backend.index.base import (
     VectorStore,
     as_floats,
     payload_indexes,
+    point_vectors,
 )
 
 SCHEMA_TYPES = {
@@ -67,17 +68,6 @@ def look_formula(look: LookQuery) -> qe.Formula:
         ]
     )
     return qe.Formula(e.Neg(blend))
-
-
-def point_vectors(point: IndexPoint, named: bool) -> Any:
-    if not named:
-        return as_floats(point.vector)
-    vectors: dict[str, Any] = {"": as_floats(point.vector)}
-    if point.look is not None:
-        vectors[LOOK] = as_floats(point.look)
-    if point.copy is not None:
-        vectors[COPY] = [as_floats(v) for v in point.copy]
-    return vectors
 
 
 def default_vector(vector: Any) -> list[float]:

@@ -26,6 +26,7 @@ from backend.index.base import (
     VectorStore,
     as_floats,
     payload_indexes,
+    point_vectors,
 )
 
 SCHEMA_TYPES = {
@@ -78,17 +79,6 @@ def look_formula(look: LookQuery) -> models.FormulaQuery:
         ]
     )
     return models.FormulaQuery(formula=models.NegExpression(neg=blend))
-
-
-def point_vectors(point: IndexPoint, named: bool) -> Any:
-    if not named:
-        return as_floats(point.vector)
-    vectors: dict[str, Any] = {"": as_floats(point.vector)}
-    if point.look is not None:
-        vectors[LOOK] = as_floats(point.look)
-    if point.copy is not None:
-        vectors[COPY] = [as_floats(v) for v in point.copy]
-    return vectors
 
 
 def _product(product_id: int) -> models.Filter:
