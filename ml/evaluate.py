@@ -33,7 +33,6 @@ from ml.look_eval import (
     look_order,
     nearest,
     order_metrics,
-    product_labels,
 )
 from ml.plots import plot_confusion, plot_neighbours
 from ml.presets import EvalPreset, to_rgb
@@ -99,15 +98,20 @@ def run_network(
     workers: int,
     desc: str,
     progress: bool,
+    observe: Callable[[torch.Tensor], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, list[int]]:
-    """Embeddings (and logits, when the network has a head) for every decodable sample."""
+    """Embeddings (and logits, when the network has a head) for every decodable sample; `observe(images)` runs
+    after each batch's forward pass (the look reads the feature maps that pass left in a FeatureTap)."""
     loader = DataLoader(
         ImageDataset(samples, preset), batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping
     )
     embeddings, logits, kept = [], [], []
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
         if batch.indices:
-            emb, out = network(batch.images.to(device))
+            images = batch.images.to(device)
+            emb, out = network(images)
+            if observe is not None:
+                observe(images)
             embeddings.append(emb.float().cpu().numpy())
             if out is not None:
                 logits.append(out.float().cpu().numpy())
@@ -203,7 +207,18 @@ def main(
     preset = EvalPreset(subject.image_size, arch.mean, arch.std)
     common: dict[str, Any] = {"batch_size": batch_size, "workers": workers, "progress": progress}
     own = "fine-tuned" if subject.class_names is not None else "pretrained"
-    emb, logits, kept = run_network(subject.network, samples, preset, dev, desc=own, **common)
+    # The look vectors come from the same forward pass, as in the service (Embedder.describe).
+    tap = FeatureTap(subject.backbone, subject.arch)
+    mean = torch.tensor(preset.mean).view(1, -1, 1, 1)
+    std = torch.tensor(preset.std).view(1, -1, 1, 1)
+    look_parts: list[np.ndarray] = []
+
+    def keep_look(images: torch.Tensor) -> None:
+        mid, last = tap.take()
+        look_parts.append(look_vectors(images.cpu() * std + mean, mid, last))
+
+    emb, logits, kept = run_network(subject.network, samples, preset, dev, desc=own, observe=keep_look, **common)
+    looks_of_kept = np.concatenate(look_parts)
     retrieval: dict[str, Any] = {own: both(emb, np.array([samples[i].label for i in kept]))}
     baselines: dict[str, Callable[[torch.Tensor], tuple[torch.Tensor, None]]] = {}
     if subject.starting_point is not None and imagenet_available(subject.arch):
@@ -227,9 +242,10 @@ def main(
         ]
     )
     retrieval["colour-histogram"] = both(hist, labels)
+    served = l2_normalize(emb) if subject.normalize == "l2" else emb
     look = evaluate_look(
-        subject, samples, kept, preset, dev, data, labels, {**baseline_features, "colour-histogram": hist},
-        looks=looks, candidates=look_candidates, progress=progress, out=out,
+        served, looks_of_kept, kept_samples, labels, {**baseline_features, "colour-histogram": hist},
+        looks=looks, candidates=look_candidates, out=out,
         class_names=class_names, grid_rows=grid_queries, grid_neighbours=grid_neighbours,
     )  # fmt: skip
 
@@ -264,9 +280,8 @@ def main(
         "seconds": time.monotonic() - started,
     }
     (out / "eval.json").write_text(json.dumps(result, indent=2))
-    shown = l2_normalize(emb) if subject.normalize == "l2" else emb
     plot_neighbours(
-        neighbour_rows(shown, kept_samples, class_names, grid_queries, grid_neighbours),
+        neighbour_rows(served, kept_samples, class_names, grid_queries, grid_neighbours),
         out / "neighbours.png",
         f"nearest photos, Euclidean distance of the {subject.normalize} 1000-d embeddings ({subject.model_version})",
     )
@@ -274,42 +289,26 @@ def main(
     return result
 
 
-@torch.inference_mode()
 def evaluate_look(
-    subject: Subject,
+    embedding: np.ndarray,
+    look: np.ndarray,
     samples: list[Sample],
-    kept: list[int],
-    preset: EvalPreset,
-    device: torch.device,
-    data: Path,
     labels: np.ndarray,
     baselines: dict[str, np.ndarray],
     *,
     looks: tuple[float, ...],
     candidates: int,
-    progress: bool,
     out: Path,
     class_names: list[str],
     grid_rows: int = 6,
     grid_neighbours: int = 6,
 ) -> dict[str, Any]:
-    """The served ranking at each `look` weight: category P@10, colour difference of the 10 nearest, and with a
-    labels.csv the same-product P@1 and mAP@10; beside the baselines' and the colour references."""
-    tap = FeatureTap(subject.backbone, subject.arch)
-    mean = torch.tensor(preset.mean).view(1, -1, 1, 1)
-    std = torch.tensor(preset.std).view(1, -1, 1, 1)
-    loader = DataLoader(ImageDataset([samples[i] for i in kept], preset), batch_size=64, collate_fn=collate_skipping)
-    embeddings, look_parts = [], []
-    for batch in tqdm(loader, desc="look", unit="batch", leave=False, disable=not progress):
-        x = batch.images.to(device)
-        embeddings.append(subject.backbone(x).float().cpu().numpy())
-        mid, last = tap.take()
-        look_parts.append(look_vectors(x.cpu() * std + mean, mid, last))
-    embedding = np.concatenate(embeddings)
-    embedding = l2_normalize(embedding) if subject.normalize == "l2" else embedding
-    look = np.concatenate(look_parts)
-    labs = np.stack([centre_lab(samples[i].path) for i in kept])
-    products = product_labels(data, [samples[i].path for i in kept])
+    """The served ranking at each `look` weight: category P@10, colour difference of the 10 nearest, and where the
+    data names products (a labels.csv) the same-product P@1 and mAP@10; beside the baselines' and the colour
+    references. `embedding` is the served 1000-d vector and `look` the look vector of each of `samples`."""
+    labs = np.stack([centre_lab(s.path) for s in samples])
+    names = [s.product for s in samples]
+    products = np.unique(np.array(names), return_inverse=True)[1] if None not in names else None
 
     def scores(order: np.ndarray) -> dict[str, float]:
         row = {"P@10": order_metrics(order, labels)["P@10"], "colour dE": colour_difference(order, labs)}
@@ -327,7 +326,7 @@ def evaluate_look(
             continue  # neighbours.png shows the plain ranking
         name = f"neighbours-look-{w:g}.png"
         plot_neighbours(
-            order_rows(order, [samples[i] for i in kept], labels, labs, class_names, grid_rows, grid_neighbours),
+            order_rows(order, samples, labels, labs, class_names, grid_rows, grid_neighbours),
             out / name,
             f"nearest photos at look={w:g} (among the {candidates} nearest by the 1000-d vector), with their colour dE",
         )
@@ -350,12 +349,7 @@ def order_rows(
     queries: int,
     k: int,
 ) -> list[dict[str, Any]]:
-    """The same queries as neighbour_rows (one per class, same seed), with the neighbours of a given ranking."""
-    rng = np.random.default_rng(0)
-    by_class: dict[int, list[int]] = {}
-    for i, label in enumerate(labels):
-        by_class.setdefault(int(label), []).append(i)
-    chosen = [int(rng.choice(idx)) for _, idx in sorted(by_class.items())][:queries]
+    """The same queries as neighbour_rows, with the neighbours of a given ranking."""
     return [
         {
             "path": samples[q].path,
@@ -370,21 +364,25 @@ def order_rows(
                 for j in order[q][:k]
             ],
         }
-        for q in chosen
+        for q in pick_grid_queries([int(label) for label in labels], queries)
     ]
+
+
+def pick_grid_queries(labels: list[int], queries: int) -> list[int]:
+    """One photo per class where possible (spread over the split, seeded): the rows of a neighbour grid."""
+    rng = np.random.default_rng(0)
+    by_class: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    return [int(rng.choice(idx)) for _, idx in sorted(by_class.items())][:queries]
 
 
 def neighbour_rows(
     features: np.ndarray, samples: list[Sample], class_names: list[str], queries: int, k: int
 ) -> list[dict[str, Any]]:
     """One query per class where possible (spread over the split), with its k nearest other photos."""
-    rng = np.random.default_rng(0)
-    by_class: dict[int, list[int]] = {}
-    for i, s in enumerate(samples):
-        by_class.setdefault(s.label, []).append(i)
-    chosen = [int(rng.choice(idx)) for _, idx in sorted(by_class.items())][:queries]
     rows = []
-    for q in chosen:
+    for q in pick_grid_queries([s.label for s in samples], queries):
         distances = np.linalg.norm(features - features[q], axis=1)
         distances[q] = np.inf
         nearest = np.argsort(distances)[:k]

@@ -12,8 +12,6 @@ sample of 32 photos to their candidates, as the service measures them.
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,20 +86,3 @@ def order_metrics(order: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     hits = relevant.cumsum(axis=1)
     ap = ((hits / np.arange(1, k + 1)) * relevant).sum(axis=1) / np.maximum(np.minimum(others, k), 1)
     return {"P@1": float(relevant[:, 0].mean()), "P@10": float(relevant.mean()), "mAP@10": float(ap.mean())}
-
-
-def product_labels(data: Path, paths: Sequence[Path]) -> np.ndarray | None:
-    """Product ids (as integers) of the photos from DATA/labels.csv (`file`, `product_id`); None without it."""
-    table = Path(data) / "labels.csv"
-    if not table.is_file():
-        return None
-    with table.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows or "product_id" not in rows[0] or "file" not in rows[0]:
-        return None
-    by_file = {str((Path(data) / row["file"]).resolve()): row["product_id"] for row in rows}
-    names = [by_file.get(str(Path(p).resolve())) for p in paths]
-    if any(name is None for name in names):
-        return None
-    _, ids = np.unique(np.array(names), return_inverse=True)
-    return ids
