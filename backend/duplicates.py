@@ -17,6 +17,7 @@ from backend.index import SearchFilter
 from backend.media import CheckedImage, open_image
 from backend.pipeline.active import active_index
 from backend.pipeline.embedders import embedder_for
+from backend.pipeline.indexing import NearCopies
 
 NEAREST = 5
 
@@ -37,18 +38,19 @@ def find_duplicates(
     active, index = active_index(session=session, settings=settings)
     pixels = [open_image(image.data, settings.max_image_pixels, settings.max_aspect_ratio) for image in images]
     where = SearchFilter(exclude_product_ids=(product_id,) if product_id is not None else ())
+    rule = NearCopies.of(settings)  # the workers' rule for the photos they index
     if index.descriptors:  # the copy descriptor: thumbnails, no forward pass
         # Here: ml.descriptors imports torch (seconds), needed only where an upload is checked for copies.
         from ml.descriptors import copy_vectors
 
-        limit = 1 - settings.copy_distance
         hits = [
-            index.copies(copy_vectors(p).tolist(), limit=NEAREST, where=where, min_similarity=limit) for p in pixels
+            index.copies(copy_vectors(p).tolist(), limit=NEAREST, where=where, min_similarity=rule.min_similarity)
+            for p in pixels
         ]
     else:
         embedder = embedder_for(settings, active.model_version)
         vectors = [vector.tolist() for vector in embedder.embed(pixels)]
-        hits = index.search_batch(vectors, limit=NEAREST, where=where, max_distance=settings.duplicate_distance)
+        hits = index.search_batch(vectors, limit=NEAREST, where=where, max_distance=rule.distance)
     return [
         {"photo": n, "product_id": hit.product_id, "image_id": hit.id, "distance": round(hit.distance, 6)}
         for n, photo_hits in enumerate(hits)

@@ -100,9 +100,7 @@ def similar_to_product(
     active = active_collection(session=session, settings=settings)
     where = params.search_filter(settings.attribute_keys)
     product = get_product(session=session, product_id=product_id)
-    indexed = [
-        i.id for i in product.images if i.status == ImageStatus.indexed and i.model_version == active.model_version
-    ]
+    indexed = indexed_photo_ids(product, active)
     index, vectors = _stored_vectors(
         settings,
         active,
@@ -112,13 +110,19 @@ def similar_to_product(
             status=image_status_counts(session=session, product_id=product_id),
         ),
     )
-    looks = _stored_looks(settings, active, index, indexed, params)
+    weight = look_weight(settings, index, params)
+    looks = _stored_looks(index, indexed, weight, params)
     if settings.product_query is ProductQuery.mean:
         # As good as querying every photo on clothing-small, at one search (bench/multi_photo_query.py).
         vectors = [np.mean(np.asarray(vectors, dtype=np.float32), axis=0)]
         looks = [np.mean(np.asarray(looks, dtype=np.float32), axis=0)] if looks else None
-    look = _look_query(settings, active, index, params, looks)
+    look = _look_query(settings, active, index, weight, looks)
     return _answer(session, active, index, vectors, exclude_product(where, product_id), params, look, looks)
+
+
+def indexed_photo_ids(product: Product, active: Active) -> list[int]:
+    """The product's photos that the database says are indexed by the active collection's model."""
+    return [i.id for i in product.images if i.status == ImageStatus.indexed and i.model_version == active.model_version]
 
 
 def similar_to_image(*, session: DbSession, settings: Settings, image_id: int, params: SimilarParams) -> SimilarItems:
@@ -135,8 +139,9 @@ def similar_to_image(*, session: DbSession, settings: Settings, image_id: int, p
             f"photo {image_id} is not indexed by the active model yet", status=image.status, reason=image.error
         ),
     )
-    looks = _stored_looks(settings, active, index, [image_id], params)
-    look = _look_query(settings, active, index, params, looks)
+    weight = look_weight(settings, index, params)
+    looks = _stored_looks(index, [image_id], weight, params)
+    look = _look_query(settings, active, index, weight, looks)
     return _answer(session, active, index, vectors, exclude_product(where, image.product_id), params, look, looks)
 
 
@@ -195,7 +200,7 @@ def similar_to_photo(
         image = crop_to(image, box)
     described = embedder.describe([image])
     looks = [described.look[0].tolist()]
-    look = _look_query(settings, active, index, params, looks)
+    look = _look_query(settings, active, index, look_weight(settings, index, params), looks)
     where = params.search_filter(settings.attribute_keys)
     return _answer(session, active, index, [described.embedding[0].tolist()], where, params, look, looks)
 
@@ -218,19 +223,17 @@ def look_weight(settings: Settings, index: VectorIndex, params: SimilarParams) -
     return params.look
 
 
-def _stored_looks(
-    settings: Settings, active: Active, index: VectorIndex, image_ids: list[int], params: SimilarParams
-) -> list[Any] | None:
-    if look_weight(settings, index, params) == 0 and not (params.like or params.unlike):
+def _stored_looks(index: VectorIndex, image_ids: list[int], weight: float, params: SimilarParams) -> list[Any] | None:
+    """The query photos' look vectors, where the look ranks (weight above 0) or like/unlike steer by it."""
+    if weight == 0 and not (params.like or params.unlike):
         return None
     return list(index.named_vectors(image_ids, LOOK).values()) or None
 
 
 def _look_query(
-    settings: Settings, active: Active, index: VectorIndex, params: SimilarParams, looks: Sequence[Any] | None
+    settings: Settings, active: Active, index: VectorIndex, weight: float, looks: Sequence[Any] | None
 ) -> LookQuery | None:
     """The index's look ranking for these query looks, or None (weight 0, or photos without a look vector)."""
-    weight = look_weight(settings, index, params)
     if weight == 0 or not looks:
         return None
     embedding_scale, look_scale = look_scales(index, active.name, settings.look_candidates)
@@ -251,14 +254,12 @@ def look_scales(index: VectorIndex, name: str, candidates: int) -> tuple[float, 
     the model's scale."""
     now = time.monotonic()
     known = _scales.get(name)
-    if known is not None:
-        measured_at, checked_at, embedding_scale, look_scale = known
-        if now - checked_at < SCALE_RECHECK_S:
-            return embedding_scale, look_scale
-        if index.count() < 2 * max(measured_at, 1):
-            _scales[name] = (measured_at, now, embedding_scale, look_scale)
-            return embedding_scale, look_scale
+    if known is not None and now - known[1] < SCALE_RECHECK_S:
+        return known[2], known[3]
     count = index.count()
+    if known is not None and count < 2 * max(known[0], 1):
+        _scales[name] = (known[0], now, known[2], known[3])
+        return known[2], known[3]
     sample = index.sample_ids(SCALE_SAMPLE)
     vectors = index.vectors(sample)
     looks = index.named_vectors(sample, LOOK)
@@ -371,9 +372,7 @@ def steering_vectors(
             product = get_product(session=session, product_id=product_id)
         except NotFound:
             raise NotFound(f"{name}: product {product_id} not found", field=name) from None
-        indexed = [
-            i.id for i in product.images if i.status == ImageStatus.indexed and i.model_version == active.model_version
-        ]
+        indexed = indexed_photo_ids(product, active)
         found = list(index.vectors(indexed).values()) if indexed else []
         if not found:
             raise NotIndexed(f"{name}: product {product_id} has no photo indexed by the active model yet", field=name)
@@ -407,6 +406,8 @@ def steered_products(
     look_positives = [*(looks or []), *liked_looks] if steer_looks else []
     look_negatives = unliked_looks if steer_looks else []
     where = replace(where, exclude_product_ids=(*where.exclude_product_ids, *params.unlike))
+    anchor = np.mean(np.asarray(vectors, dtype=np.float32), axis=0).tolist()
+    by_distance = params.max_distance is not None and not (params.like or params.unlike)
     wanted = params.offset + params.limit
     fetch = max(2 * wanted, 32)
     while True:
@@ -414,14 +415,13 @@ def steered_products(
             positives,
             negatives,
             diverse=params.diverse or 0.0,
-            anchor=np.mean(np.asarray(vectors, dtype=np.float32), axis=0).tolist(),
+            anchor=anchor,
             candidates=max(DIVERSE_CANDIDATES, 2 * fetch),
             look_positives=look_positives,
             look_negatives=look_negatives,
         )
         hits = index.steered(steer, limit=fetch, where=where)
         best: dict[int, Neighbour] = {}
-        by_distance = params.max_distance is not None and not (params.like or params.unlike)
         for hit in hits:
             if by_distance and hit.distance > params.max_distance:  # type: ignore[operator]
                 continue

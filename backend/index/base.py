@@ -69,6 +69,17 @@ def point_vectors(point: IndexPoint, named: bool) -> Any:
     return vectors
 
 
+def best_copy_hits(scored: Sequence[tuple[int, float, int]], limit: int) -> list[Hit]:
+    """(point id, cosine similarity, product id) from one or more copy searches -> each point once at its best,
+    as Hits with distance 1 - similarity, best first."""
+    best: dict[int, Hit] = {}
+    for point_id, similarity, product_id in scored:
+        hit = Hit(point_id, max(0.0, 1.0 - similarity), product_id)
+        if point_id not in best or hit.distance < best[point_id].distance:
+            best[point_id] = hit
+    return sorted(best.values(), key=lambda h: (h.distance, h.id))[:limit]
+
+
 @dataclass(frozen=True)
 class LookQuery:
     """Rank by the look too: among the `candidates` nearest points by the 1000-d vector (under the filter), by

@@ -29,6 +29,7 @@ from backend.index.base import (
     VectorIndex,
     VectorStore,
     as_floats,
+    best_copy_hits,
     payload_indexes,
     point_vectors,
 )
@@ -287,12 +288,13 @@ class EdgeIndex:
     ) -> list[Hit]:
         if not self._named:
             return []
-        best: dict[int, Hit] = {}
+        condition = edge_filter(where)
+        scored: list[tuple[int, float, int]] = []
         for query in queries:
             request = qe.QueryRequest(
                 limit=limit,
                 query=qe.Query.Nearest([as_floats(query)], using=COPY),
-                filter=edge_filter(where),
+                filter=condition,
                 with_payload=PRODUCT_ONLY,
                 score_threshold=min_similarity,
             )
@@ -300,11 +302,8 @@ class EdgeIndex:
                 points = self._shard.query(request)
             except Exception as exc:
                 raise IndexUnavailable(f"Qdrant Edge query failed: {exc}") from exc
-            for p in points:
-                hit = Hit(int(p.id), max(0.0, 1.0 - float(p.score)), int(p.payload["product_id"]))  # type: ignore[arg-type,index]
-                if hit.id not in best or hit.distance < best[hit.id].distance:
-                    best[hit.id] = hit
-        return sorted(best.values(), key=lambda h: (h.distance, h.id))[:limit]
+            scored += [(int(p.id), float(p.score), int(p.payload["product_id"])) for p in points]  # type: ignore[arg-type,index]
+        return best_copy_hits(scored, limit)
 
     def vectors(self, ids: Sequence[int]) -> dict[int, list[float]]:
         if not ids:

@@ -25,6 +25,7 @@ from backend.index.base import (
     VectorIndex,
     VectorStore,
     as_floats,
+    best_copy_hits,
     payload_indexes,
     point_vectors,
 )
@@ -246,11 +247,12 @@ class ServerIndex:
     ) -> list[Hit]:
         if not self._named or not queries:
             return []
+        condition = server_filter(where)
         requests = [
             models.QueryRequest(
                 query=[as_floats(query)],
                 using=COPY,
-                filter=server_filter(where),
+                filter=condition,
                 limit=limit,
                 with_payload=["product_id"],
                 score_threshold=min_similarity,
@@ -261,13 +263,12 @@ class ServerIndex:
             responses = self.client.query_batch_points(self.name, requests)
         except TRANSIENT as exc:
             raise IndexUnavailable(f"Qdrant query failed: {exc}") from exc
-        best: dict[int, Hit] = {}
-        for response in responses:
-            for p in response.points:
-                hit = Hit(int(p.id), max(0.0, 1.0 - float(p.score)), int((p.payload or {})["product_id"]))
-                if hit.id not in best or hit.distance < best[hit.id].distance:
-                    best[hit.id] = hit
-        return sorted(best.values(), key=lambda h: (h.distance, h.id))[:limit]
+        scored = [
+            (int(p.id), float(p.score), int((p.payload or {})["product_id"]))
+            for response in responses
+            for p in response.points
+        ]
+        return best_copy_hits(scored, limit)
 
     @property
     def descriptors(self) -> bool:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, not_, or_, select, update
 from sqlalchemy.orm import joinedload
 
+from backend.config import Settings
 from backend.db.duplicates import record_pairs
 from backend.db.models import CollectionState, FailureKind, ImageStatus, IndexCollection, ProductImage
 from backend.db.photos import fail_photos, mark_indexed, update_photos
@@ -398,6 +399,15 @@ class NearCopies:
     copy_distance: float
     distance: float
 
+    @classmethod
+    def of(cls, settings: Settings) -> NearCopies:
+        return cls(settings.copy_distance, settings.duplicate_distance)
+
+    @property
+    def min_similarity(self) -> float:
+        """The copy descriptor's cosine a near-copy reaches."""
+        return 1 - self.copy_distance
+
     def find(
         self, index: VectorIndex, image_ids: Sequence[int], where: Callable[[int], SearchFilter]
     ) -> dict[int, list[Hit]]:
@@ -406,7 +416,7 @@ class NearCopies:
         if index.descriptors:
             for image_id, variants in index.named_vectors(image_ids, COPY).items():
                 found[image_id] = index.copies(
-                    variants, limit=NEAR_COPIES_PER_PHOTO, where=where(image_id), min_similarity=1 - self.copy_distance
+                    variants, limit=NEAR_COPIES_PER_PHOTO, where=where(image_id), min_similarity=self.min_similarity
                 )
             return found
         for image_id, vector in index.vectors(image_ids).items():

@@ -77,7 +77,7 @@ def embed_images(self: Task, image_ids: list[int]) -> dict[str, int]:
             lease_s=settings.claim_lease_s,
             max_attempts=settings.max_attempts,
             attribute_keys=settings.attribute_keys,
-            near_copies=NearCopies(settings.copy_distance, settings.duplicate_distance),
+            near_copies=NearCopies.of(settings),
         )
     except SoftTimeLimitExceeded:
         _safe_rollback()

@@ -124,18 +124,14 @@ def _steering_links(product_id: int, params: SimilarParams, found: SimilarItems 
     links = {}
     for neighbour, _ in found.items:
         pid = neighbour.product_id
-        like = [*(p for p in params.like if p != pid), pid][-MAX_STEERING:]
-        unlike = [*(p for p in params.unlike if p != pid), pid][-MAX_STEERING:]
+        liked = [p for p in params.like if p != pid]
+        unliked = [p for p in params.unlike if p != pid]
         links[pid] = {
             "more": url_for(
-                "shop.product",
-                product_id=product_id,
-                **_args_with(like=like, unlike=[p for p in params.unlike if p != pid]),
+                "shop.product", product_id=product_id, **_args_with(like=[*liked, pid][-MAX_STEERING:], unlike=unliked)
             ),
             "less": url_for(
-                "shop.product",
-                product_id=product_id,
-                **_args_with(unlike=unlike, like=[p for p in params.like if p != pid]),
+                "shop.product", product_id=product_id, **_args_with(unlike=[*unliked, pid][-MAX_STEERING:], like=liked)
             ),
         }
     return links
