@@ -12,7 +12,7 @@ from flask import current_app
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ml.versions import DEFAULT_LOOK, LOOK_CANDIDATES
+from ml.versions import DEFAULT_LOOK, LOOK_CANDIDATES, LOOK_EXPANSION
 
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key"
 
@@ -145,10 +145,12 @@ class Settings(BaseSettings):
     # The vector distance below which a photo of another product counts as a near-copy; the default is
     # measured for the default model (bench/duplicates.py measures it for another one).
     duplicate_distance: float = Field(default=DEFAULT_DUPLICATE_DISTANCE, ge=0)
-    # The similar-items calls' `look` when they do not say (0: the 1000-d vector alone), and how many of the
-    # nearest points by the 1000-d vector the look re-ranks. Chosen by `lookalike evaluate` (see the README).
+    # The similar-items calls' `look` when they do not say (0: the 1000-d vector alone), how many of the
+    # nearest points by the kind vector the look re-ranks, and how many of its best hits expand the query
+    # (0: none). Chosen by `lookalike evaluate` (see the README).
     look_default: float = Field(default=DEFAULT_LOOK, ge=0, le=1)
     look_candidates: int = Field(default=LOOK_CANDIDATES, ge=10, le=1000)
+    look_expansion: int = Field(default=LOOK_EXPANSION, ge=0, le=10)
     # The same by the copy descriptor, in collections that have it (1 - cosine similarity, 0..2).
     copy_distance: float = Field(default=DEFAULT_COPY_DISTANCE, ge=0, le=2)
     # Feeds through the API: photos already on the server under this folder, when no zip is sent.

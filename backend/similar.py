@@ -18,15 +18,16 @@ from sqlalchemy import select
 from backend.config import ProductQuery, Settings
 from backend.db.duplicates import duplicates_by_image
 from backend.db.models import ImageStatus, Product, ProductImage, attribute_term
-from backend.db.products import get_image, get_product, image_status_counts
+from backend.db.products import MAX_ID, get_image, image_status_counts
 from backend.errors import InvalidInput, NotFound, NotIndexed
 from backend.extensions import DbSession
 from backend.index import SearchFilter, VectorIndex
-from backend.index.base import LOOK, LookQuery, Steer
+from backend.index.base import KIND, LOOK, LookQuery, Steer
 from backend.media import CheckedImage, open_image
 from backend.pipeline.active import Active, active_collection, active_index, index_of
 from backend.pipeline.embedders import embedder_for
 from ml.pixels import to_rgb
+from ml.versions import EXPANSION_POWER
 
 MAX_CANDIDATES = 20_000
 MAX_STEERING = 10  # like and unlike products per query
@@ -99,8 +100,7 @@ def similar_to_product(
     # One collection per model: the query vectors and the points searched come from the same model.
     active = active_collection(session=session, settings=settings)
     where = params.search_filter(settings.attribute_keys)
-    product = get_product(session=session, product_id=product_id)
-    indexed = indexed_photo_ids(product, active)
+    indexed = indexed_photos(session, product_id, active)
     index, vectors = _stored_vectors(
         settings,
         active,
@@ -112,17 +112,49 @@ def similar_to_product(
     )
     weight = look_weight(settings, index, params)
     looks = _stored_looks(index, indexed, weight, params)
+    kinds = _stored_kinds(index, indexed, weight, params)
     if settings.product_query is ProductQuery.mean:
         # As good as querying every photo on clothing-small, at one search (bench/multi_photo_query.py).
         vectors = [np.mean(np.asarray(vectors, dtype=np.float32), axis=0)]
         looks = [np.mean(np.asarray(looks, dtype=np.float32), axis=0)] if looks else None
-    look = _look_query(settings, active, index, weight, looks)
-    return _answer(session, active, index, vectors, exclude_product(where, product_id), params, look, looks)
+        kinds = [np.mean(np.asarray(kinds, dtype=np.float32), axis=0)] if kinds else []
+    look = _look_query(settings, active, index, weight, looks, kinds, params)
+    return _answer(
+        session,
+        active,
+        index,
+        vectors,
+        exclude_product(where, product_id),
+        params,
+        look,
+        looks,
+        settings.look_expansion,
+    )
 
 
-def indexed_photo_ids(product: Product, active: Active) -> list[int]:
-    """The product's photos that the database says are indexed by the active collection's model."""
-    return [i.id for i in product.images if i.status == ImageStatus.indexed and i.model_version == active.model_version]
+def indexed_photos(session: DbSession, product_id: int, active: Active, name: str | None = None) -> list[int]:
+    """The product's photos that the database says are indexed by the active collection's model, in one query;
+    NotFound (naming `name`, where a parameter names the product) when there is no such product."""
+    found = (
+        session.execute(
+            select(ProductImage.id, ProductImage.status, ProductImage.model_version)
+            .select_from(Product)
+            .outerjoin(ProductImage, ProductImage.product_id == Product.id)
+            .where(Product.id == product_id)
+            .order_by(ProductImage.id)
+        ).all()
+        if 0 < product_id <= MAX_ID
+        else []
+    )
+    if not found:
+        if name is None:
+            raise NotFound(f"product {product_id} not found")
+        raise NotFound(f"{name}: product {product_id} not found", field=name)
+    return [
+        image_id
+        for image_id, status, version in found
+        if image_id is not None and status == ImageStatus.indexed and version == active.model_version
+    ]
 
 
 def similar_to_image(*, session: DbSession, settings: Settings, image_id: int, params: SimilarParams) -> SimilarItems:
@@ -141,8 +173,19 @@ def similar_to_image(*, session: DbSession, settings: Settings, image_id: int, p
     )
     weight = look_weight(settings, index, params)
     looks = _stored_looks(index, [image_id], weight, params)
-    look = _look_query(settings, active, index, weight, looks)
-    return _answer(session, active, index, vectors, exclude_product(where, image.product_id), params, look, looks)
+    kinds = _stored_kinds(index, [image_id], weight, params)
+    look = _look_query(settings, active, index, weight, looks, kinds, params)
+    return _answer(
+        session,
+        active,
+        index,
+        vectors,
+        exclude_product(where, image.product_id),
+        params,
+        look,
+        looks,
+        settings.look_expansion,
+    )
 
 
 @dataclass(frozen=True)
@@ -200,9 +243,12 @@ def similar_to_photo(
         image = crop_to(image, box)
     described = embedder.describe([image])
     looks = [described.look[0].tolist()]
-    look = _look_query(settings, active, index, look_weight(settings, index, params), looks)
+    kinds = [described.kind[0].tolist()] if index.kinds else []
+    look = _look_query(settings, active, index, look_weight(settings, index, params), looks, kinds, params)
     where = params.search_filter(settings.attribute_keys)
-    return _answer(session, active, index, [described.embedding[0].tolist()], where, params, look, looks)
+    return _answer(
+        session, active, index, [described.embedding[0].tolist()], where, params, look, looks, settings.look_expansion
+    )
 
 
 def look_weight(settings: Settings, index: VectorIndex, params: SimilarParams) -> float:
@@ -227,55 +273,123 @@ def _stored_looks(index: VectorIndex, image_ids: list[int], weight: float, param
     """The query photos' look vectors, where the look ranks (weight above 0) or like/unlike steer by it."""
     if weight == 0 and not (params.like or params.unlike):
         return None
-    return list(index.named_vectors(image_ids, LOOK).values()) or None
+    return _in_order(index.named_vectors(image_ids, LOOK), image_ids) or None
+
+
+def _in_order(found: Mapping[int, Any], image_ids: Sequence[int]) -> list[Any]:
+    """Vectors by image id as a list in the order of `image_ids` (those found), so that the kinds of vectors of
+    several photos line up."""
+    return [found[i] for i in image_ids if i in found]
+
+
+def _stored_kinds(index: VectorIndex, image_ids: list[int], weight: float, params: SimilarParams) -> list[Any]:
+    """The query photos' kind vectors, where the look ranks among candidates by them (see _look_query)."""
+    if weight == 0 or params.max_distance is not None or not index.kinds:
+        return []
+    return _in_order(index.named_vectors(image_ids, KIND), image_ids)
 
 
 def _look_query(
-    settings: Settings, active: Active, index: VectorIndex, weight: float, looks: Sequence[Any] | None
+    settings: Settings,
+    active: Active,
+    index: VectorIndex,
+    weight: float,
+    looks: Sequence[Any] | None,
+    kinds: Sequence[Any],
+    params: SimilarParams,
 ) -> LookQuery | None:
-    """The index's look ranking for these query looks, or None (weight 0, or photos without a look vector)."""
+    """The index's look ranking for these query looks, or None (weight 0, or photos without a look vector).
+
+    The candidates are the nearest by the kind vector, or by the 1000-d vector where the collection has no kind
+    vectors or `max_distance` bounds the 1000-d distance."""
     if weight == 0 or not looks:
         return None
-    embedding_scale, look_scale = look_scales(index, active.name, settings.look_candidates)
-    return LookQuery(list(looks), weight, embedding_scale, look_scale, settings.look_candidates)
+    by_kind = bool(kinds) and len(kinds) == len(looks) and params.max_distance is None
+    embedding_scale, look_scale = look_scales(index, active.name, settings.look_candidates, by_kind=by_kind)
+    return LookQuery(
+        list(looks), weight, embedding_scale, look_scale, settings.look_candidates, kinds=list(kinds) if by_kind else ()
+    )
+
+
+def _unit(vector: Any) -> np.ndarray:
+    v = np.asarray(vector, dtype=np.float32)
+    return v / max(float(np.linalg.norm(v)), 1e-12)  # type: ignore[no-any-return]
+
+
+def expanded(
+    index: VectorIndex,
+    vectors: Sequence[Sequence[float]],
+    look: LookQuery,
+    where: SearchFilter,
+    neighbours: int,
+    limit: int,
+) -> LookQuery:
+    """Query expansion (alpha-QE): each query's kind and look vectors plus those of its `neighbours` best hits,
+    each weighted by its cosine similarity to the query to EXPANSION_POWER, to rank the same candidates again
+    (the pools for `limit` hits). Two photos of the product a shopper photographed pull in its other photos
+    (measured in the README)."""
+    if neighbours <= 0 or not look.kinds:
+        return look
+    look = replace(look, pools=index.look_candidates(vectors, look=look, limit=limit, where=where))
+    first = index.search_batch(vectors, limit=neighbours, where=where, look=look)
+    ids = sorted({hit.id for hits in first for hit in hits})
+    if not ids:
+        return look
+    found = {KIND: index.named_vectors(ids, KIND), LOOK: index.named_vectors(ids, LOOK)}
+    kinds: list[list[float]] = []
+    looks: list[list[float]] = []
+    for n, hits in enumerate(first):
+        for name, query, out in ((KIND, look.kinds[n], kinds), (LOOK, look.vectors[n], looks)):
+            own = _unit(query)
+            total = own.copy()
+            for hit in hits:
+                if hit.id in found[name]:
+                    other = _unit(found[name][hit.id])
+                    total += max(float(own @ other), 0.0) ** EXPANSION_POWER * other
+            out.append(_unit(total).tolist())
+    return replace(look, vectors=looks, kinds=kinds)
 
 
 SCALE_SAMPLE = 32
 SCALE_RECHECK_S = 60.0
-# Per collection: (points when measured, when the count was last checked, embedding scale, look scale).
-_scales: dict[str, tuple[int, float, float, float]] = {}
+# Per collection and pool: (points when measured, when the count was last checked, pool scale, look scale).
+_scales: dict[tuple[str, bool], tuple[int, float, float, float]] = {}
 
 
-def look_scales(index: VectorIndex, name: str, candidates: int) -> tuple[float, float]:
-    """Typical distances among a photo's candidates, by the 1000-d vector and by the look, in this collection.
+def look_scales(index: VectorIndex, name: str, candidates: int, *, by_kind: bool = False) -> tuple[float, float]:
+    """Typical distances among a photo's candidates, by the vector that picks them (kind, or 1000-d) and by
+    the look, in this collection.
 
     Measured once per collection and process on a sample of points, and again once the collection has doubled
     (its size looked at once a minute, not per query): the blend weighs the two distances by them, whatever
     the model's scale."""
     now = time.monotonic()
-    known = _scales.get(name)
+    key = (name, by_kind)
+    known = _scales.get(key)
     if known is not None and now - known[1] < SCALE_RECHECK_S:
         return known[2], known[3]
     count = index.count()
     if known is not None and count < 2 * max(known[0], 1):
-        _scales[name] = (known[0], now, known[2], known[3])
+        _scales[key] = (known[0], now, known[2], known[3])
         return known[2], known[3]
     sample = index.sample_ids(SCALE_SAMPLE)
     vectors = index.vectors(sample)
     looks = index.named_vectors(sample, LOOK)
-    by_vector: list[float] = []
+    kinds = index.named_vectors(sample, KIND) if by_kind else {}
+    by_pool: list[float] = []
     by_look: list[float] = []
     for image_id, vector in vectors.items():
-        if image_id not in looks:
+        if image_id not in looks or (by_kind and image_id not in kinds):
             continue
-        nearest = index.search_batch([vector], limit=candidates + 1)[0][1:]
-        by_vector += [hit.distance for hit in nearest]
-        probe = LookQuery([looks[image_id]], 1.0, 1.0, 1.0, candidates + 1)
-        by_look += [hit.distance for hit in index.search_batch([vector], limit=candidates + 1, look=probe)[0][1:]]
-    embedding_scale = max(float(np.median(by_vector)), 1e-6) if by_vector else 1.0
+        pool = [kinds[image_id]] if by_kind else ()
+        # Weight 0 ranks the candidates by the vector that picks them, weight 1 by the look; both unscaled.
+        for weight, out in ((0.0, by_pool), (1.0, by_look)):
+            probe = LookQuery([looks[image_id]], weight, 1.0, 1.0, candidates + 1, kinds=pool)
+            out += [hit.distance for hit in index.search_batch([vector], limit=candidates + 1, look=probe)[0][1:]]
+    pool_scale = max(float(np.median(by_pool)), 1e-6) if by_pool else 1.0
     look_scale = max(float(np.median(by_look)), 1e-6) if by_look else 1.0
-    _scales[name] = (count, now, embedding_scale, look_scale)
-    return embedding_scale, look_scale
+    _scales[key] = (count, now, pool_scale, look_scale)
+    return pool_scale, look_scale
 
 
 def _stored_vectors(
@@ -285,7 +399,7 @@ def _stored_vectors(
     when there are none (the index is opened only when there are some)."""
     if image_ids:
         index = index_of(settings, active)
-        vectors = list(index.vectors(image_ids).values())
+        vectors = _in_order(index.vectors(image_ids), image_ids)
         if vectors:
             return index, vectors
     raise not_indexed()
@@ -300,11 +414,15 @@ def _answer(
     params: SimilarParams,
     look: LookQuery | None = None,
     looks: Sequence[Any] | None = None,
+    expansion: int = 0,
 ) -> SimilarItems:
-    """Nearest products to the query vectors, their rows read in two queries."""
+    """Nearest products to the query vectors (the look's ranking expanded by `expansion` neighbours), their rows
+    read in two queries."""
     if params.steered:
         neighbours = steered_products(session, active, index, vectors, where, params, looks)
     else:
+        if look is not None:
+            look = expanded(index, vectors, look, where, expansion, first_fetch(params.offset + params.limit))
         neighbours = nearest_products(
             index=index,
             vectors=vectors,
@@ -338,7 +456,7 @@ def nearest_products(
     distance <= T are complete and correctly ranked. Fetch more until enough of them are.
     """
     wanted = offset + limit
-    fetch = max(2 * wanted, 32)
+    fetch = first_fetch(wanted)
     while True:
         best: dict[int, Neighbour] = {}
         threshold = float("inf")
@@ -357,6 +475,13 @@ def nearest_products(
         if fetch >= MAX_CANDIDATES:
             return ranked[offset:wanted]  # best effort past the candidate cap
         fetch = min(fetch * 4, MAX_CANDIDATES)
+        if look is not None:
+            look = replace(look, pools=())  # the candidates for more hits: found again, as many as they must be
+
+
+def first_fetch(wanted: int) -> int:
+    """How many points the first search of a page of `wanted` products fetches per query vector."""
+    return max(2 * wanted, 32)
 
 
 def steering_vectors(
@@ -368,11 +493,7 @@ def steering_vectors(
         raise InvalidInput(name, f"at most {MAX_STEERING} products")
     out, looks = [], []
     for product_id in dict.fromkeys(product_ids):
-        try:
-            product = get_product(session=session, product_id=product_id)
-        except NotFound:
-            raise NotFound(f"{name}: product {product_id} not found", field=name) from None
-        indexed = indexed_photo_ids(product, active)
+        indexed = indexed_photos(session, product_id, active, name)
         found = list(index.vectors(indexed).values()) if indexed else []
         if not found:
             raise NotIndexed(f"{name}: product {product_id} has no photo indexed by the active model yet", field=name)
@@ -438,45 +559,56 @@ def exclude_product(where: SearchFilter, product_id: int) -> SearchFilter:
 
 def product_rows(*, session: DbSession, product_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """Products with their photos as plain dicts in the shape of ProductOut (photos carry their stored name
-    where the API shows a URL), in two plain queries.
+    where the API shows a URL), in one join and one query for duplicate pairs.
 
     The hot path of every similar-items answer: ORM objects and schema dumps cost more than the
     vector search here, so rows go straight to dicts. A test keeps this equal to ProductOut.
     """
+    if not product_ids:
+        return {}
+    p, i = Product.__table__, ProductImage.__table__
+    query = (
+        select(p, *(column.label(f"image_{column.name}") for column in i.columns))
+        .select_from(p.outerjoin(i, i.c.product_id == p.c.id))
+        .where(p.c.id.in_(list(product_ids)))
+        .order_by(i.c.id)
+    )
     products: dict[int, dict[str, Any]] = {}
-    for row in session.execute(select(Product.__table__).where(Product.id.in_(list(product_ids)))).mappings():
-        products[row["id"]] = {
-            "id": row["id"],
-            "sku": row["sku"],
-            "title": row["title"],
-            "category": row["category"],
-            "brand": row["brand"],
-            "price": float(row["price"]) if row["price"] is not None else None,
-            "attributes": row["attributes"],
-            "images": [],
-            "created_at": row["created_at"].isoformat(),
-            "updated_at": row["updated_at"].isoformat(),
-        }
-    image_rows = session.execute(
-        select(ProductImage.__table__).where(ProductImage.product_id.in_(list(products))).order_by(ProductImage.id)
-    ).mappings()
-    for row in image_rows:
-        products[row["product_id"]]["images"].append(
-            {
+    images: dict[int, dict[str, Any]] = {}
+    for row in session.execute(query).mappings():
+        product = products.get(row["id"])
+        if product is None:
+            product = products[row["id"]] = {
                 "id": row["id"],
-                "stored_name": row["stored_name"],
-                "status": row["status"],
-                "error": row["error"],
-                "width": row["width"],
-                "height": row["height"],
-                "content_type": row["content_type"],
-                "original_filename": row["original_filename"],
-                "model_version": row["model_version"],
-                "indexed_at": row["indexed_at"].isoformat() if row["indexed_at"] is not None else None,
-                "duplicate_of": [],
+                "sku": row["sku"],
+                "title": row["title"],
+                "category": row["category"],
+                "brand": row["brand"],
+                "price": float(row["price"]) if row["price"] is not None else None,
+                "attributes": row["attributes"],
+                "images": [],
+                "created_at": row["created_at"].isoformat(),
+                "updated_at": row["updated_at"].isoformat(),
             }
-        )
-    images = {image["id"]: image for product in products.values() for image in product["images"]}
-    for image_id, found in duplicates_by_image(session, list(images)).items():
+        if row["image_id"] is None:
+            continue  # a product without photos
+        indexed_at = row["image_indexed_at"]
+        image = {
+            "id": row["image_id"],
+            "stored_name": row["image_stored_name"],
+            "status": row["image_status"],
+            "error": row["image_error"],
+            "width": row["image_width"],
+            "height": row["image_height"],
+            "content_type": row["image_content_type"],
+            "original_filename": row["image_original_filename"],
+            "model_version": row["image_model_version"],
+            "indexed_at": indexed_at.isoformat() if indexed_at is not None else None,
+            "duplicate_of": [],
+        }
+        product["images"].append(image)
+        images[image["id"]] = image
+    owners = {image["id"]: pid for pid, product in products.items() for image in product["images"]}
+    for image_id, found in duplicates_by_image(session, list(images), owners).items():
         images[image_id]["duplicate_of"] = found
     return products

@@ -11,7 +11,13 @@ builds the HNSW graph, then in one run measures:
     category filter: p50, p95, p99 and requests/s, and product-level recall against exact grouping;
     each at look=0 (the 1000-d vector alone, as before the look existed) and at the default look
     (LOOK_DEFAULT: the index's prefetch, look rescoring and formula), the two interleaved in one run.
-Every point has a synthetic look vector too (a clustered unit vector), as the service stores one.
+Every point has synthetic look and kind vectors too (clustered unit vectors), as the service stores them.
+
+    uv run python bench/query_latency.py --photos 100000 --production --against d10e91b
+
+also serves the same catalog with the code at a git ref (a worktree with its own environment, its own
+catalog built by its own code) and interleaves its default answer with this checkout's, request by
+request: the ratio of the two p50s comes from one run.
 Targets on 2 cores: p50 <= 10 ms, p99 <= 30 ms over HTTP; recall@10 >= 0.95.
 """
 
@@ -27,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +48,7 @@ from backend.config import ProductQuery, Settings
 from backend.db.models import Product, ProductImage
 from backend.extensions import db
 from backend.index import IndexPoint, SearchFilter, VectorIndex, close_all
-from backend.index.base import LOOK_DIM
+from backend.index.base import KIND_DIM, LOOK_DIM
 from backend.pipeline.active import active_index
 from ml.versions import untrained_version
 
@@ -56,9 +64,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recall-queries", type=int, default=200)
     parser.add_argument("--var-dir", type=Path, help="keep the catalog here (default: a temporary folder)")
     parser.add_argument("--reuse", action="store_true", help="reuse a catalog already built in --var-dir")
-    parser.add_argument("--production", action="store_true", help="serve with gunicorn instead of the dev server")
+    parser.add_argument("--production", action="store_true", help="serve with waitress (serve --production) instead of the dev server")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--against",
+        metavar="REF",
+        help="also serve the same catalog with the code at this git ref (a worktree with its own environment)"
+        " and interleave its default answer with this checkout's, in the same run",
+    )
     return parser
 
 
@@ -146,12 +160,16 @@ def build_catalog(settings: Settings, n_photos: int, clusters: int, seed: int) -
         index = active_index(session=db.session, settings=settings)[1]
         look_rng = np.random.default_rng(seed + 2)
         look_centres = look_rng.normal(size=(64, LOOK_DIM)).astype(np.float32)
+        # Kind vectors follow the 1000-d clusters (a fixed random projection), as a model's two vectors do.
+        projection = look_rng.normal(size=(DIM, KIND_DIM)).astype(np.float32)
         tick = time.perf_counter()
         for start in tqdm(range(0, n_photos, 2000), desc="upsert", unit="batch"):
             stop = min(start + 2000, n_photos)
             looks = look_centres[look_rng.integers(0, 64, stop - start)]
             looks = looks + look_rng.normal(scale=0.5, size=looks.shape).astype(np.float32)
             looks /= np.linalg.norm(looks, axis=1, keepdims=True)
+            kinds = vectors[start:stop] @ projection
+            kinds /= np.linalg.norm(kinds, axis=1, keepdims=True)
             index.upsert(
                 [
                     IndexPoint(
@@ -166,6 +184,7 @@ def build_catalog(settings: Settings, n_photos: int, clusters: int, seed: int) -
                             "model_version": version,
                         },
                         look=looks[j - start],
+                        kind=kinds[j - start],
                     )
                     for j in range(start, stop)
                 ]
@@ -266,18 +285,21 @@ def _get(port: int, path: str) -> bytes:
     return connection.getresponse().read()
 
 
-def over_http(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    vectors = np.ascontiguousarray(np.load(Path(settings.var_dir) / "bench-vectors.npy"))
-    owner = np.load(Path(settings.var_dir) / "bench-owner.npy")
-    categories = np.load(Path(settings.var_dir) / "bench-categories.npy")
-    sq_norms = np.einsum("ij,ij->i", vectors, vectors)
+@contextmanager
+def serving(var_dir: Path, lookalike: Path, production: bool, cwd: Path | None = None) -> Iterator[int]:
+    """`lookalike serve` on a free port over the catalog in `var_dir`, once it answers and its shard is warm."""
     port = free_port()
-    env = {**os.environ, "VAR_DIR": str(settings.var_dir), "PORT": str(port), "ADMIN_TOKEN": "b" * 24}
-    command = [str(Path(sys.executable).with_name("lookalike")), "serve"] + (
-        ["--production"] if args.production else []
+    env = {**os.environ, "VAR_DIR": str(var_dir), "PORT": str(port), "ADMIN_TOKEN": "b" * 24}
+    env.pop("VIRTUAL_ENV", None)
+    log_path = var_dir / "serve.log"
+    log = open(log_path, "w")  # noqa: SIM115
+    server = subprocess.Popen(
+        [str(lookalike), "serve", *(["--production"] if production else [])],
+        env=env,
+        cwd=cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
-    log = open(Path(settings.var_dir) / "serve.log", "w")  # noqa: SIM115
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -289,32 +311,57 @@ def over_http(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
             except OSError:
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server did not start: {(Path(settings.var_dir) / 'serve.log').read_text()[-2000:]}")
+                raise SystemExit(f"server did not start: {log_path.read_text()[-2000:]}")
             time.sleep(0.5)
-        while not json.loads(_get(port, "/api/v1/stats"))["index"]["warm"]:  # the server reads its shard once
+        while not json.loads(_get(port, "/api/v1/stats"))["index"].get("warm", True):  # it reads its shard once
             time.sleep(0.5)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def over_http(settings: Settings, args: argparse.Namespace, baseline: Path | None = None) -> dict[str, Any]:
+    """Each variant over HTTP, interleaved request by request: look=0 and the default look on this checkout,
+    and with `baseline` (a checkout of --against with its own catalog) its default too."""
+    vectors = np.ascontiguousarray(np.load(Path(settings.var_dir) / "bench-vectors.npy"))
+    owner = np.load(Path(settings.var_dir) / "bench-owner.npy")
+    categories = np.load(Path(settings.var_dir) / "bench-categories.npy")
+    sq_norms = np.einsum("ij,ij->i", vectors, vectors)
+    with ExitStack() as servers:
+        port = servers.enter_context(
+            serving(Path(settings.var_dir), Path(sys.executable).with_name("lookalike"), args.production)
+        )
+        variants = {"look=0": (port, "&look=0"), "default look": (port, "")}
+        if baseline is not None:
+            other = servers.enter_context(
+                serving(baseline / "var", baseline / ".venv" / "bin" / "lookalike", args.production, cwd=baseline)
+            )
+            variants[f"{args.against} default"] = (other, "")
         rng = np.random.default_rng(args.seed + 3)
         n_products = int(owner.max()) + 1
         products = rng.choice(n_products, args.queries, replace=False) + 1
-        out: dict[str, Any] = {"server": "gunicorn" if args.production else "werkzeug threaded"}
-        looks = {"look=0": "&look=0", "default look": ""}
+        out: dict[str, Any] = {"server": "waitress" if args.production else "werkzeug threaded"}
         for label, with_category in (("no filter", False), ("category filter", True)):
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connections = {
+                name: http.client.HTTPConnection("127.0.0.1", p, timeout=30) for name, (p, _) in variants.items()
+            }
             for warm in products[:20]:  # warm-up: the embedder, connections, caches (the look's scales)
-                for look in looks.values():
-                    connection.request("GET", f"/api/v1/products/{warm}/similar?limit=10{look}")
-                    connection.getresponse().read()
-            latencies: dict[str, list[float]] = {name: [] for name in looks}
+                for name, (_, look) in variants.items():
+                    connections[name].request("GET", f"/api/v1/products/{warm}/similar?limit=10{look}")
+                    connections[name].getresponse().read()
+            latencies: dict[str, list[float]] = {name: [] for name in variants}
             bodies, errors = [], 0
-            elapsed = dict.fromkeys(looks, 0.0)
+            elapsed = dict.fromkeys(variants, 0.0)
             for pid in products:
                 category = CATEGORIES[categories[pid - 1]]
-                for name, look in looks.items():  # interleaved: both variants see the same machine
+                for name, (_, look) in variants.items():  # interleaved: every variant sees the same machine
                     path = f"/api/v1/products/{pid}/similar?limit=10{look}"
                     path += f"&category={category}" if with_category else ""
                     tick = time.perf_counter()
-                    connection.request("GET", path)
-                    response = connection.getresponse()
+                    connections[name].request("GET", path)
+                    response = connections[name].getresponse()
                     body = response.read()
                     latencies[name].append(time.perf_counter() - tick)
                     elapsed[name] += latencies[name][-1]
@@ -331,21 +378,53 @@ def over_http(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
                 mask = (categories[owner] == categories[pid - 1]) if with_category else None
                 exact = exact_products(vectors, sq_norms, owner, photos, pid - 1, 10, mask)
                 recalls.append(len(set(got) & set(exact)) / 10)
-            for name in looks:
+            for name in variants:
                 out[f"{label}, {name}"] = {
                     **percentiles(latencies[name]),
                     "requests_per_s": len(products) / elapsed[name],
                     "errors": errors,
                     "product_recall_at_10": float(np.mean(recalls)),
                 }
-            out[f"{label}, p50 ratio default look / look=0"] = (
-                out[f"{label}, default look"]["p50_ms"] / out[f"{label}, look=0"]["p50_ms"]
-            )
+            for name in list(variants)[:1] + list(variants)[2:]:
+                out[f"{label}, p50 ratio default look / {name}"] = (
+                    out[f"{label}, default look"]["p50_ms"] / out[f"{label}, {name}"]["p50_ms"]
+                )
         return out
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+
+
+def checkout(ref: str, root: Path) -> Path:
+    """A worktree of this repository at `ref` with its own locked environment (uv sync)."""
+    repo = Path(__file__).resolve().parents[1]
+    target = root / "baseline"
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(target), ref], check=True)
+    found = shutil.which("uv")
+    uv = [found] if found else ["python3", "-m", "uv"]  # as the Makefile finds it
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    subprocess.run([*uv, "sync", "--frozen", "--quiet"], cwd=target, env=env, check=True)
+    return target
+
+
+BUILD_AT_REF = """
+import json, sys
+from pathlib import Path
+from backend.config import Settings
+from bench.query_latency import build_catalog
+settings = Settings(_env_file=None, var_dir=Path(sys.argv[1]), admin_token="b" * 24, default_model="untrained")
+print(json.dumps(build_catalog(settings, int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))))
+"""
+
+
+def build_at(target: Path, args: argparse.Namespace) -> dict[str, float]:
+    """The same synthetic catalog, built by the code at `target` (its own schema and collection layout)."""
+    var_dir = target / "var"
+    var_dir.mkdir(exist_ok=True)
+    env = {**{k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "VAR_DIR")}, "PYTHONPATH": str(target)}
+    done = subprocess.run(
+        [str(target / ".venv" / "bin" / "python"), "-c", BUILD_AT_REF, str(var_dir), str(args.photos),
+         str(args.clusters), str(args.seed)],
+        cwd=target, env=env, check=True, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -357,14 +436,24 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "hnsw_ef": settings.hnsw_ef,
         "product_query": settings.product_query.value,
     }
+    baseline: Path | None = None
+    scratch = Path(tempfile.mkdtemp(prefix="lookalike-baseline-")) if args.against else None
     try:
         if not args.reuse:
             result["build"] = build_catalog(settings, args.photos, args.clusters, args.seed)
+        if scratch is not None:
+            baseline = checkout(args.against, scratch)
+            result[f"build at {args.against}"] = build_at(baseline, args)
         result["index_alone"] = index_alone(settings, args)
-        result["http"] = over_http(settings, args)
+        result["http"] = over_http(settings, args, baseline)
     finally:
         if args.var_dir is None:
             shutil.rmtree(var_dir, ignore_errors=True)
+        if baseline is not None:
+            repo = Path(__file__).resolve().parents[1]
+            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(baseline)], check=False)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     report(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
@@ -382,14 +471,16 @@ def report(result: dict[str, Any]) -> None:
             f"  recall@10 {alone['recall_at_10']:.3f}"
         )
         print(f"  numpy exact        p50 {alone['numpy_exact']['p50_ms']:6.2f} ms")
-        for name in ("look=0", "default look"):
+        names = [key.removeprefix(f"{label}, ") for key in result["http"] if key.startswith(f"{label}, ")]
+        for name in [n for n in names if not n.startswith("p50 ratio")]:
             http_ = result["http"][f"{label}, {name}"]
             print(
-                f"  HTTP {name:<13} p50 {http_['p50_ms']:6.2f} ms  p95 {http_['p95_ms']:6.2f} ms"
+                f"  HTTP {name:<16} p50 {http_['p50_ms']:6.2f} ms  p95 {http_['p95_ms']:6.2f} ms"
                 f"  p99 {http_['p99_ms']:6.2f} ms  {http_['requests_per_s']:6.1f} req/s"
                 f"  product recall@10 {http_['product_recall_at_10']:.3f}  errors {http_['errors']}"
             )
-        print(f"  p50 ratio, default look / look=0: {result['http'][f'{label}, p50 ratio default look / look=0']:.2f}")
+        for name in [n for n in names if n.startswith("p50 ratio")]:
+            print(f"  {name}: {result['http'][f'{label}, {name}']:.2f}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@
   the same weights. Both parts are unit length (the histogram smoothed over neighbouring bins, so that two
   close shades share mass, then as its square root, so that Euclidean distance is the Hellinger distance),
   and the look vector is their weighted concatenation, unit length.
+- kind (KIND_DIM): what kind of item it is, for the look's ranking: the last feature map averaged over the
+  frame, unit length. On the pretrained model it finds the kind and the same product better than the
+  1000-d vector (ImageNet's class scores), so the look's candidates come from it (measured in the README).
 - copy (COPY_VARIANTS x COPY_DIM): which file a photo came from. A 16x16 colour thumbnail, made mirror
   symmetric, centred and unit length, of the whole frame and of its central 80%: a mirrored, recompressed
   or halved copy has nearly the same thumbnail, and a copy cropped by a tenth a side has the thumbnail of
@@ -31,7 +34,8 @@ COLOUR_BINS = (6, 12, 12)  # L, a, b
 COLOUR_DIM = COLOUR_BINS[0] * COLOUR_BINS[1] * COLOUR_BINS[2]
 TEXTURE_DIM = 192
 LOOK_DIM = COLOUR_DIM + TEXTURE_DIM
-TEXTURE_WEIGHT = 0.5  # share of the texture part in the look vector's squared length
+TEXTURE_WEIGHT = 0.35  # share of the texture part in the look vector's squared length
+KIND_DIM = 1280  # the last map's channels (EfficientNet-Lite); ResNet-50's 2048 are averaged down to these
 COPY_SIDE = 16
 COPY_CROP = 0.1  # the second variant drops a tenth of each side
 COPY_DIM = COPY_SIDE * (COPY_SIDE // 2) * 3  # the left half: the thumbnail is mirror symmetric
@@ -95,6 +99,14 @@ def texture(mid: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     pooled = pooled ** (1 / GEM_P)
     pooled = F.adaptive_avg_pool1d(pooled[:, None], TEXTURE_DIM)[:, 0]
     return F.normalize(pooled, dim=1)
+
+
+def kind_vectors(last: torch.Tensor) -> np.ndarray:
+    """(n, KIND_DIM) unit vectors: the last feature map's mean over the frame (channels averaged to KIND_DIM)."""
+    pooled = last.float().clamp(min=0).mean(dim=(2, 3)).cpu()
+    if pooled.shape[1] != KIND_DIM:
+        pooled = F.adaptive_avg_pool1d(pooled[:, None], KIND_DIM)[:, 0]
+    return F.normalize(pooled, dim=1).numpy().astype(np.float32)
 
 
 def look_vectors(rgb: torch.Tensor, mid: torch.Tensor, last: torch.Tensor) -> np.ndarray:

@@ -12,7 +12,16 @@ from PIL import Image
 from torch import nn
 
 from ml.backbones import EMBEDDING_DIM, IMAGENET_MEAN, IMAGENET_STD, build_backbone
-from ml.descriptors import COPY_DIM, COPY_VARIANTS, LOOK_DIM, FeatureTap, copy_vectors, look_vectors
+from ml.descriptors import (
+    COPY_DIM,
+    COPY_VARIANTS,
+    KIND_DIM,
+    LOOK_DIM,
+    FeatureTap,
+    copy_vectors,
+    kind_vectors,
+    look_vectors,
+)
 from ml.presets import EvalPreset
 from ml.versions import Normalize, Origin, untrained_version
 
@@ -36,11 +45,12 @@ def l2_rows(vectors: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Descriptors:
-    """Per photo: the 1000-d embedding, the look vector and the copy variants (see ml.descriptors)."""
+    """Per photo: the 1000-d embedding, the look and kind vectors and the copy variants (see ml.descriptors)."""
 
     embedding: np.ndarray  # (n, 1000)
     look: np.ndarray  # (n, LOOK_DIM)
     copy: np.ndarray  # (n, COPY_VARIANTS, COPY_DIM)
+    kind: np.ndarray  # (n, KIND_DIM)
 
 
 @dataclass(frozen=True)
@@ -134,21 +144,23 @@ class Embedder:
         return np.concatenate(chunks)
 
     def describe(self, images: Iterable[Image.Image]) -> Descriptors:
-        """The embedding, look and copy descriptors of decoded photos, from one forward pass per batch."""
+        """The embedding, look, kind and copy descriptors of decoded photos, from one forward pass per batch."""
         images = list(images)
         if not images:
             return Descriptors(
                 np.zeros((0, EMBEDDING_DIM), np.float32),
                 np.zeros((0, LOOK_DIM), np.float32),
                 np.zeros((0, COPY_VARIANTS, COPY_DIM), np.float32),
+                np.zeros((0, KIND_DIM), np.float32),
             )
         if self._tap is None:
             self._tap = FeatureTap(self.network, self.info.arch)
-        embeddings, looks = [], []
+        embeddings, looks, kinds = [], [], []
         for start in range(0, len(images), self.batch_size):
             batch = self.preprocess(images[start : start + self.batch_size])
             embeddings.append(self.forward(batch))
             mid, last = self._tap.take()
             looks.append(look_vectors(batch * self._std + self._mean, mid, last))
+            kinds.append(kind_vectors(last))
         copies = np.stack([copy_vectors(image) for image in images]).astype(np.float32)
-        return Descriptors(np.concatenate(embeddings), np.concatenate(looks), copies)
+        return Descriptors(np.concatenate(embeddings), np.concatenate(looks), copies, np.concatenate(kinds))

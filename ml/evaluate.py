@@ -23,7 +23,7 @@ from tqdm import tqdm
 from ml.backbones import build_backbone, get_arch, imagenet_available
 from ml.checkpoint import load_checkpoint, model_from_checkpoint
 from ml.datasets import ImageDataset, Sample, collate_skipping, load_catalog
-from ml.descriptors import FeatureTap, look_vectors
+from ml.descriptors import FeatureTap, kind_vectors, look_vectors
 from ml.embedder import l2_rows, resolve_device
 from ml.look_eval import (
     centre_lab,
@@ -37,7 +37,7 @@ from ml.look_eval import (
 from ml.plots import plot_confusion, plot_neighbours
 from ml.presets import EvalPreset, to_rgb
 from ml.pretrained import builtin_arch, builtin_names, pretrained_embedder, starting_point
-from ml.versions import DEFAULT_LOOK, LOOK_CANDIDATES
+from ml.versions import DEFAULT_LOOK, LOOK_CANDIDATES, LOOK_EXPANSION
 
 
 def retrieval_metrics(features: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
@@ -182,6 +182,7 @@ def main(
     progress: bool = True,
     looks: tuple[float, ...] = (0.0, DEFAULT_LOOK, 1.0),
     look_candidates: int = LOOK_CANDIDATES,
+    look_expansion: int = LOOK_EXPANSION,
 ) -> dict[str, Any]:
     """Evaluate; write eval.json, confusion.png (checkpoints) and neighbours.png into `out`.
 
@@ -212,13 +213,16 @@ def main(
     mean = torch.tensor(preset.mean).view(1, -1, 1, 1)
     std = torch.tensor(preset.std).view(1, -1, 1, 1)
     look_parts: list[np.ndarray] = []
+    kind_parts: list[np.ndarray] = []
 
     def keep_look(images: torch.Tensor) -> None:
         mid, last = tap.take()
         look_parts.append(look_vectors(images.cpu() * std + mean, mid, last))
+        kind_parts.append(kind_vectors(last))
 
     emb, logits, kept = run_network(subject.network, samples, preset, dev, desc=own, observe=keep_look, **common)
     looks_of_kept = np.concatenate(look_parts)
+    kinds_of_kept = np.concatenate(kind_parts)
     retrieval: dict[str, Any] = {own: both(emb, np.array([samples[i].label for i in kept]))}
     baselines: dict[str, Callable[[torch.Tensor], tuple[torch.Tensor, None]]] = {}
     if subject.starting_point is not None and imagenet_available(subject.arch):
@@ -245,7 +249,7 @@ def main(
     served = l2_normalize(emb) if subject.normalize == "l2" else emb
     look = evaluate_look(
         served, looks_of_kept, kept_samples, labels, {**baseline_features, "colour-histogram": hist},
-        looks=looks, candidates=look_candidates, out=out,
+        kinds=kinds_of_kept, looks=looks, candidates=look_candidates, expansion=look_expansion, out=out,
         class_names=class_names, grid_rows=grid_queries, grid_neighbours=grid_neighbours,
     )  # fmt: skip
 
@@ -296,8 +300,10 @@ def evaluate_look(
     labels: np.ndarray,
     baselines: dict[str, np.ndarray],
     *,
+    kinds: np.ndarray | None = None,
     looks: tuple[float, ...],
     candidates: int,
+    expansion: int = 0,
     out: Path,
     class_names: list[str],
     grid_rows: int = 6,
@@ -317,7 +323,7 @@ def evaluate_look(
             row |= {"product P@1": same["P@1"], "product mAP@10": same["mAP@10"]}
         return row
 
-    orders = {w: look_order(embedding, look, w, candidates) for w in looks}
+    orders = {w: look_order(embedding, look, w, candidates, kind=kinds, expansion=expansion) for w in looks}
     by_weight = {f"{w:g}": scores(order) for w, order in orders.items()}
     others = {name: scores(nearest(distances(f), 10)) for name, f in baselines.items()}
     pictures = {}
@@ -328,11 +334,13 @@ def evaluate_look(
         plot_neighbours(
             order_rows(order, samples, labels, labs, class_names, grid_rows, grid_neighbours),
             out / name,
-            f"nearest photos at look={w:g} (among the {candidates} nearest by the 1000-d vector), with their colour dE",
+            f"nearest photos at look={w:g} (among the {candidates} nearest by the kind vector), with their colour dE",
         )
         pictures[f"{w:g}"] = name
     return {
         "candidates": candidates,
+        "expansion": expansion,
+        "candidates by": "1000-d vector" if kinds is None else "kind vector",
         "pictures": pictures,
         "by_look": by_weight,
         "baselines": others,

@@ -5,9 +5,10 @@ in Lab) between a photo and each of its 10 nearest, the median over all query-ne
 the same photos: 10 random photos of the same category, and the 10 photos of the same category closest in that
 colour (what no ranking can beat without leaving the category).
 
-The look ranking mirrors the index's (backend.index LookQuery): among the `candidates` nearest by the 1000-d
-vector, (1 - weight) * distance / s + weight * look distance / t, where s and t are the median distances from a
-sample of 32 photos to their candidates, as the service measures them.
+The look ranking mirrors the service's (backend.similar, backend.index LookQuery): among the `candidates` nearest
+by the kind vector, (1 - weight) * kind distance / s + weight * look distance / t, where s and t are the median
+distances from a sample of 32 photos to their candidates, as the service measures them; then the same candidates
+once more with the query expanded by its best hits.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from PIL import Image
 
 from ml.descriptors import srgb_to_lab
 from ml.pixels import to_rgb
+from ml.versions import EXPANSION_POWER
 
 SCALE_SAMPLE = 32
 
@@ -44,19 +46,55 @@ def nearest(dist: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(d, axis=1, kind="stable")[:, :k]
 
 
-def look_order(embedding: np.ndarray, look: np.ndarray, weight: float, candidates: int, k: int = 10) -> np.ndarray:
-    """The k nearest of each photo (itself left out) by the index's look ranking; weight 0 is the plain ranking."""
-    by_vector = distances(embedding)
+def look_order(
+    embedding: np.ndarray,
+    look: np.ndarray,
+    weight: float,
+    candidates: int,
+    k: int = 10,
+    *,
+    kind: np.ndarray | None = None,
+    expansion: int = 0,
+) -> np.ndarray:
+    """The k nearest of each photo (itself left out) by the index's look ranking; weight 0 is the plain ranking.
+
+    As the service ranks (backend.similar): the candidates are the nearest by `kind` (by `embedding` without
+    it), and with `expansion` the same candidates are ranked again with each photo's kind and look vectors
+    expanded by its `expansion` best hits (alpha-QE, weights the cosine similarity to EXPANSION_POWER)."""
     if weight == 0:
-        return nearest(by_vector, k)
+        return nearest(distances(embedding), k)
+    candidates = min(candidates, len(embedding) - 1)  # never the photo itself
+    pool_vectors = embedding if kind is None else kind
+    by_pool = distances(pool_vectors)
     by_look = distances(look)
-    pools = nearest(by_vector, candidates)
     sample = np.arange(min(SCALE_SAMPLE, len(embedding)))
-    s = float(np.median(np.take_along_axis(by_vector[sample], pools[sample], axis=1)))
+    pools = nearest(by_pool, candidates)
+    s = float(np.median(np.take_along_axis(by_pool[sample], pools[sample], axis=1)))
     t = float(np.median(np.take_along_axis(by_look[sample], pools[sample], axis=1)))
-    blended = (1 - weight) * np.take_along_axis(by_vector, pools, 1) / max(s, 1e-6)
-    blended += weight * np.take_along_axis(by_look, pools, 1) / max(t, 1e-6)
-    return np.take_along_axis(pools, np.argsort(blended, axis=1, kind="stable")[:, :k], axis=1)
+
+    def ranked(pools: np.ndarray, pool_d: np.ndarray, look_d: np.ndarray, n: int) -> np.ndarray:
+        blended = (1 - weight) * pool_d / max(s, 1e-6) + weight * look_d / max(t, 1e-6)
+        return np.take_along_axis(pools, np.argsort(blended, axis=1, kind="stable")[:, :n], axis=1)
+
+    pool_d = np.take_along_axis(by_pool, pools, 1)
+    look_d = np.take_along_axis(by_look, pools, 1)
+    if kind is None or expansion <= 0:
+        return ranked(pools, pool_d, look_d, k)
+    first = ranked(pools, pool_d, look_d, expansion)
+    kind_q, look_q = expand(kind, first), expand(look, first)
+    pool_d = np.linalg.norm(kind_q[:, None, :] - kind[pools], axis=2)
+    look_d = np.linalg.norm(look_q[:, None, :] - look[pools], axis=2)
+    return ranked(pools, pool_d, look_d, k)
+
+
+def expand(vectors: np.ndarray, hits: np.ndarray, power: int = EXPANSION_POWER) -> np.ndarray:
+    """Each unit row plus its hits' rows weighted by their cosine similarity to it to `power`, unit length."""
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    total = unit.copy()
+    for j in range(hits.shape[1]):
+        other = unit[hits[:, j]]
+        total += np.clip((unit * other).sum(axis=1, keepdims=True), 0, None) ** power * other
+    return (total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def colour_difference(order: np.ndarray, labs: np.ndarray) -> float:

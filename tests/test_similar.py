@@ -81,3 +81,42 @@ def test_public_products_match_the_product_schema(client: Any, app: Any) -> None
         for pid in (1, 2):
             assert fast[pid] == ProductOut().dump(get_product(session=db.session, product_id=pid))
         assert set(fast) == {1, 2}
+
+
+def unit_vector(*values: float, dim: int) -> list[float]:
+    v = np.zeros(dim, dtype=np.float32)
+    v[: len(values)] = values
+    return (v / np.linalg.norm(v)).tolist()
+
+
+def test_query_expansion_pulls_in_the_photos_like_the_best_hit(tmp_path: Path) -> None:
+    """The query sees product 1 clearly; product 2 is another photo of the same thing, farther from the query than
+    product 3 but close to product 1: expanded by its best hit, the query ranks 2 before 3."""
+    from backend.index.base import KIND_DIM, LOOK_DIM, LookQuery
+    from backend.similar import expanded
+
+    kinds = {1: (1.0, 0.2), 2: (1.0, 0.9, 0.0), 3: (1.0, 0.0, 0.75), 4: (0.0, 0.0, 0.0, 1.0)}
+    index = EdgeIndex(tmp_path, "expansion")
+    index.upsert(
+        [
+            IndexPoint(
+                i,
+                np.zeros(DIM, np.float32),
+                {"product_id": i},
+                look=unit_vector(1, dim=LOOK_DIM),  # one look: the kind decides
+                kind=unit_vector(*k, dim=KIND_DIM),
+            )
+            for i, k in kinds.items()
+        ]
+    )
+    query = LookQuery([unit_vector(1, dim=LOOK_DIM)], 0.5, 1.0, 1.0, candidates=4, kinds=[unit_vector(1, dim=KIND_DIM)])
+    vectors = [np.zeros(DIM, np.float32).tolist()]
+    plain = [h.id for h in index.search_batch(vectors, limit=4, look=query)[0]]
+    assert plain == [1, 3, 2, 4]
+    more = expanded(index, vectors, query, SearchFilter(), neighbours=1, limit=4)
+    assert more.kinds[0] != query.kinds[0] and np.linalg.norm(more.kinds[0]) == pytest.approx(1.0, abs=1e-5)
+    assert sorted(more.pools[0]) == [1, 2, 3, 4]  # the same candidates, ranked again
+    assert [h.id for h in index.search_batch(vectors, limit=4, look=more)[0]] == [1, 2, 3, 4]
+    # Nothing to expand by (no kind vectors asked for, or 0 neighbours): the query as it was.
+    assert expanded(index, vectors, query, SearchFilter(), neighbours=0, limit=4) is query
+    index.close()

@@ -137,6 +137,11 @@ def _export_catalog(out: Path, val_fraction: float, seed: int, min_products: int
     type=click.FloatRange(0, 1),
     help="A look weight to measure the served ranking at (repeatable; default 0, LOOK_DEFAULT and 1).",
 )
+@click.option(
+    "--look-expansion",
+    type=click.IntRange(0, 10),
+    help="How many best hits expand the look's query, as LOOK_EXPANSION does in the service (default: its default).",
+)
 @click.option("--device", default="auto", show_default=True, type=DEVICES)
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
@@ -150,6 +155,8 @@ def evaluate_command(**options: Any) -> None:
 
     if not options["looks"]:
         options.pop("looks")
+    if options["look_expansion"] is None:
+        options.pop("look_expansion")
     try:
         result = evaluate.main(**options)
     except (DatasetError, WeightsUnavailable, FileNotFoundError, ValueError) as exc:
@@ -164,7 +171,8 @@ def evaluate_command(**options: Any) -> None:
     look = result["look"]
     refs = look["colour dE references"]
     click.echo(
-        f"look (among the {look['candidates']} nearest): colour dE of the 10 nearest; same category at random"
+        f"look (among the {look['candidates']} nearest by the {look['candidates by']}, query expanded by"
+        f" {look['expansion']} hits): colour dE of the 10 nearest; same category at random"
         f" {refs['random same category']:.1f}, colour oracle {refs['colour oracle']:.1f}"
     )
     rows = {f"look={w}": m for w, m in look["by_look"].items()} | look["baselines"]

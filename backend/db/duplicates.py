@@ -3,11 +3,10 @@ near-copy. A pair is stored once, the newer photo first; the database deletes it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import aliased
+from sqlalchemy import or_, select
 
 from backend.db.models import PhotoDuplicate, Product, ProductImage, duplicate_list
 from backend.extensions import DbSession
@@ -56,23 +55,33 @@ def record_pairs(session: DbSession, pairs: Iterable[tuple[int, int, float]], *,
     return len(new)
 
 
-def duplicates_by_image(session: DbSession, image_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
-    """`duplicate_of` for many photos in one query (the similar-items hot path)."""
+def duplicates_by_image(
+    session: DbSession, image_ids: Sequence[int], products: Mapping[int, int] | None = None
+) -> dict[int, list[dict[str, Any]]]:
+    """`duplicate_of` for many photos in one query (the similar-items hot path); `products` (photo -> product) saves
+    looking up the products of photos the caller already knows."""
     if not image_ids:
         return {}
-    theirs = aliased(ProductImage)
-    found: dict[int, list[tuple[int, int, float]]] = {}
-    for side, other_side in (
-        (PhotoDuplicate.image_id, PhotoDuplicate.other_id),
-        (PhotoDuplicate.other_id, PhotoDuplicate.image_id),
-    ):
-        rows = session.execute(
-            select(side, theirs.product_id, theirs.id, PhotoDuplicate.distance)
-            .join(theirs, theirs.id == other_side)
-            .where(side.in_(list(image_ids)))
+    ids = list(image_ids)
+    pairs = session.execute(
+        select(PhotoDuplicate.image_id, PhotoDuplicate.other_id, PhotoDuplicate.distance).where(
+            or_(PhotoDuplicate.image_id.in_(ids), PhotoDuplicate.other_id.in_(ids))
         )
-        for image_id, product_id, other_id, distance in rows:
-            found.setdefault(image_id, []).append((product_id, other_id, distance))
+    ).all()
+    if not pairs:
+        return {}
+    owner = dict(products or {})
+    unknown = {i for pair in pairs for i in pair[:2]} - owner.keys()
+    if unknown:
+        owner |= dict(
+            session.execute(select(ProductImage.id, ProductImage.product_id).where(ProductImage.id.in_(unknown))).all()  # type: ignore[arg-type]
+        )
+    wanted = set(ids)
+    found: dict[int, list[tuple[int, int, float]]] = {}
+    for image_id, other_id, distance in pairs:
+        for mine, theirs in ((image_id, other_id), (other_id, image_id)):
+            if mine in wanted and theirs in owner:
+                found.setdefault(mine, []).append((owner[theirs], theirs, distance))
     return {image_id: duplicate_list(items) for image_id, items in found.items()}
 
 

@@ -18,6 +18,8 @@ LOOK = "look"
 LOOK_DIM = 1056
 COPY = "copy"
 COPY_DIM = 384
+KIND = "kind"
+KIND_DIM = 1280
 PRODUCT_FIELDS = ["product_id", "category", "brand", "price", "attrs"]
 # The declared filter attributes live under this payload key: {"attrs": {"colour": ["red"]}}.
 ATTRS = "attrs"
@@ -54,18 +56,21 @@ class IndexPoint:
     payload: dict[str, Any]
     look: Sequence[float] | None = None
     copy: Sequence[Sequence[float]] | None = None  # a few variants, compared by the best one (MaxSim)
+    kind: Sequence[float] | None = None
 
 
-def point_vectors(point: IndexPoint, named: bool) -> Any:
+def point_vectors(point: IndexPoint, named: frozenset[str]) -> Any:
     """What a point sends to the store: the 1000-d vector alone in a collection from before the named vectors,
-    else the default ("") and whichever named vectors the point has."""
+    else the default ("") and whichever of the collection's named vectors the point has."""
     if not named:
         return as_floats(point.vector)
     vectors: dict[str, Any] = {"": as_floats(point.vector)}
-    if point.look is not None:
+    if point.look is not None and LOOK in named:
         vectors[LOOK] = as_floats(point.look)
-    if point.copy is not None:
+    if point.copy is not None and COPY in named:
         vectors[COPY] = [as_floats(v) for v in point.copy]
+    if point.kind is not None and KIND in named:
+        vectors[KIND] = as_floats(point.kind)
     return vectors
 
 
@@ -82,14 +87,23 @@ def best_copy_hits(scored: Sequence[tuple[int, float, int]], limit: int) -> list
 
 @dataclass(frozen=True)
 class LookQuery:
-    """Rank by the look too: among the `candidates` nearest points by the 1000-d vector (under the filter), by
-    (1 - weight) * distance / embedding_scale + weight * look distance / look_scale, in the index."""
+    """Rank by the look too: among the `candidates` nearest points (under the filter) by the kind vector, or by
+    the 1000-d vector where `kinds` is empty (a collection from before kind vectors), by
+    (1 - weight) * that distance / embedding_scale + weight * look distance / look_scale, in the index.
+
+    Two steps: the candidates (`look_candidates`: one HNSW search), then the formula over exactly those points.
+    `pools`, where given, are the candidates already found, one list of point ids per query vector."""
 
     vectors: Sequence[Sequence[float]]  # one look vector per query vector
     weight: float
     embedding_scale: float
     look_scale: float
     candidates: int
+    kinds: Sequence[Sequence[float]] = ()  # one kind vector per query vector, or none
+    pools: Sequence[Sequence[int]] = ()
+
+    def pool_size(self, limit: int) -> int:
+        return max(self.candidates, limit)
 
 
 @dataclass(frozen=True)
@@ -162,8 +176,9 @@ class VectorIndex(Protocol):
         max_distance: float | None = None,
         look: LookQuery | None = None,
     ) -> list[list[Hit]]:
-        """For each vector, the nearest points in ascending distance (`look`: by the blended score instead;
-        `max_distance` always bounds the 1000-d distance)."""
+        """For each vector, the nearest points in ascending distance (`look`: by the blended score among its
+        candidates instead, `look.pools` or else `look_candidates`; `max_distance` bounds the 1000-d distance, of
+        the candidates where they are picked by it)."""
 
     def steered(self, steer: Steer, *, limit: int, where: SearchFilter | None = None) -> list[Hit]:
         """The best points for `steer`, best first: by recommend (distance 1 - score) when there are negatives or
@@ -175,15 +190,31 @@ class VectorIndex(Protocol):
         """Points whose copy descriptor is at least `min_similarity` (cosine, best variant) to any query variant;
         Hit.distance is 1 - similarity, best first, each point once."""
 
+    def look_candidates(
+        self,
+        vectors: Sequence[Sequence[float]],
+        *,
+        look: LookQuery,
+        limit: int,
+        where: SearchFilter | None = None,
+        max_distance: float | None = None,
+    ) -> list[list[int]]:
+        """Per query vector, the ids of the look's candidates: the `look.pool_size(limit)` nearest points under the
+        filter by the kind vector (by the 1000-d vector, within `max_distance`, where `look.kinds` is empty)."""
+
     def vectors(self, ids: Sequence[int]) -> dict[int, list[float]]:
         """Stored vectors by image id; missing ids are left out."""
 
     def named_vectors(self, ids: Sequence[int], name: str) -> dict[int, Any]:
-        """A named vector (LOOK, COPY) of each point that has it."""
+        """A named vector (LOOK, KIND, COPY) of each point that has it."""
 
     @property
     def descriptors(self) -> bool:
         """Whether the collection has the look and copy vectors (created since they exist)."""
+
+    @property
+    def kinds(self) -> bool:
+        """Whether the collection has the kind vectors too (created since they exist)."""
 
     def ids(self) -> set[int]:
         """Every point id in the collection."""

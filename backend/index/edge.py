@@ -16,6 +16,8 @@ from backend.index.base import (
     COPY,
     COPY_DIM,
     EMBEDDING_DIM,
+    KIND,
+    KIND_DIM,
     LOOK,
     LOOK_DIM,
     PRODUCT_FIELDS,
@@ -42,14 +44,22 @@ SCHEMA_TYPES = {
 
 
 PRODUCT_ONLY = qe.PayloadSelector.Include(["product_id"])
+EXACT = qe.SearchParams(exact=True)  # the look's candidates, by their ids: a few dozen points to score
 
 
 def edge_config(dim: int) -> qe.EdgeConfig:
-    """The default 1000-d Euclidean vector, the look vector, and the copy variants (cosine, best variant)."""
+    """The default 1000-d Euclidean vector, the look and kind vectors, and the copy variants (cosine, best
+    variant)."""
     return qe.EdgeConfig(
         vectors={
             "": qe.EdgeVectorParams(size=dim, distance=qe.Distance.Euclid),
             LOOK: qe.EdgeVectorParams(size=LOOK_DIM, distance=qe.Distance.Euclid),
+            # int8 with rescoring by the originals: the same recall@50, ten times faster (1,280 floats a point).
+            KIND: qe.EdgeVectorParams(
+                size=KIND_DIM,
+                distance=qe.Distance.Euclid,
+                quantization_config=qe.ScalarQuantizationConfig(qe.ScalarType.Int8, always_ram=True),
+            ),
             COPY: qe.EdgeVectorParams(
                 size=COPY_DIM,
                 distance=qe.Distance.Cosine,
@@ -124,7 +134,7 @@ class EdgeIndex:
                     " store is locked to one process: stop the other one, or run the full stack with QDRANT_URL)"
                 ) from exc
             raise IndexUnavailable(f"cannot open the Qdrant Edge shard at {self.path}: {exc}") from exc
-        self._named = self._has_look()
+        self._named = self._named_vectors()
         self._closed = False
         self._written = False  # writes since the last optimize (bulk loads optimize themselves)
         # Pages of a memory-mapped shard arrive on first touch: at 300k photos a cold query took
@@ -136,17 +146,27 @@ class EdgeIndex:
             if field not in existing:
                 self._shard.update(qe.UpdateOperation.create_field_index(field, SCHEMA_TYPES[kind]))
 
-    def _has_look(self) -> bool:
-        """Whether the shard has the named vectors (one created before they existed has only the default)."""
+    def _has(self, name: str, dim: int) -> bool:
         try:
-            self._shard.query(qe.QueryRequest(limit=1, query=qe.Query.Nearest([0.0] * LOOK_DIM, using=LOOK)))
+            self._shard.query(qe.QueryRequest(limit=1, query=qe.Query.Nearest([0.0] * dim, using=name)))
         except Exception:
             return False
         return True
 
+    def _named_vectors(self) -> frozenset[str]:
+        """The shard's named vectors: none in one created before they existed, look and copy in one created
+        before kind vectors, all three since."""
+        if not self._has(LOOK, LOOK_DIM):
+            return frozenset()
+        return frozenset({LOOK, COPY} | ({KIND} if self._has(KIND, KIND_DIM) else set()))
+
     @property
     def descriptors(self) -> bool:
-        return self._named
+        return LOOK in self._named
+
+    @property
+    def kinds(self) -> bool:
+        return KIND in self._named
 
     def _read_files_once(self) -> None:
         try:
@@ -184,6 +204,46 @@ class EdgeIndex:
     def set_product_payload(self, product_id: int, payload: dict[str, Any]) -> None:
         self._update(qe.UpdateOperation.set_payload_by_filter(_product(product_id), payload))
 
+    def look_candidates(
+        self,
+        vectors: Sequence[Sequence[float]],
+        *,
+        look: LookQuery,
+        limit: int,
+        where: SearchFilter | None = None,
+        max_distance: float | None = None,
+    ) -> list[list[int]]:
+        self._check_look(look)
+        condition = edge_filter(where)
+        pools = []
+        for n, vector in enumerate(vectors):
+            request = qe.QueryRequest(
+                limit=look.pool_size(limit),
+                query=(
+                    qe.Query.Nearest(as_floats(look.kinds[n]), using=KIND)
+                    if look.kinds
+                    else qe.Query.Nearest(as_floats(vector))
+                ),
+                filter=condition,
+                score_threshold=None if look.kinds else max_distance,
+                with_payload=False,
+                params=self._params,
+            )
+            pools.append([int(p.id) for p in self._query(request)])  # type: ignore[arg-type]
+        return pools
+
+    def _check_look(self, look: LookQuery) -> None:
+        if not self.descriptors:
+            raise IndexUnavailable(f"collection {self.name} has no look vectors (built before them): reindex it")
+        if look.kinds and not self.kinds:
+            raise IndexUnavailable(f"collection {self.name} has no kind vectors (built before them): reindex it")
+
+    def _query(self, request: qe.QueryRequest) -> list[Any]:
+        try:
+            return list(self._shard.query(request))
+        except Exception as exc:
+            raise IndexUnavailable(f"Qdrant Edge query failed: {exc}") from exc
+
     def search_batch(
         self,
         vectors: Sequence[Sequence[float]],
@@ -193,57 +253,74 @@ class EdgeIndex:
         max_distance: float | None = None,
         look: LookQuery | None = None,
     ) -> list[list[Hit]]:
+        if look is not None:
+            return self._look_batch(vectors, look, limit=limit, where=where, max_distance=max_distance)
         condition = edge_filter(where)
-        if look is not None and not self._named:
-            raise IndexUnavailable(f"collection {self.name} has no look vectors (built before them): reindex it")
         # One query per vector: measured on 300k points, Edge's query_batch took 15.8 ms for a
         # product's three photos where three single queries took 3.9 ms.
         results = []
+        for vector in vectors:
+            request = qe.QueryRequest(
+                limit=limit,
+                query=qe.Query.Nearest(as_floats(vector)),
+                filter=condition,
+                with_payload=PRODUCT_ONLY,  # the database holds the rest; fetching it doubles the cost
+                score_threshold=max_distance,
+                params=self._params,
+            )
+            results.append([Hit(int(p.id), float(p.score), int(p.payload["product_id"])) for p in self._query(request)])
+        return results
+
+    def _look_batch(
+        self,
+        vectors: Sequence[Sequence[float]],
+        look: LookQuery,
+        *,
+        limit: int,
+        where: SearchFilter | None,
+        max_distance: float | None,
+    ) -> list[list[Hit]]:
+        """The formula over each query's candidates, by their ids: a prefetch that searched the candidates inside
+        the formula's request would search them twice (measured: 3.5 ms against 1.6 ms at 20k points)."""
+        self._check_look(look)
+        pools = look.pools or self.look_candidates(
+            vectors, look=look, limit=limit, where=where, max_distance=max_distance
+        )
+        results: list[list[Hit]] = []
         for n, vector in enumerate(vectors):
-            if look is None:
-                request = qe.QueryRequest(
-                    limit=limit,
-                    query=qe.Query.Nearest(as_floats(vector)),
-                    filter=condition,
-                    with_payload=PRODUCT_ONLY,  # the database holds the rest; fetching it doubles the cost
-                    score_threshold=max_distance,
-                    params=self._params,
-                )
-            else:
-                # The candidates by the 1000-d vector, and the same candidates scored by the look vector:
-                # the formula then blends both scores of every candidate.
-                candidates = qe.Prefetch(
-                    limit=max(look.candidates, limit),
-                    query=qe.Query.Nearest(as_floats(vector)),
-                    filter=condition,
-                    score_threshold=max_distance,
-                    params=self._params,
-                )
-                by_look = qe.Prefetch(
-                    limit=max(look.candidates, limit),
-                    query=qe.Query.Nearest(as_floats(look.vectors[n]), using=LOOK),
-                    prefetches=[candidates],
-                )
-                request = qe.QueryRequest(
-                    limit=limit,
-                    prefetches=[candidates, by_look],
-                    query=look_formula(look),
-                    with_payload=PRODUCT_ONLY,
-                )
-            try:
-                points = self._shard.query(request)
-            except Exception as exc:
-                raise IndexUnavailable(f"Qdrant Edge query failed: {exc}") from exc
-            sign = 1.0 if look is None else -1.0
+            if not pools[n]:
+                results.append([])
+                continue
+            among = qe.Filter(must=[qe.HasIdCondition(set(pools[n]))])
+            size = len(pools[n])
+            by_pool = (
+                qe.Query.Nearest(as_floats(look.kinds[n]), using=KIND)
+                if look.kinds
+                else qe.Query.Nearest(as_floats(vector))
+            )
+            request = qe.QueryRequest(
+                limit=limit,
+                prefetches=[
+                    qe.Prefetch(limit=size, query=by_pool, filter=among, params=EXACT),
+                    qe.Prefetch(
+                        limit=size,
+                        query=qe.Query.Nearest(as_floats(look.vectors[n]), using=LOOK),
+                        filter=among,
+                        params=EXACT,
+                    ),
+                ],
+                query=look_formula(look),
+                with_payload=PRODUCT_ONLY,
+            )
             results.append(
-                [Hit(int(p.id), sign * float(p.score), int(p.payload["product_id"])) for p in points]  # type: ignore[arg-type,index]
+                [Hit(int(p.id), -float(p.score), int(p.payload["product_id"])) for p in self._query(request)]
             )
         return results
 
     def steered(self, steer: Steer, *, limit: int, where: SearchFilter | None = None) -> list[Hit]:
         condition = edge_filter(where)
         recommend = len(steer.positives) > 1 or bool(steer.negatives)
-        by_look = bool(steer.look_positives) and self._named
+        by_look = bool(steer.look_positives) and self.descriptors
         pool_size = max(steer.candidates, limit)
         ranking: Any = (
             qe.Query.RecommendBestScore(
@@ -286,7 +363,7 @@ class EdgeIndex:
     def copies(
         self, queries: Sequence[Sequence[float]], *, limit: int, where: SearchFilter | None, min_similarity: float
     ) -> list[Hit]:
-        if not self._named:
+        if not self.descriptors:
             return []
         condition = edge_filter(where)
         scored: list[tuple[int, float, int]] = []
@@ -315,7 +392,7 @@ class EdgeIndex:
         return {int(r.id): default_vector(r.vector) for r in records if r.vector is not None}  # type: ignore[arg-type]
 
     def named_vectors(self, ids: Sequence[int], name: str) -> dict[int, Any]:
-        if not ids or not self._named:
+        if not ids or name not in self._named:
             return {}
         try:
             records = self._shard.retrieve(list(ids), False, [name])

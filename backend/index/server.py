@@ -13,6 +13,8 @@ from backend.index.base import (
     COPY,
     COPY_DIM,
     EMBEDDING_DIM,
+    KIND,
+    KIND_DIM,
     LOOK,
     LOOK_DIM,
     PRODUCT_FIELDS,
@@ -59,16 +61,27 @@ def server_filter(where: SearchFilter | None) -> models.Filter | None:
 
 
 def vectors_config(dim: int) -> dict[str, models.VectorParams]:
-    """The default 1000-d Euclidean vector, the look vector, and the copy variants (cosine, best variant)."""
+    """The default 1000-d Euclidean vector, the look and kind vectors, and the copy variants (cosine, best
+    variant)."""
     return {
         "": models.VectorParams(size=dim, distance=models.Distance.EUCLID),
         LOOK: models.VectorParams(size=LOOK_DIM, distance=models.Distance.EUCLID),
+        KIND: models.VectorParams(  # int8 with rescoring by the originals, as on Edge
+            size=KIND_DIM,
+            distance=models.Distance.EUCLID,
+            quantization_config=models.ScalarQuantization(
+                scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+            ),
+        ),
         COPY: models.VectorParams(
             size=COPY_DIM,
             distance=models.Distance.COSINE,
             multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
         ),
     }
+
+
+EXACT = models.SearchParams(exact=True)  # the look's candidates, by their ids: a few dozen points to score
 
 
 def look_formula(look: LookQuery) -> models.FormulaQuery:
@@ -105,7 +118,8 @@ class ServerIndex:
                 client.create_collection(name, vectors_config=vectors_config(dim))
             info = client.get_collection(name)
             configured = info.config.params.vectors
-            self._named = isinstance(configured, dict) and LOOK in configured
+            # None in a collection created before the named vectors, look and copy in one created before kind.
+            self._named = frozenset(configured) - {""} if isinstance(configured, dict) else frozenset()
             existing = set(info.payload_schema)
             for field, kind in payload_indexes(attribute_keys).items():
                 if field not in existing:
@@ -135,6 +149,45 @@ class ServerIndex:
         except TRANSIENT as exc:
             raise IndexUnavailable(f"Qdrant set_payload failed: {exc}") from exc
 
+    def _check_look(self, look: LookQuery) -> None:
+        if not self.descriptors:
+            raise IndexUnavailable(f"collection {self.name} has no look vectors (built before them): reindex it")
+        if look.kinds and not self.kinds:
+            raise IndexUnavailable(f"collection {self.name} has no kind vectors (built before them): reindex it")
+
+    def _batch(self, requests: list[models.QueryRequest]) -> list[Any]:
+        if not requests:
+            return []
+        try:
+            return [response.points for response in self.client.query_batch_points(self.name, requests)]
+        except TRANSIENT as exc:
+            raise IndexUnavailable(f"Qdrant query failed: {exc}") from exc
+
+    def look_candidates(
+        self,
+        vectors: Sequence[Sequence[float]],
+        *,
+        look: LookQuery,
+        limit: int,
+        where: SearchFilter | None = None,
+        max_distance: float | None = None,
+    ) -> list[list[int]]:
+        self._check_look(look)
+        condition = server_filter(where)
+        requests = [
+            models.QueryRequest(
+                query=as_floats(look.kinds[n] if look.kinds else vector),
+                using=KIND if look.kinds else None,
+                filter=condition,
+                limit=look.pool_size(limit),
+                score_threshold=None if look.kinds else max_distance,
+                with_payload=False,
+                params=self._params,
+            )
+            for n, vector in enumerate(vectors)
+        ]
+        return [[int(p.id) for p in points] for points in self._batch(requests)]
+
     def search_batch(
         self,
         vectors: Sequence[Sequence[float]],
@@ -146,53 +199,65 @@ class ServerIndex:
     ) -> list[list[Hit]]:
         if not vectors:
             return []
-        if look is not None and not self._named:
-            raise IndexUnavailable(f"collection {self.name} has no look vectors (built before them): reindex it")
-        condition = server_filter(where)
-        requests = []
-        for n, vector in enumerate(vectors):
-            if look is None:
-                requests.append(
-                    models.QueryRequest(
-                        query=as_floats(vector),
-                        filter=condition,
-                        limit=limit,
-                        with_payload=["product_id"],
-                        score_threshold=max_distance,
-                        params=self._params,
-                    )
+        if look is None:
+            condition = server_filter(where)
+            requests = [
+                models.QueryRequest(
+                    query=as_floats(vector),
+                    filter=condition,
+                    limit=limit,
+                    with_payload=["product_id"],
+                    score_threshold=max_distance,
+                    params=self._params,
                 )
+                for vector in vectors
+            ]
+            return [
+                [Hit(int(p.id), float(p.score), int((p.payload or {})["product_id"])) for p in points]
+                for points in self._batch(requests)
+            ]
+        # The formula over each query's candidates by their ids, as on Edge (a prefetch searching them inside the
+        # formula's request would search them twice).
+        self._check_look(look)
+        pools = look.pools or self.look_candidates(
+            vectors, look=look, limit=limit, where=where, max_distance=max_distance
+        )
+        requests, asked = [], []
+        for n, vector in enumerate(vectors):
+            if not pools[n]:
                 continue
-            # The candidates by the 1000-d vector, and the same candidates scored by the look vector.
-            candidates = models.Prefetch(
-                query=as_floats(vector),
-                filter=condition,
-                limit=max(look.candidates, limit),
-                score_threshold=max_distance,
-                params=self._params,
-            )
-            by_look = models.Prefetch(
-                query=as_floats(look.vectors[n]), using=LOOK, limit=max(look.candidates, limit), prefetch=[candidates]
-            )
+            among = models.Filter(must=[models.HasIdCondition(has_id=list(pools[n]))])
+            size = len(pools[n])
             requests.append(
                 models.QueryRequest(
-                    prefetch=[candidates, by_look], query=look_formula(look), limit=limit, with_payload=["product_id"]
+                    prefetch=[
+                        models.Prefetch(
+                            query=as_floats(look.kinds[n] if look.kinds else vector),
+                            using=KIND if look.kinds else None,
+                            filter=among,
+                            limit=size,
+                            params=EXACT,
+                        ),
+                        models.Prefetch(
+                            query=as_floats(look.vectors[n]), using=LOOK, filter=among, limit=size, params=EXACT
+                        ),
+                    ],
+                    query=look_formula(look),
+                    limit=limit,
+                    with_payload=["product_id"],
                 )
             )
-        try:
-            responses = self.client.query_batch_points(self.name, requests)
-        except TRANSIENT as exc:
-            raise IndexUnavailable(f"Qdrant query failed: {exc}") from exc
-        sign = 1.0 if look is None else -1.0
+            asked.append(n)
+        answers = dict(zip(asked, self._batch(requests), strict=True))
         return [
-            [Hit(int(p.id), sign * float(p.score), int((p.payload or {})["product_id"])) for p in response.points]
-            for response in responses
+            [Hit(int(p.id), -float(p.score), int((p.payload or {})["product_id"])) for p in answers.get(n, [])]
+            for n in range(len(vectors))
         ]
 
     def steered(self, steer: Steer, *, limit: int, where: SearchFilter | None = None) -> list[Hit]:
         condition = server_filter(where)
         recommend = len(steer.positives) > 1 or bool(steer.negatives)
-        by_look = bool(steer.look_positives) and self._named
+        by_look = bool(steer.look_positives) and self.descriptors
         pool_size = max(steer.candidates, limit)
 
         def recommend_query(positives: Any, negatives: Any) -> models.RecommendQuery:
@@ -245,7 +310,7 @@ class ServerIndex:
     def copies(
         self, queries: Sequence[Sequence[float]], *, limit: int, where: SearchFilter | None, min_similarity: float
     ) -> list[Hit]:
-        if not self._named or not queries:
+        if not self.descriptors or not queries:
             return []
         condition = server_filter(where)
         requests = [
@@ -272,7 +337,11 @@ class ServerIndex:
 
     @property
     def descriptors(self) -> bool:
-        return self._named
+        return LOOK in self._named
+
+    @property
+    def kinds(self) -> bool:
+        return KIND in self._named
 
     def vectors(self, ids: Sequence[int]) -> dict[int, list[float]]:
         if not ids:
@@ -291,7 +360,7 @@ class ServerIndex:
         return found
 
     def named_vectors(self, ids: Sequence[int], name: str) -> dict[int, Any]:
-        if not ids or not self._named:
+        if not ids or name not in self._named:
             return {}
         try:
             records = self.client.retrieve(self.name, list(ids), with_payload=False, with_vectors=[name])

@@ -146,7 +146,9 @@ def embed_and_upsert(
     observe_embedding(len(decoded), time.perf_counter() - started)
     index().upsert(
         [
-            IndexPoint(photo.id, described.embedding[i], photo.payload, described.look[i], described.copy[i])
+            IndexPoint(
+                photo.id, described.embedding[i], photo.payload, described.look[i], described.copy[i], described.kind[i]
+            )
             for i, photo in enumerate(ready)
         ]
     )

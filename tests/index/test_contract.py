@@ -11,7 +11,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from backend.index import Hit, IndexPoint, IndexUnavailable, SearchFilter, VectorIndex
-from backend.index.base import COPY_DIM, LOOK, LOOK_DIM, LookQuery, Steer
+from backend.index.base import COPY, COPY_DIM, KIND, KIND_DIM, LOOK, LOOK_DIM, LookQuery, Steer
 from backend.index.edge import EdgeIndex
 from backend.index.server import ServerIndex
 from tests.utils.vectors import search_one
@@ -195,6 +195,58 @@ def test_look_blends_the_two_distances_among_the_nearest_candidates(index: Vecto
     )
     assert ids(dress[0]) == [4, 2, 1]  # the filter holds for the candidates
     assert index.named_vectors([3], LOOK)[3] == pytest.approx(looks[3], abs=1e-6)
+
+
+def test_the_kind_vector_picks_the_looks_candidates(index: VectorIndex) -> None:
+    assert index.descriptors and index.kinds
+    # By the 1000-d vector 1, 2, 3, 4, 5; by the kind vector 5, 4, 3, then 2 and 1 far away.
+    kinds = {1: unit(0, 1, dim=KIND_DIM), 2: unit(0.3, 1, dim=KIND_DIM), 3: unit(1, 0.5, dim=KIND_DIM)}
+    kinds |= {4: unit(1, 0.2, dim=KIND_DIM), 5: unit(1, dim=KIND_DIM)}
+    looks = {i: unit(1, 0.1 * i, dim=LOOK_DIM) for i in range(1, 6)}  # 1 nearest the query's look, 5 farthest
+    index.upsert([IndexPoint(p.id, p.vector, p.payload, look=looks[p.id], kind=kinds[p.id]) for p in catalog()])
+    by_kind = LookQuery([unit(1, dim=LOOK_DIM)], 0.0, 1.0, 1.0, candidates=3, kinds=[unit(1, dim=KIND_DIM)])
+    hits = index.search_batch([vec(0)], limit=3, look=by_kind)[0]
+    assert ids(hits) == [5, 4, 3]  # weight 0: by the kind distance alone
+    assert hits[0].distance == pytest.approx(0.0, abs=1e-5)
+    # Weight 1: by the look, among the 3 nearest kinds only (1 and 2 have the nearest looks but are not candidates).
+    assert ids(index.search_batch([vec(0)], limit=3, look=replace(by_kind, weight=1.0))[0]) == [3, 4, 5]
+    dress = index.search_batch([vec(0)], limit=3, where=SearchFilter(categories=("dress",)), look=by_kind)[0]
+    assert ids(dress) == [4, 2, 1]
+    assert index.named_vectors([3], KIND)[3] == pytest.approx(kinds[3], abs=1e-6)
+    # The candidates alone, and the formula over candidates given by id (what the service's expansion reuses).
+    assert index.look_candidates([vec(0)], look=by_kind, limit=3) == [[5, 4, 3]]
+    given = index.search_batch([vec(0)], limit=3, look=replace(by_kind, weight=1.0, pools=[[1, 2, 5]]))[0]
+    assert ids(given) == [1, 2, 5]  # by the look, among exactly these
+    assert index.search_batch([vec(0)], limit=3, look=replace(by_kind, pools=[[]])) == [[]]
+
+
+def test_a_collection_with_look_but_no_kind_vectors_ranks_the_look_by_the_1000d_candidates(tmp_path: Path) -> None:
+    import qdrant_edge as qe
+
+    config = qe.EdgeConfig(
+        vectors={
+            "": qe.EdgeVectorParams(size=DIM, distance=qe.Distance.Euclid),
+            LOOK: qe.EdgeVectorParams(size=LOOK_DIM, distance=qe.Distance.Euclid),
+            COPY: qe.EdgeVectorParams(
+                size=COPY_DIM,
+                distance=qe.Distance.Cosine,
+                multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
+            ),
+        }
+    )
+    qe.EdgeShard.create(str(tmp_path / "before-kinds"), config).close()
+    index = EdgeIndex(tmp_path, "before-kinds")
+    assert index.descriptors and not index.kinds
+    points = catalog()
+    index.upsert(
+        [IndexPoint(p.id, p.vector, p.payload, look=unit(1, dim=LOOK_DIM), kind=unit(1, dim=KIND_DIM)) for p in points]
+    )
+    assert index.named_vectors([1], KIND) == {} and index.named_vectors([1], LOOK)[1][0] == pytest.approx(1.0)
+    plain = LookQuery([unit(1, dim=LOOK_DIM)], 0.0, 1.0, 1.0, candidates=3)
+    assert ids(index.search_batch([vec(0)], limit=3, look=plain)[0]) == [1, 2, 3]
+    with pytest.raises(IndexUnavailable, match="reindex"):
+        index.search_batch([vec(0)], limit=3, look=replace(plain, kinds=[unit(1, dim=KIND_DIM)]))
+    index.close()
 
 
 def test_copies_match_the_best_variant_above_the_similarity(index: VectorIndex) -> None:

@@ -245,5 +245,6 @@ def test_a_collection_from_before_the_look_vectors_moves_to_them_by_a_reindex(tm
         assert report.embedded == 8 and report.previous == old
         new = store_for(settings).open(report.collection)
         assert new.descriptors and len(new.named_vectors(sorted(new.ids()), "look")) == 8
+        assert new.kinds and len(new.named_vectors(sorted(new.ids()), "kind")) == 8
         answer = client.get(f"/api/v1/products/{ids[0]}/similar?look=1")
         assert answer.status_code == 200 and len(answer.json["items"]) == 3
