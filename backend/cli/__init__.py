@@ -17,7 +17,7 @@ from flask.cli import FlaskGroup
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": (
         "backend.cli.serve:serve",
-        "Serve the API: one process with threads on the embedded store; `--production` runs gunicorn.",
+        "Serve the API: one process with threads on the embedded store; `--production` runs waitress.",
     ),
     "import": (
         "backend.cli.catalog:import_command",

@@ -1,4 +1,4 @@
-"""`lookalike serve`: the API on the development server, or under gunicorn with `--production`."""
+"""`lookalike serve`: the API on the development server, or under waitress with `--production`."""
 
 from __future__ import annotations
 
@@ -26,12 +26,12 @@ log = logging.getLogger("lookalike")
 @click.command("serve")
 @click.option("--host", default=None, help="Address to bind (default: HOST, 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default: PORT, 8000).")
-@click.option("--production", is_flag=True, help="Serve with gunicorn (gthread workers) instead of the dev server.")
-@click.option("--workers", default=None, type=click.IntRange(min=1), help="gunicorn processes (embedded: 1).")
-@click.option("--threads", default=None, type=click.IntRange(min=1), help="Threads per gunicorn process.")
+@click.option("--production", is_flag=True, help="Serve with waitress (requests read whole before a thread sees them).")
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="Serving processes (embedded: 1).")
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="Threads per serving process.")
 @with_appcontext
 def serve(host: str | None, port: int | None, production: bool, workers: int | None, threads: int | None) -> None:
-    """Serve the API: one process with threads on the embedded store; `--production` runs gunicorn."""
+    """Serve the API: one process with threads on the embedded store; `--production` runs waitress."""
     settings = current_settings()
     ready_database(migrate_embedded=True)
     host = host or settings.host
