@@ -5,7 +5,7 @@ UV := python3 -m uv
 endif
 RUN := $(UV) run --frozen
 
-.PHONY: setup run migrate test lint typecheck
+.PHONY: setup run migrate test test-deps lint typecheck
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -24,5 +24,9 @@ lint: setup
 typecheck: setup
 	$(RUN) mypy
 
-test: lint typecheck
+# Debian's chromium and docker-compose, installed when missing (scripts/test-deps).
+test-deps:
+	@scripts/test-deps
+
+test: lint typecheck test-deps
 	$(RUN) pytest

@@ -47,13 +47,10 @@ LONG_RUNNING = {"postgres", "redis", "qdrant", "api", "worker", "index-worker", 
 
 
 def docker_compose() -> str:
-    """Debian's docker-compose (`.ci/run` installs it); fails in CI when it is missing, skips elsewhere."""
+    """Debian's docker-compose (`make test` installs it); a missing one fails, naming the command that installs it."""
     found = shutil.which("docker-compose")
     if found is None:
-        message = "docker-compose is not installed (apt-get install docker-compose)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.fail("docker-compose is not installed: `make test-deps` (or apt-get install docker-compose)")
     return found
 
 
