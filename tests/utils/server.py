@@ -24,10 +24,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(tmp_path: Path, *, production: bool = False, migrate: bool = True) -> Iterator[tuple[str, str]]:
+def running_server(
+    tmp_path: Path, *, production: bool = False, migrate: bool = True, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, str]]:
     """(base URL, development admin token) of a server on the embedded default, stopped at the end.
 
-    `migrate=False` leaves the schema to `serve` itself (it migrates the embedded default)."""
+    `migrate=False` leaves the schema to `serve` itself (it migrates the embedded default); `env` adds settings."""
+    extra = env
     env = {k: v for k, v in os.environ.items() if k not in {"ADMIN_TOKEN", "DATABASE_URL", "REDIS_URL", "QDRANT_URL"}}
     env.update(
         VAR_DIR=str(tmp_path / "var"),
@@ -36,6 +39,7 @@ def running_server(tmp_path: Path, *, production: bool = False, migrate: bool = 
         DEVICE="cpu",
         PYTHONUNBUFFERED="1",
     )
+    env.update(extra or {})
     if migrate:
         subprocess.run(
             [LOOKALIKE, "db", "upgrade"], env=env, cwd=tmp_path, check=True, capture_output=True, timeout=120

@@ -1,0 +1,44 @@
+"""`lookalike import` while `lookalike serve` holds the embedded store: one line naming the fix, nothing written,
+and the same command works once the server has stopped."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+from tests.utils.datasets import photos_of
+from tests.utils.server import LOOKALIKE, running_server
+
+
+def products_in(var: Path) -> int:
+    with sqlite3.connect(var / "lookalike.db") as connection:
+        return int(connection.execute("SELECT count(*) FROM products").fetchone()[0])
+
+
+def test_import_beside_a_running_server_stops_before_writing_and_a_retry_works(tmp_path: Path) -> None:
+    folder = tmp_path / "photos" / "dress"
+    folder.mkdir(parents=True)
+    for path in photos_of("dress", 3):
+        (folder / path.name).write_bytes(path.read_bytes())
+    env = {k: v for k, v in os.environ.items() if k not in {"ADMIN_TOKEN", "DATABASE_URL", "REDIS_URL", "QDRANT_URL"}}
+    env.update(VAR_DIR=str(tmp_path / "var"), EMBED_IMAGE_SIZE="64", DEFAULT_MODEL="untrained", DEVICE="cpu")
+
+    def run_import() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [LOOKALIKE, "import", str(tmp_path / "photos")], env=env, cwd=tmp_path, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+
+    with running_server(tmp_path):
+        refused = run_import()
+        assert refused.returncode == 1, refused.stderr
+        lines = [line for line in refused.stderr.splitlines() if line.strip() and "Traceback" not in line]
+        assert len([line for line in lines if line.startswith("error:")]) == 1 and "Traceback" not in refused.stderr
+        assert "held by another process" in refused.stderr and "nothing was imported" in refused.stderr
+        assert products_in(tmp_path / "var") == 0
+    done = run_import()
+    assert done.returncode == 0, done.stderr
+    assert "imported 3 products" in done.stdout and '"indexed": 3' in done.stdout
+    assert products_in(tmp_path / "var") == 3
