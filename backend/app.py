@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backend.api import BLUEPRINTS
 from backend.api.errors import register_error_processor
@@ -111,6 +112,9 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         folder.mkdir(parents=True, exist_ok=True)
 
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     limiter.init_app(app)

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(default=32, gt=0)
     # Abuse limits per client address (the `limits` notation: N/second|minute|hour).
     rate_limits_enabled: bool = True
+    # Proxies in front that set X-Forwarded-For/-Proto/-Host (Werkzeug's ProxyFix trusts this many hops): the
+    # client address that rate limits and logs use. 0 (default): the connection's address, headers ignored.
+    trusted_proxies: int = Field(default=0, ge=0, le=5)
     rate_limit_search: str = "60/minute"  # POST /search embeds a photo: about a second of CPU each
     rate_limit_auth_failures: str = "10/minute"  # wrong admin tokens, before every write is refused
     # The model a new installation embeds with until another is activated: a built-in ImageNet model

@@ -100,7 +100,7 @@ def serve_process(settings: Settings, sock: socket.socket, threads: int) -> None
         connection_limit=CONNECTION_LIMIT,
         max_request_body_size=body_limit,
         asyncore_use_poll=True,  # select() stops at 1,024 descriptors
-        clear_untrusted_proxy_headers=True,
+        clear_untrusted_proxy_headers=False,  # TRUSTED_PROXIES (ProxyFix in the app) decides what they mean
         ident="lookalike",
     )
 

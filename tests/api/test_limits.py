@@ -81,3 +81,22 @@ def test_with_a_broker_the_counts_live_in_redis(make_app: Any) -> None:
     finally:
         for key in connection.scan_iter(pattern):
             connection.delete(key)
+
+
+def test_behind_trusted_proxies_the_limits_key_on_the_forwarded_client(make_app: Any) -> None:
+    """Every request arrives from the proxy's address; with TRUSTED_PROXIES=1 its X-Forwarded-For names the client."""
+    wrong = {"Authorization": "Bearer wrong-token-0000000000"}
+
+    def failures(client: Any, forwarded_for: str) -> list[int]:
+        headers = {**wrong, "X-Forwarded-For": forwarded_for}
+        return [
+            client.get("/api/v1/imports/1", headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.1"}).status_code
+            for _ in range(3)
+        ]
+
+    behind = make_app(rate_limit_auth_failures="2/minute", trusted_proxies=1).test_client()
+    assert failures(behind, "203.0.113.5") == [401, 401, 429]
+    assert failures(behind, "203.0.113.6")[0] == 401  # another client behind the same proxy is not held back
+    direct = make_app(rate_limit_auth_failures="2/minute").test_client()  # the default: headers ignored
+    assert failures(direct, "203.0.113.5") == [401, 401, 429]
+    assert failures(direct, "203.0.113.6")[0] == 429  # one address: the proxy's
