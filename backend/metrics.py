@@ -34,6 +34,11 @@ EMBED_PHOTOS_PER_SECOND = Gauge(
 )
 
 
+# The methods HTTP defines: any other (a client may send any token) counts as "other", so that made-up methods
+# cannot add series without bound (5,000 made-up methods grew /metrics from 43 KB to 8.85 MB).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+
+
 def start_timer() -> None:
     g.request_started = time.perf_counter()
 
@@ -43,7 +48,8 @@ def observe_request(response: Response) -> Response:
     if started is not None:
         # The route's template, never the raw path: one series per route, whatever the ids.
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        REQUEST_SECONDS.labels(route, request.method, str(response.status_code)).observe(time.perf_counter() - started)
+        method = request.method if request.method in METHODS else "other"
+        REQUEST_SECONDS.labels(route, method, str(response.status_code)).observe(time.perf_counter() - started)
     return response
 
 

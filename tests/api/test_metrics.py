@@ -42,6 +42,14 @@ def test_metrics_count_requests_photos_points_and_embedding(client: Any) -> None
     assert "/api/v1/products/1/similar" not in text  # route templates, never raw paths
 
 
+def test_made_up_methods_share_one_series(client: Any) -> None:
+    for n in range(50):
+        client.open("/api/v1/products", method=f"MADEUP{n}")
+    text = client.get("/metrics", headers=AUTH).get_data(as_text=True)
+    assert "MADEUP" not in text
+    assert 'method="other"' in text
+
+
 LOG_PROBE = """
 import logging, sys
 from pathlib import Path

@@ -22,3 +22,28 @@ def test_qdrant_server_allows_several_processes(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, qdrant_url="http://127.0.0.1:6333")
     assert worker_layout(settings, None, None) == (4, 4)
     assert worker_layout(settings, 2, 8) == (2, 8)
+
+
+def test_the_access_log_has_one_line_per_request_and_is_json_under_log_format_json(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+    import logging
+
+    from werkzeug.test import Client
+
+    from backend.cli.production import AccessLog
+    from backend.logs import JsonFormatter
+    from tests.utils.apps import migrated_app
+
+    with migrated_app(make_settings(tmp_path)) as app:
+        client = Client(AccessLog(app.wsgi_app))
+        with caplog.at_level(logging.INFO, logger="backend.access"):
+            assert client.get("/api/v1/products?per_page=5").status_code == 200
+            assert client.get("/api/v1/products/999999").status_code == 404
+    lines = [r for r in caplog.records if r.name == "backend.access"]
+    assert len(lines) == 2
+    assert '"GET /api/v1/products?per_page=5" 200' in lines[0].getMessage()
+    assert '"GET /api/v1/products/999999" 404' in lines[1].getMessage()
+    body = json.loads(JsonFormatter().format(lines[1]))
+    assert body["logger"] == "backend.access" and "/api/v1/products/999999" in body["message"]
