@@ -259,3 +259,14 @@ class ModelVersion(db.Model):  # type: ignore[name-defined,misc]
     metrics: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     active: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AdminSession(db.Model):  # type: ignore[name-defined,misc]
+    """A logged-in admin pages session, by the digest of the random id its signed cookie carries: logging out
+    deletes it, so a copy of the cookie taken before stops working too."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the cookie's id
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import flash, redirect, render_template, request, session, url_for
+from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from backend import catalog
@@ -21,11 +21,11 @@ from backend.index import IndexUnavailable
 from backend.pipeline.active import active_collection
 from backend.pipeline.enqueue import enqueue_reindex
 from backend.pipeline.registry import RegistryError, check_activatable, list_models
-from backend.security import is_admin_token, token_fingerprint, wait_after_failures
+from backend.security import is_admin_token, wait_after_failures
 from backend.status import collect_stats
 from backend.uploads import checked_uploads
 from backend.web.forms import ActionForm, LoginForm, PhotosForm, ProductForm
-from backend.web.pages import admin_required, pages_blueprint, safe_next
+from backend.web.pages import admin_required, close_admin_session, open_admin_session, pages_blueprint, safe_next
 from ml.versions import builtin_names
 
 log = logging.getLogger(__name__)
@@ -48,16 +48,14 @@ def login() -> Any:
     if not is_admin_token(form.token.data):
         form.token.errors = ["That is not the admin token."]
         return render_template("admin/login.html", form=form), 401
-    session.clear()
-    session["admin"] = token_fingerprint()
-    session.permanent = True
+    open_admin_session(timedelta(hours=current_settings().admin_session_hours))
     log.info("admin logged in from %s", request.remote_addr)
     return redirect(safe_next(request.args.get("next")))
 
 
 @bp.post("/logout")
 def logout() -> Any:
-    session.clear()
+    close_admin_session()
     flash("Logged out.")
     return redirect(url_for("shop.catalog"))
 

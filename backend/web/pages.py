@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, g, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy import delete
 from werkzeug.exceptions import HTTPException
 
+from backend.db.models import AdminSession
 from backend.errors import NotFound
+from backend.extensions import db
 from backend.index import IndexUnavailable
 from backend.security import token_fingerprint
 
@@ -70,8 +76,42 @@ def pages_blueprint(
     return bp
 
 
+def _digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def open_admin_session(lifetime: timedelta) -> None:
+    """Log the admin in: a new session kept on the server (expired ones pruned here), its random id in the signed
+    cookie beside the token's fingerprint. Committed."""
+    now = datetime.now(UTC)
+    session_id = secrets.token_urlsafe(32)
+    db.session.execute(delete(AdminSession).where(AdminSession.expires_at <= now))
+    db.session.add(AdminSession(id=_digest(session_id), created_at=now, expires_at=now + lifetime))
+    db.session.commit()
+    session.clear()
+    session["admin"] = token_fingerprint()
+    session["sid"] = session_id
+    session.permanent = True
+
+
+def close_admin_session() -> None:
+    """Log out: the session ends on the server, for every copy of its cookie. Committed."""
+    session_id = session.get("sid")
+    if session_id:
+        db.session.execute(delete(AdminSession).where(AdminSession.id == _digest(session_id)))
+        db.session.commit()
+    session.clear()
+
+
 def is_admin() -> bool:
-    return bool(session.get("admin")) and session.get("admin") == token_fingerprint()
+    """A cookie signed with the current token's fingerprint, whose session is still open on the server."""
+    if not session.get("admin") or session.get("admin") != token_fingerprint():
+        return False
+    if "admin_alive" not in g:
+        session_id = session.get("sid")
+        row = db.session.get(AdminSession, _digest(session_id)) if isinstance(session_id, str) else None
+        g.admin_alive = row is not None and row.expires_at > datetime.now(UTC)
+    return bool(g.admin_alive)
 
 
 def admin_required(view: F) -> F:

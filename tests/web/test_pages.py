@@ -170,6 +170,23 @@ def test_login_makes_a_safe_session_and_a_wrong_token_says_nothing_more(make_app
     assert client.get("/admin/status").status_code == 302
 
 
+def test_logging_out_ends_the_session_for_a_copy_of_its_cookie_too(make_app: Any) -> None:
+    app = make_app()
+    mine, thief = app.test_client(), app.test_client()
+    upload(mine, "KEEP", images.png(1, 32))
+    log_in(mine)
+    cookie = mine.get_cookie("lookalike_session")
+    assert cookie is not None
+    thief.set_cookie("lookalike_session", cookie.value)  # copied before the logout
+    assert thief.get("/admin/status").status_code == 200
+    csrf = csrf_token(thief, "/admin/products")
+    assert post_form(mine, "/admin/logout", {}, token_from="/admin/status").status_code == 302
+    assert thief.get("/admin/status").status_code == 302  # back to the login
+    deleted = thief.post("/admin/products/1/delete", data={"csrf_token": csrf}, content_type="multipart/form-data")
+    assert deleted.status_code == 302 and "/admin/login" in deleted.headers["Location"]
+    assert mine.get("/api/v1/products/1").status_code == 200  # still there
+
+
 def test_production_session_cookie_is_secure(make_app: Any) -> None:
     client = make_app(environment="production", secret_key="a-long-random-secret-8d7f6e5c4b3a").test_client()
     assert "Secure" in log_in(client).headers["Set-Cookie"]
