@@ -11,14 +11,19 @@ from sqlalchemy import or_, select
 from backend.db.models import PhotoDuplicate, Product, ProductImage, duplicate_list
 from backend.extensions import DbSession
 
+# A new photo is paired with at most this many stored photos of the same file (the oldest): one placeholder photo
+# shared by 600 products made 179,703 pairs when every copy was paired with every other. The copies stay one
+# group (the duplicates page) as long as one of those survives.
+SAME_FILE_LINKS = 5
+
 
 def link_same_files(session: DbSession, images: Sequence[ProductImage]) -> int:
-    """Pair each new (flushed) photo of one product with the stored photos of other products that have its sha256;
-    not committed."""
+    """Pair each new (flushed) photo of one product with the oldest SAME_FILE_LINKS stored photos of other products
+    that have its sha256; not committed."""
     if not images:
         return 0
     found = same_file_photos(session, [image.sha256 for image in images], images[0].product_id)
-    pairs = [(image.id, other, 0.0) for image in images for _, other in found.get(image.sha256, [])]
+    pairs = [(image.id, other, 0.0) for image in images for _, other in found.get(image.sha256, [])[:SAME_FILE_LINKS]]
     return record_pairs(session, pairs, same_file=True)
 
 

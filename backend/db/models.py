@@ -171,9 +171,14 @@ class ProductImage(db.Model):  # type: ignore[name-defined,misc]
         return duplicate_list((image.product_id, image.id, distance) for image, distance in found)
 
 
+# `duplicate_of` lists at most this many, the closest first (the oldest copy of a file many products share is
+# paired with all of them).
+DUPLICATES_SHOWN = 10
+
+
 def duplicate_list(found: Iterable[tuple[int, int, float]]) -> list[dict[str, Any]]:
-    """`duplicate_of` as the API shows it, from (product_id, image_id, distance), closest first."""
-    ordered = sorted(found, key=lambda f: (f[2], f[1]))
+    """`duplicate_of` as the API shows it, from (product_id, image_id, distance), the DUPLICATES_SHOWN closest."""
+    ordered = sorted(found, key=lambda f: (f[2], f[1]))[:DUPLICATES_SHOWN]
     return [{"product_id": p, "image_id": i, "distance": round(d, 6)} for p, i, d in ordered]
 
 

@@ -65,7 +65,10 @@ def vectors_config(dim: int) -> dict[str, models.VectorParams]:
     variant)."""
     return {
         "": models.VectorParams(size=dim, distance=models.Distance.EUCLID),
-        LOOK: models.VectorParams(size=LOOK_DIM, distance=models.Distance.EUCLID),
+        # Only ever scored among given candidates (the look's formula, recommend inside a prefetch): no graph.
+        LOOK: models.VectorParams(
+            size=LOOK_DIM, distance=models.Distance.EUCLID, hnsw_config=models.HnswConfigDiff(m=0)
+        ),
         KIND: models.VectorParams(  # int8 with rescoring by the originals, as on Edge
             size=KIND_DIM,
             distance=models.Distance.EUCLID,

@@ -13,6 +13,7 @@ from PIL import Image, ImageOps
 from backend.config import Settings
 from tests.utils.api import add_photos, upload
 from tests.utils.datasets import photos_of
+from tests.utils.images import png
 from tests.utils.settings import AUTH, make_settings
 
 MODEL = "efficientnet_lite0-imagenet"
@@ -77,6 +78,24 @@ def test_same_files_and_near_copies_are_flagged(client: Any) -> None:
     assert client.delete(f"/api/v1/products/{same.json['id']}", headers=AUTH).status_code == 204
     left = client.get("/api/v1/duplicates", headers=AUTH).json["items"][0]
     assert {p["sku"] for p in left["photos"]} == {"ORIGINAL", "MIRRORED"}
+
+
+def test_a_file_many_products_share_makes_pairs_linear_and_short_lists(client: Any) -> None:
+    from backend.db.duplicates import SAME_FILE_LINKS
+    from backend.db.models import DUPLICATES_SHOWN, PhotoDuplicate
+    from backend.extensions import db
+
+    placeholder = png(7, 32)
+    ids = [upload(client, f"PLACEHOLDER-{n}", placeholder).json["id"] for n in range(30)]
+    with client.application.app_context():
+        pairs = db.session.query(PhotoDuplicate).count()
+    assert pairs <= SAME_FILE_LINKS * 30  # every copy paired with every other would be 435
+    first = image_json(client, ids[0])[0]["duplicate_of"]
+    assert len(first) == DUPLICATES_SHOWN and all(f["distance"] == 0 for f in first)
+    last = image_json(client, ids[-1])[0]["duplicate_of"]
+    assert [f["product_id"] for f in last] == ids[:SAME_FILE_LINKS]  # the oldest copies
+    groups = client.get("/api/v1/duplicates", headers=AUTH).json
+    assert groups["total"] == 1 and len(groups["items"][0]["photos"]) == 30  # still one group
 
 
 def test_reject_answers_409_and_stores_nothing(make_app: Any) -> None:
