@@ -13,8 +13,10 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate
 SKU = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,63}$", error="1-64 letters, digits or . _ - /")
 # No control characters (PostgreSQL cannot store NUL; none belongs in a name or a title).
 PRINTABLE = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="must not contain control characters")
-NAME = [validate.Length(min=1, max=64), PRINTABLE]
-TITLE = [validate.Length(min=1, max=200), PRINTABLE]
+# Text is stored trimmed: a value of spaces alone is no value (it was stored as an empty string).
+NOT_BLANK = validate.Regexp(r"\s*\S", error="must not be blank")
+NAME = [validate.Length(min=1, max=64), PRINTABLE, NOT_BLANK]
+TITLE = [validate.Length(min=1, max=200), PRINTABLE, NOT_BLANK]
 # The price column is Numeric(12, 2): ten digits before the point.
 PRICE = validate.Range(min=0, max=9_999_999_999.99)
 # Attributes are shown with every product in every list and similar-items page: kept small and plain.

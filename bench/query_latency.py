@@ -64,7 +64,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recall-queries", type=int, default=200)
     parser.add_argument("--var-dir", type=Path, help="keep the catalog here (default: a temporary folder)")
     parser.add_argument("--reuse", action="store_true", help="reuse a catalog already built in --var-dir")
-    parser.add_argument("--production", action="store_true", help="serve with waitress (serve --production) instead of the dev server")
+    parser.add_argument(
+        "--production", action="store_true", help="serve with waitress (serve --production) instead of the dev server"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from flask import Blueprint, g, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -125,7 +127,16 @@ def admin_required(view: F) -> F:
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after logging in: a path of this site only."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """Where to go after logging in: a path of this site only. No whitespace or control characters at all: browsers
+    drop a tab or a newline, so `/\t/evil.example` is `//evil.example` to them (and a newline in a Location
+    header is refused with a 500)."""
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not any(c.isspace() or unicodedata.category(c).startswith("C") for c in target)
+        and not urlsplit(target).netloc
+    ):
         return target
     return url_for("admin.status")

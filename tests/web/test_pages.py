@@ -165,6 +165,14 @@ def test_login_makes_a_safe_session_and_a_wrong_token_says_nothing_more(make_app
     client.get("/")  # a fresh page
     bounced = client.post("/admin/login?next=//evil.example/", data={"token": TOKEN, "csrf_token": csrf_token(client)})
     assert bounced.headers["Location"] == "/admin/status"
+    # A tab or a newline: browsers drop them (`/\t/evil.example` is `//evil.example`); a newline was a 500.
+    for sneaky in ("/%09/evil.example", "/%0a/evil.example", "/admin%0d%0aSet-Cookie:x=1", "/%E2%80%8B/evil"):
+        client.get("/")
+        answer = client.post(f"/admin/login?next={sneaky}", data={"token": TOKEN, "csrf_token": csrf_token(client)})
+        assert answer.status_code == 302 and answer.headers["Location"] == "/admin/status", sneaky
+    client.get("/")
+    kept = client.post("/admin/login?next=/admin/models", data={"token": TOKEN, "csrf_token": csrf_token(client)})
+    assert kept.headers["Location"] == "/admin/models"
     # Log out ends the session.
     assert post_form(client, "/admin/logout", {}, token_from="/admin/status").status_code == 302
     assert client.get("/admin/status").status_code == 302
