@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from flask.cli import with_appcontext
 
-from backend.cli.checks import ready_database
+from backend.cli.checks import embedded_store_free, ready_database
 from backend.cli.progress import progress_bar
 from backend.config import Settings, current_settings
 from backend.db.products import image_status_counts
@@ -18,7 +18,6 @@ from backend.errors import FeedUnreadable
 from backend.extensions import db
 from backend.feeds import FeedSummary, FolderPhotos, Handoff, count_rows, feed_format, import_feed
 from backend.importer import import_tree
-from backend.index import IndexBusy
 from backend.pipeline.active import active_index
 from backend.pipeline.enqueue import enqueue_embedding, enqueue_payload_sync, enqueue_point_deletes
 
@@ -46,8 +45,13 @@ def import_command(source: Path, dry_run: bool, photos: Path | None) -> None:
     """
     settings = current_settings()
     ready_database()
-    if not dry_run:
-        _store_free_or_exit(settings)
+    if not dry_run and settings.tasks_in_process:  # this process embeds into the store itself
+        embedded_store_free(
+            settings,
+            what="nothing was imported",
+            instead="Stop it and run this again, or send the feed to the running server: POST /api/v1/imports"
+            " (see the README), or the admin pages.",
+        )
     if source.is_dir():
         if dry_run or photos is not None:
             raise click.UsageError("--dry-run and --photos are for feeds (a .csv or .jsonl file), not folders")
@@ -80,24 +84,6 @@ def import_command(source: Path, dry_run: bool, photos: Path | None) -> None:
         _after_load(settings, summary.image_ids)
     if summary.skipped:
         sys.exit(EXIT_SKIPPED)
-
-
-def _store_free_or_exit(settings: Settings) -> None:
-    """Before anything is written: where this process embeds into the embedded store itself, that no other process
-    (a running `lookalike serve`) holds it. Otherwise every photo would be reported failed, and a retry would find
-    its products already there."""
-    if not (settings.embedded_index and settings.tasks_in_process):
-        return
-    try:
-        active_index(session=db.session, settings=settings)
-    except IndexBusy:
-        click.echo(
-            f"error: the embedded vector store under {settings.qdrant_path} is held by another process (a running"
-            " `lookalike serve`?); nothing was imported. Stop it and run this again, or send the feed to the running"
-            " server: POST /api/v1/imports (see the README), or the admin pages.",
-            err=True,
-        )
-        sys.exit(EXIT_UNREADABLE)
 
 
 def _print_summary(summary: FeedSummary, dry_run: bool) -> None:

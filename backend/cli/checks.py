@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from backend.app import MIGRATIONS
-from backend.config import current_settings
+from backend.config import Settings, current_settings
 from backend.extensions import db
 
 
@@ -40,3 +40,21 @@ def ready_database(*, migrate_embedded: bool = False) -> None:
     raise click.ClickException(
         f"the database {where} {state}, the code needs {', '.join(sorted(heads))}: run `lookalike db upgrade`"
     )
+
+
+def embedded_store_free(settings: Settings, *, what: str, instead: str) -> None:
+    """On the embedded default, stop with one line before anything is written when another process (a running
+    `lookalike serve`) holds the store: the store is locked to one process. `what` says what did not happen,
+    `instead` what to do."""
+    if not settings.embedded_index:
+        return
+    from backend.index import IndexBusy
+    from backend.pipeline.active import active_index
+
+    try:
+        active_index(session=db.session, settings=settings)
+    except IndexBusy:
+        raise click.ClickException(
+            f"the embedded vector store under {settings.qdrant_path} is held by another process (a running"
+            f" `lookalike serve`?); {what}. {instead}"
+        ) from None

@@ -11,7 +11,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from werkzeug.serving import run_simple
 
-from backend.cli.checks import ready_database
+from backend.cli.checks import embedded_store_free, ready_database
 from backend.cli.production import run
 from backend.config import Settings, current_settings
 from backend.extensions import db
@@ -34,6 +34,11 @@ def serve(host: str | None, port: int | None, production: bool, workers: int | N
     """Serve the API: one process with threads on the embedded store; `--production` runs waitress."""
     settings = current_settings()
     ready_database(migrate_embedded=True)
+    embedded_store_free(
+        settings,
+        what="this one did not start",
+        instead="One `lookalike serve` per VAR_DIR: stop the other, or give this one its own VAR_DIR.",
+    )
     host = host or settings.host
     port = port or settings.port
     token = current_app.config["ADMIN_TOKEN"]

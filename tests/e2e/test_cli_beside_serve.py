@@ -1,5 +1,5 @@
 """`lookalike import` while `lookalike serve` holds the embedded store: one line naming the fix, nothing written,
-and the same command works once the server has stopped."""
+and the same command works once the server has stopped; a second `serve` on the same VAR_DIR does not start."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from tests.utils.datasets import photos_of
-from tests.utils.server import LOOKALIKE, running_server
+from tests.utils.server import LOOKALIKE, free_port, running_server
 
 
 def products_in(var: Path) -> int:
@@ -35,9 +35,14 @@ def test_import_beside_a_running_server_stops_before_writing_and_a_retry_works(t
         refused = run_import()
         assert refused.returncode == 1, refused.stderr
         lines = [line for line in refused.stderr.splitlines() if line.strip() and "Traceback" not in line]
-        assert len([line for line in lines if line.startswith("error:")]) == 1 and "Traceback" not in refused.stderr
+        assert len([line for line in lines if line.startswith("Error:")]) == 1 and "Traceback" not in refused.stderr
         assert "held by another process" in refused.stderr and "nothing was imported" in refused.stderr
         assert products_in(tmp_path / "var") == 0
+        second = subprocess.run(
+            [LOOKALIKE, "serve", "--port", str(free_port())], env=env, cwd=tmp_path, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert second.returncode == 1 and "this one did not start" in second.stderr, second.stderr
     done = run_import()
     assert done.returncode == 0, done.stderr
     assert "imported 3 products" in done.stdout and '"indexed": 3' in done.stdout
