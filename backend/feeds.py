@@ -92,6 +92,9 @@ def _csv_rows(text: IO[str]) -> Iterator[Row | tuple[int, RowError]]:
         raise FeedUnreadable(f"the CSV header cannot be read: {exc}", field="feed") from exc
     if not header:
         raise FeedUnreadable("the feed is empty", field="feed")
+    repeated = sorted({c.strip() for c in header if c and [h.strip() for h in header if h].count(c.strip()) > 1})
+    if repeated:  # DictReader keeps the last column of a name: the others' values would vanish
+        raise FeedUnreadable(f"the CSV header names {', '.join(repeated)} more than once", field="feed")
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise FeedUnreadable(

@@ -25,7 +25,7 @@ def checked_uploads(files: Sequence[FileStorage], *, required: bool = True) -> l
         raise InvalidInput("images", f"at most {cfg.max_images_per_request} photos per request")
     limit = cfg.max_upload_bytes
     # Read one byte past the limit: enough to know a file is too large without reading all of it.
-    return [
+    checked = [
         check_image(
             f.stream.read(limit + 1),
             filename=f.filename,
@@ -35,3 +35,11 @@ def checked_uploads(files: Sequence[FileStorage], *, required: bool = True) -> l
         )
         for f in files
     ]
+    first: dict[str, CheckedImage] = {}
+    for image in checked:  # the same file twice in one request was stored twice
+        seen = first.setdefault(image.sha256, image)
+        if seen is not image:
+            raise InvalidInput(
+                "images", f"{image.original_filename!r} is the same file as {seen.original_filename!r}: send it once"
+            )
+    return checked

@@ -185,6 +185,17 @@ def test_invalid_fields_are_400_naming_the_field(
     assert counts(app, settings) == before
 
 
+def test_the_same_photo_twice_in_one_upload_is_400_and_nothing_stored(
+    client: Any, app: Any, settings: Settings
+) -> None:
+    before = counts(app, settings)
+    response = upload(client, "TWICE", images.png(3), images.png(3))
+    assert response.status_code == 400 and response.json["field"] == "images"
+    assert "same file" in response.json["message"]
+    assert counts(app, settings) == before
+    assert upload(client, "TWO", images.png(3), images.png(4)).status_code == 201  # two different photos
+
+
 def test_missing_photos_and_fields(client: Any) -> None:
     response = upload(client, "NOPHOTO")
     assert response.status_code == 400 and response.json["field"] == "images"

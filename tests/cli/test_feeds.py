@@ -148,6 +148,8 @@ def test_jsonl_feed_with_photos_elsewhere(app: Any, tmp_path: Path) -> None:
     [
         ("feed.csv", "sku,title,category\nA,b,c\n", "the CSV header lacks images"),
         ("feed.csv", "", "the feed is empty"),
+        # DictReader kept the last "title" column: the first one's values vanished without a word.
+        ("feed.csv", "sku,title,category,images,title\nA,b,c,,d\n", "the CSV header names title more than once"),
         ("feed.jsonl", b"\xff\xfe{}\n", "not UTF-8"),
     ],
 )
