@@ -14,6 +14,7 @@ Products the feed does not name are left alone. `dry_run` reads and checks every
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -73,8 +74,28 @@ class Row:
 # Reading ----------------------------------------------------------------------------------------------
 
 
+def check_utf8(stream: IO[bytes], chunk: int = 1 << 20) -> None:
+    """The whole feed is UTF-8, checked before its first row is read (then rewound): a bad byte past the first
+    8 KB was found only after the rows before it had been written. FeedUnreadable names the byte's offset."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    while True:
+        block = stream.read(chunk)
+        pending = len(decoder.getstate()[0])  # the bytes of a character cut by the last block
+        try:
+            decoder.decode(block, final=not block)
+        except UnicodeDecodeError as exc:
+            at = offset - pending + exc.start
+            raise FeedUnreadable(f"the feed is not UTF-8 text ({exc.reason} at byte {at})", field="feed") from None
+        if not block:
+            break
+        offset += len(block)
+    stream.seek(0)
+
+
 def read_rows(stream: IO[bytes], fmt: str) -> Iterator[Row | tuple[int, RowError]]:
     """The feed's rows with their first line number; a row that cannot be parsed comes as (line, RowError)."""
+    check_utf8(stream)
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     try:
         yield from _csv_rows(text) if fmt == "csv" else _jsonl_rows(text)

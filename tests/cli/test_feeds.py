@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from backend.db.models import ImageStatus, Product, ProductImage
 from backend.extensions import db
 from backend.index import SearchFilter
+from tests.utils import images
 from tests.utils.apps import live_index
 from tests.utils.cli import cli_runner
 from tests.utils.feeds import copy_photos, feed_rows, write_csv, write_jsonl
@@ -162,6 +163,18 @@ def test_an_unreadable_feed_exits_1_and_writes_nothing(
     assert result.exit_code == 1 and message in result.output
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(ProductImage)) == 0
+
+
+def test_a_bad_byte_far_into_a_feed_is_found_before_any_row_is_written(app: Any, tmp_path: Path) -> None:
+    (tmp_path / "p.png").write_bytes(images.png(1))
+    good = "sku,title,category,images\n" + "".join(f"S{n:04d},Title {n},dress,p.png\n" for n in range(300))
+    assert len(good.encode()) > 8192  # past the first read of the text decoder
+    (tmp_path / "feed.csv").write_bytes(good.encode() + b"BAD,\xff,dress,p.png\n")
+    result = run(app, str(tmp_path / "feed.csv"))
+    assert result.exit_code == 1
+    assert f"not UTF-8 text (invalid start byte at byte {len(good.encode()) + 4})" in result.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Product)) == 0  # 136 were written before
 
 
 def test_feed_options_are_checked(app: Any, tmp_path: Path) -> None:
