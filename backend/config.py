@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     retry_backoff_max_s: float = Field(default=120.0, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=100)
     pending_stale_s: int = Field(default=600, ge=1)
+    # An import or a reindex build whose process died: failed (dropped) by the sweep once its process is gone
+    # (same host), or once it has not moved for DEAD_WORK_S (another host); never within the grace of a move.
+    dead_work_s: int = Field(default=600, ge=1)
+    dead_work_grace_s: int = Field(default=30, ge=0)
     # A worker's claim on the photos it embeds, renewed before each batch: a worker that died (on any
     # host) lets its photos go this long after its last batch began; the sweep then re-enqueues them.
     claim_lease_s: int = Field(default=60, ge=10)

@@ -33,6 +33,7 @@ from backend.feeds import (
     import_feed,
 )
 from backend.pipeline.enqueue import enqueue_embedding, enqueue_payload_sync, enqueue_point_deletes, in_background
+from backend.pipeline.indexing import worker_identity
 
 log = logging.getLogger(__name__)
 IMPORT_LIMIT_S = 24 * 3600
@@ -98,7 +99,16 @@ def run_import(*, session: DbSession, settings: Settings, import_id: int, handof
     folder = settings.imports_dir / str(import_id)
     feed_path = next(folder.glob("feed.*"), None)
     dry_run, from_zip = record.dry_run, record.photos_from == "zip"
-    _set(session, import_id, state=ImportState.running, started_at=datetime.now(UTC), rows_done=0)
+    now = datetime.now(UTC)
+    _set(
+        session,
+        import_id,
+        state=ImportState.running,
+        started_at=now,
+        progress_at=now,
+        rows_done=0,
+        runner=worker_identity(f"import-{import_id}"),
+    )
     summary: FeedSummary | None = None
     try:
         if feed_path is None:
@@ -118,7 +128,14 @@ def run_import(*, session: DbSession, settings: Settings, import_id: int, handof
             done[0] += n
             if time.monotonic() - done[1] >= PROGRESS_EVERY_S:  # called between rows: nothing else is pending
                 done[1] = time.monotonic()
-                _set(session, import_id, rows_done=done[0] - 1, summary=live.as_dict(), errors=live.errors)
+                _set(
+                    session,
+                    import_id,
+                    rows_done=done[0] - 1,
+                    summary=live.as_dict(),
+                    errors=live.errors,
+                    progress_at=datetime.now(UTC),
+                )
 
         with feed_path.open("rb") as feed:
             summary = import_feed(

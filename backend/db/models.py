@@ -226,6 +226,9 @@ class FeedImport(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Who runs it (host:pid:thread:task) and when it last moved: the sweep fails an import whose process died.
+    runner: Mapped[str | None] = mapped_column(String(160))
+    progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class IndexCollection(db.Model):  # type: ignore[name-defined,misc]
@@ -252,6 +255,8 @@ class IndexCollection(db.Model):  # type: ignore[name-defined,misc]
     photos_total: Mapped[int | None] = mapped_column(Integer)
     photos_done: Mapped[int | None] = mapped_column(Integer)
     progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Who builds it (host:pid:thread:task): the sweep drops a build whose process died.
+    builder: Mapped[str | None] = mapped_column(String(160))
 
 
 class ModelVersion(db.Model):  # type: ignore[name-defined,misc]

@@ -30,7 +30,7 @@ from backend.index import IndexBusy, IndexUnavailable, VectorIndex, store_for
 from backend.media import MediaStorage
 from backend.pipeline.active import active_collection, new_collection_name
 from backend.pipeline.embedders import embedder_for
-from backend.pipeline.indexing import PhotoRef, embed_and_upsert, point_payload
+from backend.pipeline.indexing import PhotoRef, embed_and_upsert, point_payload, worker_identity
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,15 @@ def reindex(
     version = version or previous.model_version
     embedder = embedder_for(settings, version)  # UnknownModel before anything is built
     name = new_collection_name(settings, version)
-    session.add(IndexCollection(name=name, model_version=version, state=CollectionState.building))
+    session.add(
+        IndexCollection(
+            name=name,
+            model_version=version,
+            state=CollectionState.building,
+            progress_at=datetime.now(UTC),
+            builder=worker_identity(f"reindex-{name}"),
+        )
+    )
     session.commit()
     started = datetime.now(UTC)
     report = ReindexReport(collection=name, model_version=version, previous=previous.name)

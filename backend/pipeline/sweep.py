@@ -17,7 +17,16 @@ from typing import Any
 from sqlalchemy import delete, or_, select
 
 from backend.config import Settings
-from backend.db.models import CollectionState, FailureKind, ImageStatus, IndexCollection, Product, ProductImage
+from backend.db.models import (
+    CollectionState,
+    FailureKind,
+    FeedImport,
+    ImageStatus,
+    ImportState,
+    IndexCollection,
+    Product,
+    ProductImage,
+)
 from backend.db.photos import set_pending
 from backend.extensions import DbSession
 from backend.index import IndexBusy, IndexUnavailable, VectorIndex, store_for
@@ -39,6 +48,8 @@ class SweepReport:
     payloads_fixed: int = 0  # products whose points carried stale category, brand or price
     orphan_media: int = 0  # media files no row owns, past the grace: removed
     dropped_collections: list[str] = field(default_factory=list)
+    dead_imports: list[int] = field(default_factory=list)  # running or queued in a process that died: failed
+    dead_builds: list[str] = field(default_factory=list)  # built by a process that died: retired, then dropped
     optimized: bool = False
     index_error: str | None = None
 
@@ -112,6 +123,7 @@ def run_sweep(
     except IndexUnavailable as exc:
         report.index_error = str(exc)
         log.warning("sweep: drift not checked: %s", exc)
+    _resolve_dead_work(session, settings, report, lost_before)
     _drop_replaced(session, settings, report)
     if full:
         report.orphan_media = _remove_orphan_media(session, settings)
@@ -119,7 +131,16 @@ def run_sweep(
     todo = sorted(set(lost + retry + requeue_more))
     if todo:
         enqueue(todo)
-    if any((report.requeued_pending, report.retried_failed, report.missing_points, report.orphan_points)):
+    if any(
+        (
+            report.requeued_pending,
+            report.retried_failed,
+            report.missing_points,
+            report.orphan_points,
+            report.dead_imports,
+            report.dead_builds,
+        )
+    ):
         log.warning("sweep repaired: %s", report.as_dict())
     return report
 
@@ -142,6 +163,47 @@ def _drift(
     report.orphan_points, report.missing_points, report.other_model = len(orphans), len(missing), len(other)
     report.payloads_fixed = _fix_payloads(session, index, attribute_keys)
     return missing + other
+
+
+def _dead(runner: str | None, moved: datetime | None, now: datetime, settings: Settings) -> str | None:
+    """Why the work `runner` does is dead, or None: its process is gone (on this host), or it has not moved for
+    DEAD_WORK_S (a process on another host). Never within DEAD_WORK_GRACE_S of its last move."""
+    if moved is not None and now - moved < timedelta(seconds=settings.dead_work_grace_s):
+        return None
+    if runner is not None and claim_is_stale(runner):
+        return f"the process running it stopped ({runner.rsplit(':', 2)[0]})"
+    if moved is not None and now - moved > timedelta(seconds=settings.dead_work_s):
+        return f"no progress for {int((now - moved).total_seconds())} s: its process stopped"
+    return None
+
+
+def _resolve_dead_work(
+    session: DbSession, settings: Settings, report: SweepReport, lost_before: datetime | None
+) -> None:
+    """Imports and reindex builds whose process died (killed with the embedded server, a worker gone): an import
+    becomes failed with the reason (a feed is idempotent: send it again), a build is retired and then dropped
+    with its shard or points by _drop_replaced."""
+    now = datetime.now(UTC)
+    for record in session.scalars(
+        select(FeedImport).where(FeedImport.state.in_([ImportState.running, ImportState.queued]))
+    ):
+        if record.state == ImportState.queued:
+            # An in-process import queued before this process started died with the process that queued it.
+            lost = settings.tasks_in_process and lost_before is not None and record.created_at < lost_before
+            reason = "queued in a process that stopped before running it" if lost else None
+        else:
+            reason = _dead(record.runner, record.progress_at or record.started_at, now, settings)
+        if reason is not None:
+            record.state, record.finished_at = ImportState.failed, now
+            record.error = f"{reason}; nothing after row {record.rows_done} was imported: send the feed again"
+            report.dead_imports.append(record.id)
+    for build in session.scalars(select(IndexCollection).where(IndexCollection.state == CollectionState.building)):
+        reason = _dead(build.builder, build.progress_at or build.created_at, now, settings)
+        if reason is not None:
+            log.warning("sweep: the build of %s is dead (%s): dropping it", build.name, reason)
+            build.state, build.switched_at = CollectionState.retired, None
+            report.dead_builds.append(build.name)
+    session.commit()
 
 
 def _drop_replaced(session: DbSession, settings: Settings, report: SweepReport) -> None:

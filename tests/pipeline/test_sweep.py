@@ -61,6 +61,8 @@ def test_sweep_repairs_drift(any_app: Any, monkeypatch: pytest.MonkeyPatch) -> N
         "orphan_points": 0,
         "payloads_fixed": 0,
         "orphan_media": 0,
+        "dead_imports": [],
+        "dead_builds": [],
         "index_error": None,
     }
 
