@@ -152,16 +152,23 @@ def run_import(*, session: DbSession, settings: Settings, import_id: int, handof
     except FeedUnreadable as exc:
         session.rollback()
         _finish(session, import_id, ImportState.failed, summary, error=exc.message)
+        discard_upload(settings, import_id)
         return summary
     except Exception as exc:
         session.rollback()
         log.exception("import %s failed", import_id)
         _finish(session, import_id, ImportState.failed, summary, error=f"the import broke off ({type(exc).__name__})")
+        discard_upload(settings, import_id)
         raise
     _finish(session, import_id, ImportState.done, summary)
-    if from_zip:
-        shutil.rmtree(folder, ignore_errors=True)  # the photos are stored now: the upload is not needed
+    discard_upload(settings, import_id)
     return summary
+
+
+def discard_upload(settings: Settings, import_id: int) -> None:
+    """The feed and zip an import was sent with (up to IMPORT_MAX_MB), once it has ended: its row keeps the
+    summary and errors, the photos are stored. Failed ones were kept for ever before."""
+    shutil.rmtree(settings.imports_dir / str(import_id), ignore_errors=True)
 
 
 def _set(session: DbSession, import_id: int, **values: object) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -197,6 +198,7 @@ def _resolve_dead_work(
             record.state, record.finished_at = ImportState.failed, now
             record.error = f"{reason}; nothing after row {record.rows_done} was imported: send the feed again"
             report.dead_imports.append(record.id)
+            shutil.rmtree(settings.imports_dir / str(record.id), ignore_errors=True)  # its feed and zip
     for build in session.scalars(select(IndexCollection).where(IndexCollection.state == CollectionState.building)):
         reason = _dead(build.builder, build.progress_at or build.created_at, now, settings)
         if reason is not None:

@@ -123,6 +123,10 @@ def test_refusals(client: Any, tmp_path: Path, make_app: Any) -> None:
 def test_a_feed_without_its_header_fails_with_the_reason(client: Any, tmp_path: Path) -> None:
     feed = tmp_path / "feed.csv"
     feed.write_text("sku,title\nA,b\n")
-    body = finished(client, send(client, feed))
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.png").write_bytes(b"x" * 5000)
+    body = finished(client, send(client, feed, zipped(tmp_path / "photos")))
     assert body["state"] == "failed" and "the CSV header lacks category, images" in body["error"]
     assert client.get("/api/v1/products").json["total"] == 0
+    stored = client.application.config["SETTINGS"].imports_dir / str(body["id"])
+    assert not stored.exists()  # the feed and zip of a failed import were kept for ever
