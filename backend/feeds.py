@@ -19,7 +19,9 @@ import csv
 import hashlib
 import io
 import json
+import os
 import posixpath
+import stat
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -194,12 +196,19 @@ class FolderPhotos:
         if not target.is_relative_to(self.root):
             raise RowError("unreadable photo", f"{path}: photo paths are relative to the feed and stay inside it")
         try:
-            with target.open("rb") as fh:
-                return fh.read(limit + 1)
+            # Non-blocking, then only a regular file: opening a named pipe waited for a writer for ever.
+            fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             raise RowError("unreadable photo", f"{path}: no such file") from None
         except OSError as exc:
             raise RowError("unreadable photo", f"{path}: cannot be read ({type(exc).__name__})") from None
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise RowError("unreadable photo", f"{path}: not a regular file")
+            try:
+                return fh.read(limit + 1)
+            except OSError as exc:
+                raise RowError("unreadable photo", f"{path}: cannot be read ({type(exc).__name__})") from None
 
 
 class ZipPhotos:

@@ -177,6 +177,17 @@ def test_a_bad_byte_far_into_a_feed_is_found_before_any_row_is_written(app: Any,
         assert db.session.scalar(select(func.count()).select_from(Product)) == 0  # 136 were written before
 
 
+def test_a_named_pipe_in_the_photo_folder_is_a_skipped_row_not_a_hang(app: Any, tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "p.png").write_bytes(images.png(1))
+    os.mkfifo(tmp_path / "pipe.png")  # opening it for reading waited for a writer for ever
+    (tmp_path / "feed.csv").write_text("sku,title,category,images\nGOOD,Good,dress,p.png\nPIPE,Pipe,dress,pipe.png\n")
+    result = run(app, str(tmp_path / "feed.csv"))
+    assert result.exit_code == 3 and "line 3 (PIPE): pipe.png: not a regular file" in result.output
+    assert "1 created" in result.output
+
+
 def test_feed_options_are_checked(app: Any, tmp_path: Path) -> None:
     (tmp_path / "feed.txt").write_text("sku\n")
     assert "a feed is a .csv or .jsonl file" in run(app, str(tmp_path / "feed.txt")).output
