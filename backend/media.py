@@ -76,7 +76,9 @@ def header_guard(width: int, height: int, *, max_pixels: int, max_aspect_ratio: 
         return "image_too_large", f"{width}x{height} pixels is over the limit of {max_pixels} pixels"
     ratio = max(width, height) / min(width, height)
     if ratio > max_aspect_ratio:
-        return "bad_aspect_ratio", f"{width}x{height} is {ratio:.0f}:1, over the limit of {max_aspect_ratio:g}:1"
+        # Not rounded to a whole number: 10.4:1 read "10:1, over the limit of 10:1".
+        shown = f"{ratio:.2f}".rstrip("0").rstrip(".")
+        return "bad_aspect_ratio", f"{width}x{height} is {shown}:1, over the limit of {max_aspect_ratio:g}:1"
     return None
 
 
@@ -113,8 +115,9 @@ def check_image(
                 width, height = height, width
     except ImageRejected:
         raise
-    except Image.DecompressionBombError as exc:
-        raise ImageRejected("image_too_large", f"{label}: {exc}") from exc
+    except Image.DecompressionBombError as exc:  # Pillow's own text speaks of DOS attacks: ours names the limit
+        limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))  # Pillow refuses past twice its own
+        raise ImageRejected("image_too_large", f"{label}: over the limit of {limit} pixels") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageRejected("invalid_image", f"{label}: the {fmt} image is truncated or corrupt ({exc})") from exc
     return CheckedImage(

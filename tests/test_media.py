@@ -85,6 +85,25 @@ def test_extreme_shapes_refused_from_the_header(width: int, height: int, monkeyp
     check_image(images.thin_png(1000, 100), filename="ten-to-one.png", **LIMITS)  # 10:1 is allowed
 
 
+def test_a_ratio_just_over_the_limit_is_shown_as_it_is() -> None:
+    with pytest.raises(ImageRejected) as caught:
+        check_image(images.png_header(1040, 100), filename="wide.png", **LIMITS)
+    assert "is 10.4:1, over the limit of 10:1" in caught.value.message  # it read "10:1, over the limit of 10:1"
+
+
+def test_pillows_own_bomb_error_is_told_in_our_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses before our limit would
+    with pytest.raises(ImageRejected) as caught:
+        check_image(images.png(1, 96), filename="big.png", max_bytes=10**7, max_pixels=10**9)
+    assert (
+        caught.value.kind == "image_too_large"
+        and caught.value.message == "big.png: over the limit of 2000 pixels"
+    )
+    assert "DOS" not in caught.value.message
+
+
 def test_reported_size_follows_exif_orientation() -> None:
     checked = check_image(images.rotated_jpeg(60, 30, orientation=6), filename="turned.jpg", **LIMITS)
     assert (checked.width, checked.height) == (30, 60)
