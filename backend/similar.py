@@ -7,6 +7,7 @@ owns the store.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,14 +22,15 @@ from backend.db.models import ImageStatus, Product, ProductImage, attribute_term
 from backend.db.products import MAX_ID, get_image, image_status_counts
 from backend.errors import InvalidInput, NotFound, NotIndexed
 from backend.extensions import DbSession
-from backend.index import SearchFilter, VectorIndex
+from backend.index import IndexUnavailable, SearchFilter, VectorIndex
 from backend.index.base import KIND, LOOK, LookQuery, Steer
 from backend.media import CheckedImage, open_image
-from backend.pipeline.active import Active, active_collection, active_index, index_of
+from backend.pipeline.active import Active, active_collection, index_of
 from backend.pipeline.embedders import embedder_for
 from ml.pixels import to_rgb
 from ml.versions import EXPANSION_POWER
 
+log = logging.getLogger(__name__)
 MAX_CANDIDATES = 20_000
 MAX_STEERING = 10  # like and unlike products per query
 DIVERSE_CANDIDATES = 100  # MMR picks from this many best points (more when a page needs them)
@@ -93,12 +95,35 @@ class SimilarItems:
     items: list[tuple[Neighbour, dict[str, Any]]] = field(default_factory=list)
 
 
+def across_a_switch(session: DbSession, settings: Settings, query: Callable[[Active], SimilarItems]) -> SimilarItems:
+    """Run a query on the live collection; when the index refuses it because a reindex switched collections
+    meanwhile (the old one let go while this request was slow), once more on the new one: a switch fails no
+    query (tests/web/test_activate_browser.py saw one 503 under load)."""
+    active = active_collection(session=session, settings=settings)
+    try:
+        return query(active)
+    except IndexUnavailable:
+        session.rollback()  # a fresh read of the switch
+        now = active_collection(session=session, settings=settings)
+        if now.name == active.name:
+            raise
+        log.info("similar items: the live collection changed to %s during the query: asked again", now.name)
+        return query(now)
+
+
 def similar_to_product(
     *, session: DbSession, settings: Settings, product_id: int, params: SimilarParams
 ) -> SimilarItems:
     """Products that look like this one, each once by its closest photo; NotIndexed while it has no vector."""
+    return across_a_switch(
+        session, settings, lambda active: _similar_to_product(session, settings, active, product_id, params)
+    )
+
+
+def _similar_to_product(
+    session: DbSession, settings: Settings, active: Active, product_id: int, params: SimilarParams
+) -> SimilarItems:
     # One collection per model: the query vectors and the points searched come from the same model.
-    active = active_collection(session=session, settings=settings)
     where = params.search_filter(settings.attribute_keys)
     indexed = indexed_photos(session, product_id, active)
     index, vectors = _stored_vectors(
@@ -159,7 +184,14 @@ def indexed_photos(session: DbSession, product_id: int, active: Active, name: st
 
 def similar_to_image(*, session: DbSession, settings: Settings, image_id: int, params: SimilarParams) -> SimilarItems:
     """Products that look like this one photo (its own product left out); NotIndexed while it has no vector."""
-    active = active_collection(session=session, settings=settings)
+    return across_a_switch(
+        session, settings, lambda active: _similar_to_image(session, settings, active, image_id, params)
+    )
+
+
+def _similar_to_image(
+    session: DbSession, settings: Settings, active: Active, image_id: int, params: SimilarParams
+) -> SimilarItems:
     where = params.search_filter(settings.attribute_keys)
     image = get_image(session=session, image_id=image_id)
     indexed = image.status == ImageStatus.indexed and image.model_version == active.model_version
@@ -236,7 +268,20 @@ def similar_to_photo(
     *, session: DbSession, settings: Settings, photo: CheckedImage, params: SimilarParams, box: Box | None = None
 ) -> SimilarItems:
     """Products that look like a photo that is not stored (a shopper's upload), or like a part of it (`box`)."""
-    active, index = active_index(session=session, settings=settings)
+    return across_a_switch(
+        session, settings, lambda active: _similar_to_photo(session, settings, active, photo, params, box)
+    )
+
+
+def _similar_to_photo(
+    session: DbSession,
+    settings: Settings,
+    active: Active,
+    photo: CheckedImage,
+    params: SimilarParams,
+    box: Box | None,
+) -> SimilarItems:
+    index = index_of(settings, active)
     embedder = embedder_for(settings, active.model_version)
     image = open_image(photo.data, settings.max_image_pixels, settings.max_aspect_ratio)
     if box is not None:

@@ -97,10 +97,7 @@ def test_pillows_own_bomb_error_is_told_in_our_words(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses before our limit would
     with pytest.raises(ImageRejected) as caught:
         check_image(images.png(1, 96), filename="big.png", max_bytes=10**7, max_pixels=10**9)
-    assert (
-        caught.value.kind == "image_too_large"
-        and caught.value.message == "big.png: over the limit of 2000 pixels"
-    )
+    assert caught.value.kind == "image_too_large" and caught.value.message == "big.png: over the limit of 2000 pixels"
     assert "DOS" not in caught.value.message
 
 

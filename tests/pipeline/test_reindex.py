@@ -164,14 +164,14 @@ def test_a_query_that_read_the_old_collection_before_the_switch_still_answers(
     with server_app.app_context():
         before = active_collection(session=db.session, settings=settings).name
     read, resume = threading.Event(), threading.Event()
-    real_get_product = similar_use_case.get_product
+    real_indexed_photos = similar_use_case.indexed_photos
 
-    def paused_get_product(**kwargs: Any) -> Any:  # the request has read the active collection by now
+    def paused_indexed_photos(*args: Any, **kwargs: Any) -> Any:  # the request has read the active collection
         read.set()
         resume.wait(30)
-        return real_get_product(**kwargs)
+        return real_indexed_photos(*args, **kwargs)
 
-    monkeypatch.setattr(similar_use_case, "get_product", paused_get_product)
+    monkeypatch.setattr(similar_use_case, "indexed_photos", paused_indexed_photos)
     answer: list[Any] = []
     request = threading.Thread(target=lambda: answer.append(client.get(f"/api/v1/products/{ids[0]}/similar")))
     request.start()
@@ -248,3 +248,32 @@ def test_a_collection_from_before_the_look_vectors_moves_to_them_by_a_reindex(tm
         assert new.kinds and len(new.named_vectors(sorted(new.ids()), "kind")) == 8
         answer = client.get(f"/api/v1/products/{ids[0]}/similar?look=1")
         assert answer.status_code == 200 and len(answer.json["items"]) == 3
+
+
+def test_a_query_the_index_refuses_across_a_switch_is_asked_again_on_the_new_collection(server_app: Any) -> None:
+    """The old collection let go under a request slower than the grace: the request asks the new one, once."""
+    from backend.index import IndexUnavailable
+    from backend.similar import SimilarItems, across_a_switch
+
+    client = server_app.test_client()
+    upload(client, "S0", images.png(0))
+    settings = server_app.config["SETTINGS"]
+    asked: list[str] = []
+
+    def query(active: Any) -> SimilarItems:
+        asked.append(active.name)
+        if len(asked) == 1:
+            reindex(session=db.session, settings=settings, enqueue=enqueue_embedding)  # the switch, meanwhile
+            raise IndexUnavailable("the collection was let go")
+        return SimilarItems(active.model_version)
+
+    with server_app.app_context():
+        across_a_switch(db.session, settings, query)
+        assert len(asked) == 2 and asked[0] != asked[1]
+        assert asked[1] == active_collection(session=db.session, settings=settings).name
+
+        def down(active: Any) -> SimilarItems:
+            raise IndexUnavailable("the store is away")
+
+        with pytest.raises(IndexUnavailable):  # no switch: the refusal stands
+            across_a_switch(db.session, settings, down)
