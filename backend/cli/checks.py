@@ -48,6 +48,7 @@ def embedded_store_free(settings: Settings, *, what: str, instead: str) -> None:
     `instead` what to do."""
     if not settings.embedded_index:
         return
+    # Here, not above: the vector store's modules, only for the commands that write to the embedded store.
     from backend.index import IndexBusy
     from backend.pipeline.active import active_index
 

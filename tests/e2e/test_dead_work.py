@@ -7,6 +7,7 @@ import io
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import time
 import zipfile
@@ -108,16 +109,22 @@ def test_a_reindex_killed_mid_build_is_dropped_by_the_next_sweep(tmp_path: Path)
             )
     qdrant = tmp_path / "var" / "qdrant"
     before = {p.name for p in qdrant.iterdir()}
-    # A reindex in its own process, slowed to one photo a batch, killed once its collection is on disk.
+    # A reindex in its own process onto the real default model (224 px, one photo a batch: seconds of work),
+    # killed as soon as its collection is on disk.
     reindex = subprocess.Popen(
-        [LOOKALIKE, "reindex"], env={**env, "EMBED_BATCH_SIZE": "1"}, cwd=tmp_path,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [LOOKALIKE, "reindex", "--model", "efficientnet_lite0-imagenet"], env={**env, "EMBED_BATCH_SIZE": "1"},
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    wait_for(lambda: len({p.name for p in qdrant.iterdir()} - before) == 1)
-    time.sleep(1.5)
+    deadline = time.monotonic() + 120
+    while len({p.name for p in qdrant.iterdir()} - before) != 1:
+        assert reindex.poll() is None and time.monotonic() < deadline, "the reindex ended before building"
+        time.sleep(0.02)
     reindex.send_signal(signal.SIGKILL)
     reindex.wait(timeout=30)
     (building,) = {p.name for p in qdrant.iterdir()} - before
+    with sqlite3.connect(tmp_path / "var" / "lookalike.db") as connection:
+        state = connection.execute("SELECT state FROM index_collections WHERE name = ?", (building,)).fetchone()
+    assert state == ("building",)  # killed mid-build, not after its switch
     with server(tmp_path, env, "second.log") as (base, _):
         wait_for(lambda: not (qdrant / building).exists(), timeout_s=30)
         assert {p.name for p in qdrant.iterdir()} == before  # the live collection stays
