@@ -470,6 +470,14 @@ class EdgeIndex:
                 self._shard.close()
 
 
+BROKEN_SHARD_AGE_S = 20.0
+
+
+def _last_touched(path: Path) -> float:
+    """The newest modification time of a folder and everything in it."""
+    return max([path.stat().st_mtime, *(p.stat().st_mtime for p in path.rglob("*"))])
+
+
 class EdgeStore(VectorStore):
     """Qdrant Edge shards under one folder, one per collection; each locked to the process that opened it."""
 
@@ -498,6 +506,11 @@ class EdgeStore(VectorStore):
                 shard = qe.EdgeShard.load(str(path))  # takes the shard's lock: nobody else has it open
             except Exception as exc:
                 if "WouldBlock" not in str(exc):
+                    # A shard that cannot be opened at all, untouched for a while: half made by a process killed
+                    # while it created it (a reindex killed at its start). Nobody can hold it: remove it.
+                    if time.time() - _last_touched(path) > BROKEN_SHARD_AGE_S:
+                        shutil.rmtree(path)
+                        return
                     raise IndexUnavailable(f"cannot open {path} to drop it: {exc}") from exc
                 if time.monotonic() >= deadline:
                     raise IndexBusy(f"collection {name} is still open in another process") from exc

@@ -306,3 +306,24 @@ def test_diverse_spreads_the_answer_over_the_candidates(index: VectorIndex) -> N
     assert ids(index.steered(Steer([vec(0)]), limit=3)) == [1, 2, 3]
     varied = ids(index.steered(Steer([vec(0)], diverse=0.5, candidates=7), limit=3))
     assert varied[0] == 1 and set(varied[1:]) == {10, 11}
+
+
+def test_a_shard_half_made_by_a_killed_process_is_dropped_once_untouched(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from backend.index import IndexUnavailable as Unavailable
+    from backend.index.edge import BROKEN_SHARD_AGE_S, EdgeStore
+
+    store = EdgeStore(tmp_path)
+    broken = tmp_path / "products-half-made"
+    broken.mkdir()
+    (broken / "wal").mkdir()
+    (broken / "edge_config.json").write_text("{")  # not a shard Qdrant Edge can open
+    with pytest.raises(Unavailable):
+        store._drop(broken.name, wait_s=0)  # just made: it may still be being created
+    old = time.time() - BROKEN_SHARD_AGE_S - 5
+    for path in [broken, *broken.rglob("*")]:
+        os.utime(path, (old, old))
+    store._drop(broken.name, wait_s=0)
+    assert not broken.exists()
