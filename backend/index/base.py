@@ -148,6 +148,14 @@ class Steer:
     look_negatives: Sequence[Sequence[float]] = ()
 
 
+def check_look(index: VectorIndex, look: LookQuery) -> None:
+    """IndexUnavailable (saying to reindex) when the collection lacks the vectors `look` ranks by."""
+    if not index.descriptors:
+        raise IndexUnavailable(f"collection {index.name} has no look vectors (built before them): reindex it")
+    if look.kinds and not index.kinds:
+        raise IndexUnavailable(f"collection {index.name} has no kind vectors (built before them): reindex it")
+
+
 def payload_indexes(attribute_keys: Sequence[str]) -> dict[str, str]:
     """The payload indexes of a collection: the product fields, and a keyword index per declared attribute."""
     return PAYLOAD_INDEXES | {f"{ATTRS}.{key}": "keyword" for key in attribute_keys}

@@ -28,6 +28,7 @@ from backend.index.base import (
     VectorStore,
     as_floats,
     best_copy_hits,
+    check_look,
     payload_indexes,
     point_vectors,
 )
@@ -152,12 +153,6 @@ class ServerIndex:
         except TRANSIENT as exc:
             raise IndexUnavailable(f"Qdrant set_payload failed: {exc}") from exc
 
-    def _check_look(self, look: LookQuery) -> None:
-        if not self.descriptors:
-            raise IndexUnavailable(f"collection {self.name} has no look vectors (built before them): reindex it")
-        if look.kinds and not self.kinds:
-            raise IndexUnavailable(f"collection {self.name} has no kind vectors (built before them): reindex it")
-
     def _batch(self, requests: list[models.QueryRequest]) -> list[Any]:
         if not requests:
             return []
@@ -175,7 +170,7 @@ class ServerIndex:
         where: SearchFilter | None = None,
         max_distance: float | None = None,
     ) -> list[list[int]]:
-        self._check_look(look)
+        check_look(self, look)
         condition = server_filter(where)
         requests = [
             models.QueryRequest(
@@ -221,7 +216,7 @@ class ServerIndex:
             ]
         # The formula over each query's candidates by their ids, as on Edge (a prefetch searching them inside the
         # formula's request would search them twice).
-        self._check_look(look)
+        check_look(self, look)
         pools = look.pools or self.look_candidates(
             vectors, look=look, limit=limit, where=where, max_distance=max_distance
         )
@@ -327,14 +322,10 @@ class ServerIndex:
             )
             for query in queries
         ]
-        try:
-            responses = self.client.query_batch_points(self.name, requests)
-        except TRANSIENT as exc:
-            raise IndexUnavailable(f"Qdrant query failed: {exc}") from exc
         scored = [
             (int(p.id), float(p.score), int((p.payload or {})["product_id"]))
-            for response in responses
-            for p in response.points
+            for points in self._batch(requests)
+            for p in points
         ]
         return best_copy_hits(scored, limit)
 
