@@ -7,8 +7,9 @@
   close shades share mass, then as its square root, so that Euclidean distance is the Hellinger distance),
   and the look vector is their weighted concatenation, unit length.
 - kind (KIND_DIM): what kind of item it is, for the look's ranking: the last feature map averaged over the
-  frame, unit length. On the pretrained model it finds the kind and the same product better than the
-  1000-d vector (ImageNet's class scores), so the look's candidates come from it (measured in the README).
+  whole frame and over its centre (the map less one cell a side), each unit length, summed, unit length. On
+  the pretrained model it finds the kind and the same product better than the 1000-d vector (ImageNet's class
+  scores), so the look's candidates come from it (measured in the README).
 - copy (COPY_VARIANTS x COPY_DIM): which file a photo came from. A 16x16 colour thumbnail, made mirror
   symmetric, centred and unit length, of the whole frame and of its central 80%: a mirrored, recompressed
   or halved copy has nearly the same thumbnail, and a copy cropped by a tenth a side has the thumbnail of
@@ -34,7 +35,7 @@ COLOUR_BINS = (6, 12, 12)  # L, a, b
 COLOUR_DIM = COLOUR_BINS[0] * COLOUR_BINS[1] * COLOUR_BINS[2]
 TEXTURE_DIM = 192
 LOOK_DIM = COLOUR_DIM + TEXTURE_DIM
-TEXTURE_WEIGHT = 0.35  # share of the texture part in the look vector's squared length
+TEXTURE_WEIGHT = 0.5  # share of the texture part in the look vector's squared length
 KIND_DIM = 1280  # the last map's channels (EfficientNet-Lite); ResNet-50's 2048 are averaged down to these
 COPY_SIDE = 16
 COPY_CROP = 0.1  # the second variant drops a tenth of each side
@@ -102,8 +103,12 @@ def texture(mid: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 def kind_vectors(last: torch.Tensor) -> np.ndarray:
-    """(n, KIND_DIM) unit vectors: the last feature map's mean over the frame (channels averaged to KIND_DIM)."""
-    pooled = last.float().clamp(min=0).mean(dim=(2, 3)).cpu()
+    """(n, KIND_DIM) unit vectors: the last feature map's mean over the frame plus its mean over the centre (one
+    cell less a side), each unit length (channels averaged to KIND_DIM). The centre is where a shopper holds the
+    item and where a catalog photo puts it; the whole frame keeps what is around it (measured in the README)."""
+    maps = last.float().clamp(min=0).cpu()
+    centre = maps[:, :, 1:-1, 1:-1] if min(maps.shape[-2:]) >= 3 else maps
+    pooled = F.normalize(maps.mean(dim=(2, 3)), dim=1) + F.normalize(centre.mean(dim=(2, 3)), dim=1)
     if pooled.shape[1] != KIND_DIM:
         pooled = F.adaptive_avg_pool1d(pooled[:, None], KIND_DIM)[:, 0]
     return F.normalize(pooled, dim=1).numpy().astype(np.float32)

@@ -64,7 +64,7 @@ def untrained_version(seed: int, image_size: int) -> str:
 # The similar-items calls' default `look`, how many of the nearest points by the kind vector it re-ranks,
 # and how many of its best hits expand the query: the service's defaults (LOOK_DEFAULT, LOOK_CANDIDATES,
 # LOOK_EXPANSION) and what `lookalike evaluate` measures.
-DEFAULT_LOOK = 0.2
+DEFAULT_LOOK = 0.25
 LOOK_CANDIDATES = 50
 LOOK_EXPANSION = 2
 EXPANSION_POWER = 3  # an expanding hit's weight: its cosine similarity to the query, to this power
