@@ -23,7 +23,7 @@ import os
 import posixpath
 import stat
 import zipfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,8 +107,49 @@ def read_rows(stream: IO[bytes], fmt: str) -> Iterator[Row | tuple[int, RowError
         text.detach()
 
 
+class _CsvLines:
+    """The feed's lines for the CSV reader, numbered, with those of the record being read kept: a record that
+    cannot be read is reported at its first line and reading goes on from the line after it (a quote that is
+    never closed would otherwise swallow the rest of the feed as one value)."""
+
+    def __init__(self, text: IO[str]) -> None:
+        self._text = text
+        self._again: deque[tuple[int, str]] = deque()
+        self._record: list[tuple[int, str]] = []
+        self._number = 0
+
+    def __iter__(self) -> _CsvLines:
+        return self
+
+    def __next__(self) -> str:
+        if self._again:
+            number, line = self._again.popleft()
+        else:
+            line = next(self._text)
+            self._number += 1
+            number = self._number
+        self._record.append((number, line))
+        return line
+
+    def next_record(self) -> int:
+        """The line the next record starts on; forgets the record just read."""
+        self._record = []
+        return self._again[0][0] if self._again else self._number + 1
+
+    def last_line(self) -> int:
+        """The last line the record just read reached."""
+        return self._record[-1][0] if self._record else self._number
+
+    def read_again_after_first(self) -> None:
+        """The record just read was bad: its lines after the first are read again, as the next records."""
+        self._again.extendleft(reversed(self._record[1:]))
+        self._record = []
+
+
 def _csv_rows(text: IO[str]) -> Iterator[Row | tuple[int, RowError]]:
-    reader = csv.DictReader(text)
+    lines = _CsvLines(text)
+    # strict: a quote opened and never closed is an error at the end of the data, not the rest of the feed
+    reader = csv.DictReader(lines, strict=True)
     try:
         header = reader.fieldnames
     except csv.Error as exc:
@@ -123,17 +164,22 @@ def _csv_rows(text: IO[str]) -> Iterator[Row | tuple[int, RowError]]:
         raise FeedUnreadable(
             f"the CSV header lacks {', '.join(missing)} (it has: {', '.join(h for h in header if h)})", field="feed"
         )
-    line = reader.line_num + 1
     while True:
+        start = lines.next_record()
         try:
             record = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield line, RowError("bad CSV", f"cannot be read as CSV: {exc}")
-            line = reader.line_num + 1
+            reason, end = str(exc), lines.last_line()
+            if reason == "unexpected end of data" or "field limit" in reason:
+                limit = csv.field_size_limit()
+                reason = f"a quoted value opened on this line is never closed, or is over {limit} characters"
+            elif end > start:
+                reason += f" on line {end}: is a quote opened on this line never closed?"
+            yield start, RowError("bad CSV", f"cannot be read as CSV: {reason}")
+            lines.read_again_after_first()
             continue
-        start, line = line, reader.line_num + 1
         if None in record:
             yield start, RowError("bad CSV", f"{len(record[None])} more values than the header has columns")  # type: ignore[index]
             continue

@@ -193,3 +193,36 @@ def test_feed_options_are_checked(app: Any, tmp_path: Path) -> None:
     assert "a feed is a .csv or .jsonl file" in run(app, str(tmp_path / "feed.txt")).output
     assert run(app, str(tmp_path / "feed.txt")).exit_code == 2
     assert run(app, str(tmp_path), "--dry-run").exit_code == 2
+
+
+GOOD_AROUND = ["GOOD-1,One,dress,p.png", "{bad}", 'GOOD-2,"Two, with a comma",dress,p.png', "GOOD-3,,dress,p.png"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "bad", "cause"),
+    [
+        # the reader stopped counting on the over-long line: every later row was reported a line early
+        (GOOD_AROUND, "LONG," + "x" * 140_000 + ",dress,p.png", "over 131072 characters"),
+        # a quote never closed: the rest of the feed was read as one title, silently
+        (GOOD_AROUND, 'QUOTE,"Open quote,dress,p.png', "on line 4: is a quote opened on this line never closed?"),
+        # ... also when no later quote closes it: the reader reached the end of the feed
+        (
+            ["GOOD-1,One,dress,p.png", "{bad}", "GOOD-2,Two,dress,p.png", "GOOD-3,,dress,p.png"],
+            'QUOTE,"Open quote,dress,p.png',
+            "a quoted value opened on this line is never closed",
+        ),
+    ],
+)
+def test_a_row_the_csv_reader_refuses_is_reported_at_its_line_and_the_rest_go_in(
+    app: Any, tmp_path: Path, rows: list[str], bad: str, cause: str
+) -> None:
+    (tmp_path / "p.png").write_bytes(images.png(1))
+    lines = [bad if row == "{bad}" else row for row in rows]
+    (tmp_path / "feed.csv").write_text("sku,title,category,images\n" + "\n".join(lines) + "\n")
+    result = run(app, str(tmp_path / "feed.csv"))
+    assert result.exit_code == 3, result.output
+    assert "line 3: cannot be read as CSV: " in result.output and cause in result.output
+    assert "line 5 (GOOD-3): title: Missing data" in result.output  # the line it is on
+    with app.app_context():
+        titles = dict(db.session.execute(select(Product.sku, Product.title)).all())
+    assert set(titles) == {"GOOD-1", "GOOD-2"} and titles["GOOD-1"] == "One"
