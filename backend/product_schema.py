@@ -95,5 +95,7 @@ def product_fields(*, patch: bool) -> dict[str, fields.Field]:
         "category": fields.String(required=required, validate=NAME, metadata={"example": "dress"}),
         "brand": fields.String(allow_none=True, validate=NAME, **optional),
         "price": fields.Float(allow_none=True, allow_nan=False, validate=PRICE, **optional),
-        "attributes": JsonObjectText(metadata={"description": "a JSON object, as text in multipart"}, **optional),
+        "attributes": JsonObjectText(
+            metadata={"type": "object", "description": "a JSON object (in multipart, as JSON text)"}, **optional
+        ),
     }

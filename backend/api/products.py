@@ -21,10 +21,18 @@ from backend.db.products import ProductIn, get_product, list_products
 from backend.extensions import db
 
 bp = APIBlueprint("products", __name__, url_prefix="/api/v1/products", tag="Products")
+# What the calls that take photos answer besides 400 for a photo they refuse.
+PHOTOS_REFUSED = {
+    413: "the request is larger than MAX_UPLOAD_MB",
+    415: "a file is not a JPEG, PNG, GIF or WebP image",
+}
 
 
 @bp.post("")
-@bp.doc(operation_id="createProduct")
+@bp.doc(
+    operation_id="createProduct",
+    responses={409: "the sku is taken, or a photo is a duplicate (DUPLICATES=reject)", **PHOTOS_REFUSED},
+)
 @bp.auth_required(admin_auth)
 @bp.input(ProductCreateIn, location="form_and_files", arg_name="form")
 @bp.output(ProductOut, status_code=201)
@@ -59,7 +67,7 @@ def get(product_id: int) -> Any:
 
 
 @bp.patch("/<int:product_id>")
-@bp.doc(operation_id="updateProduct")
+@bp.doc(operation_id="updateProduct", responses={409: "the new sku is another product's"})
 @bp.auth_required(admin_auth)
 @bp.input(ProductPatchIn, arg_name="changes")
 @bp.output(ProductOut)
@@ -79,7 +87,7 @@ def delete(product_id: int) -> Any:
 
 
 @bp.post("/<int:product_id>/images")
-@bp.doc(operation_id="addPhotos")
+@bp.doc(operation_id="addPhotos", responses={409: "a photo is a duplicate (DUPLICATES=reject)", **PHOTOS_REFUSED})
 @bp.auth_required(admin_auth)
 @bp.input(ImagesIn, location="form_and_files", arg_name="form")
 @bp.output(ImagesOut, status_code=201)

@@ -20,7 +20,9 @@ ProductPatchIn = cast(type[Schema], ProductBase.from_dict(product_fields(patch=T
 
 
 class ImagesIn(Schema):
-    images = fields.List(fields.File(), required=True, metadata={"description": "one or more photos"})
+    images = fields.List(
+        fields.File(), required=True, validate=validators.Length(min=1), metadata={"description": "one or more photos"}
+    )
 
 
 class ErrorOut(Schema):
@@ -161,7 +163,7 @@ class ProductOut(Schema):
     category = fields.String()
     brand = fields.String(allow_none=True)
     price = fields.Float(allow_none=True)
-    attributes = fields.Dict()
+    attributes = fields.Dict(metadata={"description": "the product's attributes: any JSON object"})
     images = fields.List(fields.Nested(ImageOut))
     created_at = fields.DateTime()
     updated_at = fields.DateTime()

@@ -46,13 +46,22 @@ def _json(body: dict[str, Any]) -> Any:
     return current_app.json.response(body)
 
 
+# Every call that asks the vector index.
+INDEX_DOWN = {503: "the vector index is unavailable; try again shortly"}
+
+
 @bp.get("/products/<int:product_id>/similar")
 @bp.input(SimilarQuery, location="query", arg_name="query")
 @bp.output(SimilarOut)
 @bp.doc(
     operation_id="similarToProduct",
     description=ATTR_DOC,
-    responses={404: "unknown product", 409: "the product has no photo indexed by the active model yet"},
+    responses={
+        404: "unknown product",
+        409: "the product has no photo indexed by the active model yet, or `look` above 0 on a collection without"
+        " the look vectors",
+        **INDEX_DOWN,
+    },
 )
 def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
     """Products that look like this one (by the mean of its photos' vectors), each once, by its closest photo."""
@@ -69,7 +78,12 @@ def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
 @bp.doc(
     operation_id="similarToImage",
     description=ATTR_DOC,
-    responses={404: "unknown photo", 409: "the photo is not indexed by the active model yet"},
+    responses={
+        404: "unknown photo",
+        409: "the photo is not indexed by the active model yet, or `look` above 0 on a collection without the look"
+        " vectors",
+        **INDEX_DOWN,
+    },
 )
 def similar_to_image(image_id: int, query: dict[str, Any]) -> Any:
     """Products that look like this one photo (its own product left out)."""
@@ -100,8 +114,10 @@ bp.before_request(one_photo_body)
     description=ATTR_DOC,
     responses={
         400: "a bad photo or parameter",
+        409: "`look` above 0 on a collection without the look vectors",
         413: "photo too large",
         415: "not an image",
+        **INDEX_DOWN,
         429: "too many searches from this address (RATE_LIMIT_SEARCH); Retry-After says when to try again",
     },
 )
