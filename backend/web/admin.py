@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from backend import catalog
@@ -29,7 +29,20 @@ from backend.web.pages import admin_required, close_admin_session, open_admin_se
 from ml.versions import builtin_names
 
 log = logging.getLogger(__name__)
-bp = pages_blueprint("admin", __name__, url_prefix="/admin")
+
+
+def photos_body_bytes() -> int:
+    """The pages that take photos take as many as the API does (MAX_UPLOAD_MB each, MAX_IMAGES_PER_REQUEST)."""
+    return int(current_app.config["MAX_CONTENT_LENGTH"])
+
+
+bp = pages_blueprint(
+    "admin",
+    __name__,
+    url_prefix="/admin",
+    body_limits={"admin.new_product": photos_body_bytes, "admin.add_photos": photos_body_bytes},
+    open_posts={"admin.login", "admin.logout"},
+)
 PER_PAGE = 50
 # A build that has not moved for this long is taken as dead (its process stopped): it no longer blocks another.
 STALLED_AFTER = timedelta(minutes=10)

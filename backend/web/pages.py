@@ -6,7 +6,7 @@ import hashlib
 import logging
 import secrets
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar
@@ -40,22 +40,37 @@ def error_page(status: int, message: str) -> tuple[str, int]:
     return render_template("error.html", status=status, message=message), status
 
 
+# The largest body of a page form without photos (log in, edit a product, a button): read with at most this.
+FORM_BODY_BYTES = 256 * 1024
+
+
 def pages_blueprint(
-    name: str, import_name: str, *, body_limits: Mapping[str, Callable[[], int]] | None = None, **options: Any
+    name: str,
+    import_name: str,
+    *,
+    body_limits: Mapping[str, Callable[[], int]] | None = None,
+    open_posts: Collection[str] | None = None,
+    **options: Any,
 ) -> Blueprint:
     """A blueprint of pages: every POST carries a CSRF token, errors are pages (not the API's JSON).
 
-    `body_limits` maps an endpoint to its largest body, refused (413) before the CSRF check reads the form."""
+    Before the CSRF check reads a POST's form: `body_limits` maps an endpoint to its largest body (any other takes
+    FORM_BODY_BYTES), a larger one is refused (413); and where `open_posts` is given, a POST to any other endpoint
+    from someone not logged in as the admin goes to the login page, its body unread."""
     bp = Blueprint(name, import_name, template_folder="templates", **options)
     bp.enable_openapi = False  # type: ignore[attr-defined]  # pages are not API operations (APIFlask reads this)
     limits = dict(body_limits or {})
 
     @bp.before_request
-    def check_csrf() -> None:
-        if request.method == "POST":
-            if request.endpoint in limits:
-                request.max_content_length = limits[request.endpoint]()
-            csrf.protect()
+    def check_csrf() -> Any:
+        if request.method != "POST":
+            return None
+        if open_posts is not None and request.endpoint not in open_posts and not is_admin():
+            return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+        limit = limits.get(request.endpoint or "")
+        request.max_content_length = limit() if limit is not None else FORM_BODY_BYTES
+        csrf.protect()
+        return None
 
     @bp.errorhandler(CSRFError)
     def csrf_error(error: CSRFError) -> Any:
