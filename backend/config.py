@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=60.0, gt=0)
     sweep_full_interval_s: float = Field(default=3600.0, gt=0)
     worker_concurrency: int | None = Field(default=None, ge=1)
+    # A worker's own /metrics (its pool processes added up; needs PROMETHEUS_MULTIPROC_DIR): 0 serves none.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
     flower_basic_auth: str | None = None
     flower_address: str = "127.0.0.1"
     flower_port: int = Field(default=5555, ge=1, le=65535)

@@ -13,6 +13,7 @@ import yaml
 
 from backend.cli import COMMANDS
 from backend.config import Settings
+from backend.metrics import MULTIPROC_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +23,8 @@ def test_compose_services_run_lookalike_commands_with_known_settings() -> None:
     services = compose["services"]
     assert {"postgres", "redis", "qdrant", "migrate", "api", "worker", "beat", "flower"} <= set(services)
     known = set(COMMANDS)
-    fields = {name.upper() for name in Settings.model_fields}
+    # Settings, and the one variable a library reads from the environment itself (backend/metrics.py)
+    fields = {name.upper() for name in Settings.model_fields} | {MULTIPROC_ENV}
     for name, service in services.items():
         command = service.get("command")
         if "build" in service:
@@ -30,6 +32,8 @@ def test_compose_services_run_lookalike_commands_with_known_settings() -> None:
             assert set(service["environment"]) <= fields, f"{name}: unknown settings"
             assert service["environment"]["ENVIRONMENT"] == "production"
     assert services["worker"]["environment"]["DEVICE"] == "cuda"
+    for name in ("api", "worker", "index-worker"):  # their processes' metrics add up
+        assert services[name]["environment"][MULTIPROC_ENV], name
     assert services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     assert services["worker"]["command"][services["worker"]["command"].index("-Q") + 1] == "embed"
     assert services["flower"]["ports"] == ["127.0.0.1:5555:5555"]

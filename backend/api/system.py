@@ -7,7 +7,7 @@ from typing import Any
 
 from apiflask import APIBlueprint
 from flask import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from backend.api.auth import admin_auth
@@ -16,7 +16,7 @@ from backend.config import current_settings
 from backend.db.products import image_status_counts
 from backend.extensions import db
 from backend.index import IndexUnavailable
-from backend.metrics import INDEX_POINTS, PHOTOS, REGISTRY
+from backend.metrics import INDEX_POINTS, PHOTOS, exposition
 from backend.pipeline.active import active_index
 from backend.status import collect_stats
 
@@ -57,7 +57,7 @@ def metrics() -> Any:
         INDEX_POINTS.set(active_index(session=db.session, settings=current_settings())[1].count())
     except IndexUnavailable:
         INDEX_POINTS.set(float("nan"))  # the store is away: no figure rather than a wrong one
-    return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+    return Response(exposition(), mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/stats")

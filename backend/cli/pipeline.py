@@ -19,6 +19,7 @@ from backend.config import Environment, Settings, current_settings
 from backend.db.products import image_status_counts
 from backend.extensions import db
 from backend.index import IndexUnavailable, store_for
+from backend.metrics import start_multiprocess_run
 from backend.pipeline.active import active_collection
 from backend.pipeline.embedders import UnknownModel, import_model_code
 from backend.pipeline.enqueue import enqueue_embedding, sweep
@@ -57,6 +58,7 @@ def worker(concurrency: int | None, queues: str, loglevel: str, celery_args: tup
     argv = ["worker", f"--loglevel={loglevel}", "-Q", queues, "--pool=prefork", "-n", f"lookalike-{os.getpid()}@%h"]
     if concurrency:
         argv.append(f"--concurrency={concurrency}")
+    start_multiprocess_run()
     _celery().worker_main([*argv, *celery_args])
 
 

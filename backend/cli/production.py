@@ -22,6 +22,7 @@ from typing import Any
 
 from backend.app import create_app
 from backend.config import Settings
+from backend.metrics import MULTIPROC_ENV, multiprocess_dir, process_ended, start_multiprocess_run
 from backend.pipeline.maintenance import start_in_process_sweep
 
 log = logging.getLogger("backend.serve")
@@ -156,6 +157,7 @@ def supervise(settings: Settings, sock: socket.socket, processes: int, threads: 
         if pid not in children:
             continue
         slot = children.pop(pid)
+        process_ended(pid)
         if stopping:
             continue
         log.warning("serving process %d (pid %d) exited with status %d: starting it again", slot, pid, status)
@@ -165,6 +167,9 @@ def supervise(settings: Settings, sock: socket.socket, processes: int, threads: 
 
 def run(settings: Settings, *, host: str, port: int, workers: int | None, threads: int | None) -> None:
     processes, per_process = worker_layout(settings, workers, threads)
+    if processes > 1 and multiprocess_dir() is None:
+        log.warning("/metrics shows one serving process at a time: set %s to count all %d", MULTIPROC_ENV, processes)
+    start_multiprocess_run()
     sock = listening_socket(host, port)
     print(f" * Serving on http://{host}:{port} (waitress, {processes} x {per_process} threads)", file=sys.stderr)
     if processes == 1:

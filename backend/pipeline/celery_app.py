@@ -11,16 +11,19 @@ The settings that keep a photo from being lost, in one place:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 from flask import Flask
 from kombu import Queue
+from prometheus_client import start_http_server
 
 from backend.config import Settings
 from backend.extensions import db
+from backend.metrics import multiprocess_dir, multiprocess_registry, process_ended
 
 log = logging.getLogger(__name__)
 EMBED_QUEUE = "embed"  # the GPU worker's queue
@@ -91,6 +94,23 @@ def celery_init_app(app: Flask) -> Celery:
 
         send()
         threading.Thread(target=every_interval, name="quick-sweeps", daemon=True).start()
+
+    @worker_ready.connect(weak=False)
+    def _serve_metrics(sender: Any, **kwargs: Any) -> None:
+        # The pool processes write their figures to the multiprocess folder; the main process shows their sum.
+        if settings.worker_metrics_port and multiprocess_dir() is not None:
+            start_http_server(
+                settings.worker_metrics_port, addr=settings.worker_metrics_host, registry=multiprocess_registry()
+            )
+            log.info(
+                "worker metrics on http://%s:%d/metrics", settings.worker_metrics_host, settings.worker_metrics_port
+            )
+        elif settings.worker_metrics_port:
+            log.warning("WORKER_METRICS_PORT needs PROMETHEUS_MULTIPROC_DIR (the pool's processes write there)")
+
+    @worker_process_shutdown.connect(weak=False)
+    def _pool_process_ended(pid: int | None = None, **kwargs: Any) -> None:
+        process_ended(pid or os.getpid())
 
     @worker_shutdown.connect(weak=False)
     def _stop_sweeps(**kwargs: Any) -> None:

@@ -229,3 +229,25 @@ def test_a_live_worker_sweeps_every_interval_without_beat(stack: Stack) -> None:
     assert "sweep repaired" in worker.text()
     stack.stop_workers()
     assert points(stack) == set(ids)
+
+
+def test_a_workers_metrics_add_up_its_pool_processes(stack: Stack) -> None:
+    """PROMETHEUS_MULTIPROC_DIR: the pool process embeds, the worker's main process shows its figures on
+    WORKER_METRICS_PORT (before, each process kept its own, and nothing showed a worker's)."""
+    import httpx
+
+    from tests.utils.server import free_port
+
+    ids = upload_products(stack, 3, 2)
+    folder, port = stack.tmp / "metrics", free_port()
+    (folder / "counter_1.db").parent.mkdir()
+    (folder / "counter_1.db").write_bytes(b"left by an earlier run")
+    stack.start_worker(
+        env={"PROMETHEUS_MULTIPROC_DIR": str(folder), "WORKER_METRICS_PORT": str(port), "EMBED_IMAGE_SIZE": "64"}
+    )
+    stack.wait_all("indexed", 120)
+    assert not (folder / "counter_1.db").exists()  # the folder is emptied when the worker starts
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    embedded = re.search(r"^lookalike_embedded_photos_total (\S+)$", text, re.MULTILINE)
+    assert embedded and float(embedded.group(1)) == len(ids), text[-2000:]
+    stack.stop_workers()
