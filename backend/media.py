@@ -32,6 +32,10 @@ SHARD = re.compile(r"[0-9a-f]{2}")
 # Thumbnails: one JPEG per photo under MEDIA_ROOT/thumbs/, made once, the longer side THUMB_SIDE pixels.
 THUMBS = "thumbs"
 THUMB_SIDE = 320
+CHECK_SIDE = 64  # the upload check decodes a JPEG down to this (it only looks for truncation and corruption)
+# The shorter side a photo is decoded at, at least, for embedding (the eval preset's 256 for 224, with room for its
+# antialiased resize) and thumbnails (THUMB_SIDE): a JPEG larger than twice this decodes scaled down.
+DECODE_MIN_SIDE = 512
 THUMB_QUALITY = 82
 
 
@@ -110,6 +114,8 @@ def check_image(
             refused = header_guard(width, height, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
             if refused is not None:
                 raise ImageRejected(refused[0], f"{label}: {refused[1]}")
+            if image.format == "JPEG":  # every byte is still decoded, to small pixels: a 36 Mpx photo took 108 MB
+                image.draft(None, (CHECK_SIDE, CHECK_SIDE))
             image.load()  # full decode: catches truncated and corrupt files
             if "exif" in image.info and image.getexif().get(EXIF_ORIENTATION, 1) in TURNED:
                 width, height = height, width
@@ -134,12 +140,19 @@ class PhotoRefused(ValueError):
     """A stored photo over a limit that was lowered after it was uploaded."""
 
 
-def open_image(data: bytes, max_pixels: int, max_aspect_ratio: float = MAX_ASPECT_RATIO) -> Image.Image:
-    """Decode a photo for embedding, with the same guards as the upload check."""
+def open_image(
+    data: bytes, max_pixels: int, max_aspect_ratio: float = MAX_ASPECT_RATIO, *, min_side: int = DECODE_MIN_SIDE
+) -> Image.Image:
+    """Decode a photo for embedding, with the same guards as the upload check.
+
+    A JPEG is decoded at the smallest of 1/1, 1/2, 1/4 or 1/8 of its size that keeps both sides at least
+    `min_side` (libjpeg scales while it decodes): a 36 Mpx photo is 1.7 MB of pixels rather than 108 MB."""
     image = Image.open(io.BytesIO(data))
     refused = header_guard(*image.size, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
     if refused is not None:
         raise PhotoRefused(refused[1])
+    if image.format == "JPEG":
+        image.draft(None, (min_side, min_side))
     image.load()
     return image
 

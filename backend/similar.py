@@ -8,6 +8,7 @@ owns the store.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,7 @@ from backend.errors import InvalidInput, NotFound, NotIndexed
 from backend.extensions import DbSession
 from backend.index import IndexUnavailable, SearchFilter, VectorIndex
 from backend.index.base import KIND, LOOK, LookQuery, Steer
-from backend.media import CheckedImage, open_image
+from backend.media import DECODE_MIN_SIDE, CheckedImage, open_image
 from backend.pipeline.active import Active, active_collection, index_of
 from backend.pipeline.embedders import embedder_for
 from ml.pixels import to_rgb
@@ -283,7 +284,9 @@ def _similar_to_photo(
 ) -> SimilarItems:
     index = index_of(settings, active)
     embedder = embedder_for(settings, active.model_version)
-    image = open_image(photo.data, settings.max_image_pixels, settings.max_aspect_ratio)
+    # A box is decoded at the resolution a whole photo would be: its photo at that many times the side.
+    side = DECODE_MIN_SIDE if box is None else math.ceil(DECODE_MIN_SIDE / min(box.w, box.h))
+    image = open_image(photo.data, settings.max_image_pixels, settings.max_aspect_ratio, min_side=side)
     if box is not None:
         image = crop_to(image, box)
     described = embedder.describe([image])

@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
 from backend.api.errors import http_status
 from backend.errors import ImageRejected
-from backend.media import MediaStorage, check_image, sniff_format
+from backend.media import DECODE_MIN_SIDE, MediaStorage, check_image, open_image, sniff_format
 from ml.presets import to_rgb
 from tests.utils import images
 
@@ -117,3 +118,35 @@ def test_photos_become_rgb_as_people_see_them() -> None:
     assert turned.size == (30, 60)
     red, green, blue = turned.getpixel((15, 3))  # the stored left band is on top once turned
     assert red > 200 and green < 50 and blue < 50
+
+
+def big_jpeg(width: int, height: int) -> bytes:
+    """A smooth photo of `width` x `height`, drawn small and scaled up (a camera's 36 Mpx is 7360x4912)."""
+    small = Image.fromarray(images.noise(3, 48)).resize((96, 64))
+    buffer = io.BytesIO()
+    small.resize((width, height), Image.Resampling.BICUBIC).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_a_large_jpeg_is_decoded_scaled_down_for_the_embedder() -> None:
+    """One 36 Mpx photo left a worker 280 MB larger: it was decoded whole (108 MB of pixels) to be shrunk to 256."""
+    data = big_jpeg(7360, 4912)
+    image = open_image(data, max_pixels=10**8, max_aspect_ratio=10)
+    assert image.size == (920, 614)  # an eighth: both sides still at least DECODE_MIN_SIDE
+    assert min(image.size) >= DECODE_MIN_SIDE
+    # ... and looks as the whole decode does, once both are at the embedder's size
+    whole = Image.open(io.BytesIO(data)).convert("RGB").resize((384, 256), Image.Resampling.BOX)
+    scaled = image.convert("RGB").resize((384, 256), Image.Resampling.BOX)
+    difference = np.abs(np.asarray(whole, np.int16) - np.asarray(scaled, np.int16))
+    assert difference.mean() < 2.0
+    # A photo under twice the side is decoded as it is; a box asks for more pixels.
+    assert open_image(big_jpeg(1000, 800), max_pixels=10**8).size == (1000, 800)
+    assert min(open_image(data, max_pixels=10**8, max_aspect_ratio=10, min_side=2048).size) >= 2048
+
+
+def test_the_upload_check_still_finds_a_large_truncated_jpeg() -> None:
+    data = big_jpeg(4000, 3000)
+    assert check_image(data, filename="big.jpg", max_bytes=10**8, max_pixels=10**8).width == 4000
+    with pytest.raises(ImageRejected) as caught:
+        check_image(data[: len(data) * 2 // 3], filename="cut.jpg", max_bytes=10**8, max_pixels=10**8)
+    assert caught.value.kind == "invalid_image"
