@@ -102,8 +102,7 @@ def start_multiprocess_run() -> None:
     own, made when its metrics were defined, stay: it may serve)."""
     folder = multiprocess_dir()
     if folder is None:
-        return
-    folder.mkdir(parents=True, exist_ok=True)
+        return  # (the folder itself is made where the metrics are defined, above)
     own = f"_{os.getpid()}.db"
     for path in folder.glob("*.db"):
         if not path.name.endswith(own):

@@ -40,12 +40,6 @@ PHOTOS = ROOT.parent / "shared" / "datasets" / "clothing-small" / "validation"
 TOKEN = "soak-admin-token-0123456789abcdef"
 
 
-def rss_parts_mb(pid: int) -> tuple[float, float]:
-    """(anonymous, file-backed) resident memory of a process, in MB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return float(fields["RssAnon"].split()[0]) / 1024, float(fields["RssFile"].split()[0]) / 1024
-
-
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -65,11 +59,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def rss_mb(pid: int) -> tuple[float, float, float]:
+    """A process's resident memory in MB: (all of it, its anonymous part, its file-backed part)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    total, anon, file = (float(fields[key].split()[0]) / 1024 for key in ("VmRSS", "RssAnon", "RssFile"))
+    return total, anon, file
 
 
 class Recorder:
@@ -259,8 +253,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 reindexed = True
                 pool.submit(reindex)
             minute = int(elapsed // 60)
-            rss[minute] = rss_mb(server.pid)  # the last reading of each minute
-            parts[minute] = rss_parts_mb(server.pid)
+            total, anon, file = rss_mb(server.pid)  # the last reading of each minute
+            rss[minute], parts[minute] = total, (anon, file)
             second += 1
             tick += 1.0
             time.sleep(max(0.0, tick - time.monotonic()))

@@ -66,7 +66,7 @@ def pages_blueprint(
         if request.method != "POST":
             return None
         if open_posts is not None and request.endpoint not in open_posts and not is_admin():
-            return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+            return to_login()
         limit = limits.get(request.endpoint or "")
         request.max_content_length = limit() if limit is not None else FORM_BODY_BYTES
         csrf.protect()
@@ -131,11 +131,16 @@ def is_admin() -> bool:
     return bool(g.admin_alive)
 
 
+def to_login() -> Any:
+    """To the login page, and back to this page after it."""
+    return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+
+
 def admin_required(view: F) -> F:
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if not is_admin():
-            return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+            return to_login()
         return view(*args, **kwargs)
 
     return wrapped  # type: ignore[return-value]
