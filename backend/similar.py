@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -402,6 +403,7 @@ SCALE_SAMPLE = 32
 SCALE_RECHECK_S = 60.0
 # Per collection and pool: (points when measured, when the count was last checked, pool scale, look scale).
 _scales: dict[tuple[str, bool], tuple[int, float, float, float]] = {}
+_measuring = threading.Lock()
 
 
 def look_scales(index: VectorIndex, name: str, candidates: int, *, by_kind: bool = False) -> tuple[float, float]:
@@ -410,12 +412,39 @@ def look_scales(index: VectorIndex, name: str, candidates: int, *, by_kind: bool
 
     Measured once per collection and process on a sample of points, and again once the collection has doubled
     (its size looked at once a minute, not per query): the blend weighs the two distances by them, whatever
-    the model's scale."""
-    now = time.monotonic()
+    the model's scale. One request measures while the others wait (a new collection) or go on with the last
+    figures (a grown one): measured by every request at once, the first second after a switch took each of
+    them a second (bench/soak.py)."""
     key = (name, by_kind)
     known = _scales.get(key)
-    if known is not None and now - known[1] < SCALE_RECHECK_S:
+    if known is not None and time.monotonic() - known[1] < SCALE_RECHECK_S:
         return known[2], known[3]
+    if known is not None and not _measuring.acquire(blocking=False):
+        return known[2], known[3]  # another request measures it again meanwhile
+    if known is None:
+        _measuring.acquire()
+    try:
+        known = _scales.get(key)
+        if known is not None and time.monotonic() - known[1] < SCALE_RECHECK_S:
+            return known[2], known[3]  # measured while this one waited
+        return _measure_scales(index, key, known, candidates)
+    finally:
+        _measuring.release()
+
+
+def prepare_collection(name: str, index: VectorIndex, settings: Settings) -> None:
+    """Ready a collection for the similar-items queries before it goes live: its look scales measured here
+    rather than by the first requests after the switch."""
+    if index.descriptors:
+        for by_kind in {False, index.kinds}:
+            look_scales(index, name, settings.look_candidates, by_kind=by_kind)
+
+
+def _measure_scales(
+    index: VectorIndex, key: tuple[str, bool], known: tuple[int, float, float, float] | None, candidates: int
+) -> tuple[float, float]:
+    by_kind = key[1]
+    now = time.monotonic()
     count = index.count()
     if known is not None and count < 2 * max(known[0], 1):
         _scales[key] = (known[0], now, known[2], known[3])

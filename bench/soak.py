@@ -47,6 +47,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--products", type=int, default=120, help="products uploaded before the traffic starts")
     parser.add_argument("--photos", type=Path, default=PHOTOS, help="a folder of <category>/<photo>")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--plot", type=Path, help="a picture of every shopper call's latency over the run (PNG)")
     parser.add_argument(
         "--fresh", action="store_true", help="keep the server that seeded the catalog (default: restart it on it)"
     )
@@ -73,6 +74,7 @@ class Recorder:
         self.started = started
         self.lock = threading.Lock()
         self.latency: dict[int, list[float]] = {}
+        self.trace: list[tuple[float, str, float]] = []  # (seconds since the start, call, ms) of the shoppers'
         self.errors_5xx: list[str] = []
         self.errors_other: list[str] = []
         self.calls = 0
@@ -91,6 +93,7 @@ class Recorder:
                 self.errors_other.append(f"{what}: {response.status_code} {response.text[:200]}")
             if shopper and response is not None and response.status_code < 400:
                 self.latency.setdefault(self.minute(), []).append(seconds * 1000)
+                self.trace.append((time.monotonic() - self.started - seconds, what, seconds * 1000))
 
 
 def call(client: httpx.Client, recorder: Recorder, what: str, shopper: bool, **request: Any) -> httpx.Response | None:
@@ -288,9 +291,38 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         log.close()
         shutil.rmtree(var, ignore_errors=True)
     print(json.dumps(result, indent=2))
+    if args.plot:
+        plot_trace(recorder.trace, result, args.plot)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result
+
+
+def plot_trace(trace: list[tuple[float, str, float]], result: dict[str, Any], path: Path) -> None:
+    """Each shopper call as a dot (time, latency, log scale), the minutes' p99, the import and the reindex."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    for what, colour in (("similar", "tab:blue"), ("search", "tab:orange")):
+        points = [(t, ms) for t, name, ms in trace if name == what]
+        ax.scatter([t for t, _ in points], [ms for _, ms in points], s=4, alpha=0.4, color=colour, label=what)
+    p99 = result["p99_ms_by_minute"]
+    edges = [60 * m for m in range(len(p99) + 1)]
+    ax.step(edges, [*p99, p99[-1]], where="post", color="black", label="p99 of the minute")
+    ax.axhline(2 * p99[0], color="red", linestyle=":", label="2x the first minute's p99")
+    for event in result["events"]:
+        at = float(re.search(r" at (\d+) s", event).group(1))  # type: ignore[union-attr]
+        ax.axvline(at, color="grey", linestyle="--")
+        ax.annotate(event.split(" at ")[0], (at, ax.get_ylim()[1]), rotation=90, va="top", ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set(xlabel="seconds since the start", ylabel="ms", title="bench/soak.py: shoppers' calls")
+    ax.legend(loc="upper left", fontsize=8, markerscale=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

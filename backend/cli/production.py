@@ -24,6 +24,7 @@ from typing import Any
 from backend.app import create_app
 from backend.config import Settings
 from backend.metrics import MULTIPROC_ENV, multiprocess_dir, process_ended, start_multiprocess_run
+from backend.pipeline.embedders import keep_out_of_gc
 from backend.pipeline.maintenance import start_in_process_sweep
 
 log = logging.getLogger("backend.serve")
@@ -95,6 +96,7 @@ def serve_process(settings: Settings, sock: socket.socket, threads: int) -> None
     import waitress.server
 
     app = create_app(settings)  # in the serving process, the one that holds the embedded store
+    keep_out_of_gc()  # what lives as long as the process is not scanned by each full collection
     start_in_process_sweep(app)
     body_limit = max(int(app.config.get("MAX_CONTENT_LENGTH") or 0), settings.import_max_bytes) + (1 << 20)
     server = waitress.server.create_server(

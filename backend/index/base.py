@@ -305,7 +305,8 @@ class VectorStore:
             return index
 
     def open_for_build(self, name: str) -> VectorIndex:
-        """Open (create) a collection a reindex of this process builds; kept open until `close_collection`."""
+        """Open (create) a collection a reindex of this process builds: kept open, and never let go by
+        `release_others`, until `close_collection` or until it is the active one a query asks for."""
         with self._lock:
             self._building.add(name)
         try:
@@ -332,8 +333,10 @@ class VectorStore:
         """Drop a collection a switch just replaced, once queries that read its name before the switch are done.
 
         Where processes hold their collections (Edge) they let it go after the grace and the drop waits for
-        that; on the server the grace is waited here."""
-        if not self.holds_collections:
+        that; on the server, and for this process's own handle, the grace is waited here."""
+        with self._lock:
+            held_here = name in self._open or name in self._retiring  # the serving process's own reindex
+        if held_here or not self.holds_collections:
             time.sleep(min(RELEASE_GRACE_S, wait_s))
         self.drop(name, wait_s=wait_s)
 
@@ -344,6 +347,9 @@ class VectorStore:
         with self._lock:
             if keep in self._retiring or keep in self._released:
                 return  # `keep` is itself the replaced one, read by a late request: the newer ones stay
+            # A build of this process that a query now reads as active: from here an ordinary open collection
+            # (a late request that read the previous one before the switch finds that one retiring).
+            self._building.discard(keep)
             stale = [name for name in self._open if name != keep and name not in self._building]
             for name in stale:
                 self._retiring[name] = self._open.pop(name)

@@ -5,6 +5,7 @@ torch is imported when the first model loads, not when the web app or a command 
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from pathlib import Path
@@ -45,6 +46,16 @@ def configured_default(settings: Settings) -> str:
 
 def is_untrained(settings: Settings, version: str) -> bool:
     return version == untrained_version(settings.untrained_seed, settings.embed_image_size)
+
+
+def keep_out_of_gc() -> None:
+    """Take every object alive now out of the garbage collector's sight (gc.freeze): the modules, the app and a
+    loaded network, half a million objects that live as long as the process. Each full collection went over all
+    of them holding the GIL, 0.4 s in which every request in flight waited (bench/soak.py: the p99 of the minutes
+    after an import or a reindex, whose garbage brings the next full collection on). Collected first: no garbage
+    is kept."""
+    gc.collect()
+    gc.freeze()
 
 
 def import_model_code() -> tuple[ModuleType, ModuleType, ModuleType]:
@@ -102,4 +113,5 @@ def embedder_for(settings: Settings, version: str) -> Embedder:
             info.device,
         )
         _embedders[version] = loaded
+        keep_out_of_gc()  # the network's objects live as long as the process
         return loaded

@@ -14,6 +14,7 @@ from flask import Flask
 
 from backend.config import Settings
 from backend.extensions import db
+from backend.pipeline.enqueue import yield_to_requests
 from backend.pipeline.sweep import run_sweep
 from backend.pipeline.tasks import enqueue_embedding
 
@@ -31,6 +32,7 @@ def start_in_process_sweep(app: Flask) -> threading.Event | None:
     started = datetime.now(UTC)  # photos enqueued before this: their in-process tasks died with the last process
 
     def loop() -> None:
+        yield_to_requests(settings.background_nice)
         last_full = time.monotonic()
         while not stop.wait(settings.sweep_interval_s):
             full = time.monotonic() - last_full >= settings.sweep_full_interval_s

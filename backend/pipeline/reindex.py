@@ -56,7 +56,11 @@ def reindex(
     progress: Callable[[int], None] = lambda n: None,
     on_total: Callable[[int], None] = lambda n: None,
     drop_wait_s: float = 120.0,
+    prepare: Callable[[str, VectorIndex], None] | None = None,
 ) -> ReindexReport:
+    """`prepare`: given where this process answers the queries (the embedded server's own reindex), readies the
+    new collection for them before the switch, and the collection stays open; otherwise it is closed before the
+    switch, for the serving process to open."""
     previous = active_collection(session=session, settings=settings)
     version = version or previous.model_version
     embedder = embedder_for(settings, version)  # UnknownModel before anything is built
@@ -115,9 +119,16 @@ def reindex(
         session.execute(delete(IndexCollection).where(IndexCollection.name == name))
         session.commit()
         raise
-    store.close_collection(name)  # Edge: the serving process opens it after the switch
+    if prepare is None:
+        store.close_collection(name)  # Edge: lets go of the shard's lock for the serving process
     report.embedded, report.unreadable = len(done), len(unreadable)
-    report.caught_up = _switch(session, settings, name, version, done, unreadable, enqueue)
+    try:
+        if prepare is not None:  # queries find it open and ready: reopening an Edge shard holds the GIL while it
+            prepare(name, index)  # loads, and stalled every request for a second (bench/soak.py)
+        report.caught_up = _switch(session, settings, name, version, done, unreadable, enqueue)
+    except BaseException:
+        store.close_collection(name)  # the sweep drops the building row and its shard
+        raise
     try:
         store.point_alias(settings.qdrant_collection, name)
     except IndexUnavailable as exc:  # queries read the active collection from the database, not the alias

@@ -6,6 +6,7 @@ import logging
 import random
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from celery import Task, shared_task
@@ -25,6 +26,7 @@ from backend.pipeline.embedders import UnknownModel, embedder_for
 from backend.pipeline.indexing import NearCopies, index_images, worker_identity
 from backend.pipeline.reindex import reindex
 from backend.pipeline.sweep import run_sweep
+from backend.similar import prepare_collection
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +171,17 @@ def reindex_task(version: str | None = None) -> dict[str, Any]:
 
     Acknowledged when it starts: a reindex that dies is not handed to another worker after the broker's
     visibility timeout (its half-built collection is dropped, and the admin starts it again)."""
-    return vars(reindex(session=db.session, settings=current_settings(), version=version, enqueue=enqueue_embedding))
+    settings = current_settings()
+    # Without a broker this runs in the serving process (`in_background`): the new collection is readied for its
+    # queries and stays open.
+    report = reindex(
+        session=db.session,
+        settings=settings,
+        version=version,
+        enqueue=enqueue_embedding,
+        prepare=partial(prepare_collection, settings=settings) if settings.tasks_in_process else None,
+    )
+    return vars(report)
 
 
 def enqueue_embedding(image_ids: list[int], *, batch_size: int | None = None) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -327,3 +329,20 @@ def test_a_shard_half_made_by_a_killed_process_is_dropped_once_untouched(tmp_pat
         os.utime(path, (old, old))
     store._drop(broken.name, wait_s=0)
     assert not broken.exists()
+
+
+def test_the_lock_probe_sees_an_open_shard_without_opening_it(tmp_path: Path) -> None:
+    """`shard_lock` takes the lock Qdrant Edge takes (a flock on the shard's `wal` folder): an upgrade of the
+    library that locks elsewhere fails here, not as a drop that removes a shard in use."""
+    from backend.index.edge import shard_lock
+
+    index = EdgeIndex(tmp_path, "c")
+    with shard_lock(tmp_path / "c") as free:
+        assert free is False  # this process holds it, through another descriptor
+    probe = "import sys; from backend.index.edge import EdgeIndex; EdgeIndex(sys.argv[1], 'c')"
+    index.close()
+    with shard_lock(tmp_path / "c") as free:
+        assert free is True
+        refused = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True)
+        assert refused.returncode != 0 and "another process holds it" in refused.stderr  # while the probe holds it
+    EdgeIndex(tmp_path, "c").close()  # and once it lets go, a process opens the shard again

@@ -277,3 +277,63 @@ def test_a_query_the_index_refuses_across_a_switch_is_asked_again_on_the_new_col
 
         with pytest.raises(IndexUnavailable):  # no switch: the refusal stands
             across_a_switch(db.session, settings, down)
+
+
+def test_the_serving_process_reindexes_without_loading_a_shard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded server's own reindex (Activate): the built shard stays open for its queries, and the old one
+    is dropped without opening it. Loading an Edge shard holds the GIL for its whole load, which stalled every
+    request of the process for up to a second at the switch and again at the drop (bench/soak.py)."""
+    import qdrant_edge as qe
+
+    settings = make_settings(tmp_path / "var")
+    with migrated_app(settings) as app:
+        client = app.test_client()
+        ids = [upload(client, f"S{n}", images.png(n), images.png(n + 50)).json["id"] for n in range(4)]
+        assert client.get(f"/api/v1/products/{ids[0]}/similar").status_code == 200  # the old shard open here
+        with app.app_context():
+            old = active_collection(session=db.session, settings=settings).name
+        loads: list[str] = []
+        real_load = qe.EdgeShard.load
+        monkeypatch.setattr(qe.EdgeShard, "load", lambda path, *a: loads.append(path) or real_load(path, *a))
+        reports: list[Any] = []
+        measured: list[tuple[str, bool]] = []  # (collection, inside the reindex's own preparation)
+        preparing = threading.Event()
+        real_measure = similar_use_case._measure_scales
+
+        def measure(index: Any, key: Any, *args: Any) -> Any:
+            measured.append((key[0], preparing.is_set()))
+            return real_measure(index, key, *args)
+
+        def prepared(name: str, index: Any) -> None:
+            preparing.set()
+            similar_use_case.prepare_collection(name, index, settings)
+            preparing.clear()
+
+        monkeypatch.setattr(similar_use_case, "_measure_scales", measure)
+
+        def build() -> None:
+            with app.app_context():
+                reports.append(
+                    reindex(session=db.session, settings=settings, enqueue=enqueue_embedding, prepare=prepared)
+                )
+
+        builder = threading.Thread(target=build)
+        builder.start()
+        with app.app_context():
+            while active_collection(session=db.session, settings=settings).name == old:
+                db.session.rollback()
+                time.sleep(0.02)
+        store = store_for(settings)
+        store.release_others(keep=old)  # a late request that read the old name before the switch
+        answers = []
+        while builder.is_alive():  # queries on the new collection: they let the old one go after the grace
+            answers.append(client.get(f"/api/v1/products/{ids[len(answers) % 4]}/similar").status_code)
+            time.sleep(0.1)
+        builder.join()
+        report = reports[0]
+        assert report.dropped_previous and report.previous == old and report.embedded == 8
+        assert set(answers) == {200} and loads == []
+        # the new collection's look scales measured before the switch, by the reindex, not by the queries after
+        assert [inside for name, inside in measured if name == report.collection] == [True, True]
+        assert store.list() == [report.collection]
+        assert store.open(report.collection).count() == 8
