@@ -136,10 +136,10 @@ class Settings(BaseSettings):
     # that writes a photo and then commits (a crash between the two leaves such a file).
     media_orphan_grace_s: int = Field(default=900, ge=60)
     sweep_interval_s: float = Field(default=60.0, gt=0)
+    sweep_full_interval_s: float = Field(default=3600.0, gt=0)
     # The nice value of the serving process's own background threads (an import, a reindex, the sweep):
     # they take the CPU the requests leave, so a reindex does not slow the shoppers' answers. 0: equal.
     background_nice: int = Field(default=10, ge=0, le=19)
-    sweep_full_interval_s: float = Field(default=3600.0, gt=0)
     worker_concurrency: int | None = Field(default=None, ge=1)
     # A worker's own /metrics (its pool processes added up; needs PROMETHEUS_MULTIPROC_DIR): 0 serves none.
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)

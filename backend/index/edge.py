@@ -464,7 +464,7 @@ class EdgeIndex:
 
 
 BROKEN_SHARD_AGE_S = 20.0
-LOCKED_FOLDER = "wal"  # what an open Edge shard flocks (tests/index/test_edge.py checks it still is)
+LOCKED_FOLDER = "wal"  # what an open Edge shard flocks (tests/index/test_contract.py checks it still is)
 
 
 @contextlib.contextmanager
@@ -493,6 +493,14 @@ def _whole(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+def _remove_free_shard(path: Path, *, whole: bool) -> None:
+    """Remove a shard nobody holds; one not made whole only once untouched for a while, since a process may
+    still be creating it."""
+    if not whole and time.time() - _last_touched(path) <= BROKEN_SHARD_AGE_S:
+        raise IndexUnavailable(f"cannot drop {path} yet: it is being created")
+    shutil.rmtree(path)
 
 
 def _last_touched(path: Path) -> float:
@@ -526,18 +534,13 @@ class EdgeStore(VectorStore):
         while True:
             try:
                 with shard_lock(path) as free:
-                    if free and (_whole(path) or time.time() - _last_touched(path) > BROKEN_SHARD_AGE_S):
-                        shutil.rmtree(path)
+                    if free:
+                        _remove_free_shard(path, whole=_whole(path))
                         return
-                    if free:  # half made, just now: a process may still be creating it
-                        raise IndexUnavailable(f"cannot drop {path} yet: it is being created")
             except FileNotFoundError:  # no wal folder: half made by a process killed while it created it
-                if not path.is_dir():
-                    return  # or dropped meanwhile by another process
-                if time.time() - _last_touched(path) > BROKEN_SHARD_AGE_S:
-                    shutil.rmtree(path)
-                    return
-                raise IndexUnavailable(f"cannot drop {path} yet: it is being created") from None
+                if path.is_dir():  # (or dropped meanwhile by another process)
+                    _remove_free_shard(path, whole=False)
+                return
             if time.monotonic() >= deadline:
                 raise IndexBusy(f"collection {name} is still open in another process")
             time.sleep(0.5)

@@ -64,7 +64,7 @@ def yield_to_requests(nice: int) -> None:
         return
     try:
         own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, max(own, nice)))
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(own, nice))
     except OSError as exc:  # a sandbox that forbids it: the work runs at the normal priority
         log.warning("background work keeps the normal priority: %s", exc)
 

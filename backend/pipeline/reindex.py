@@ -119,12 +119,12 @@ def reindex(
         session.execute(delete(IndexCollection).where(IndexCollection.name == name))
         session.commit()
         raise
-    if prepare is None:
-        store.close_collection(name)  # Edge: lets go of the shard's lock for the serving process
     report.embedded, report.unreadable = len(done), len(unreadable)
     try:
-        if prepare is not None:  # queries find it open and ready: reopening an Edge shard holds the GIL while it
-            prepare(name, index)  # loads, and stalled every request for a second (bench/soak.py)
+        if prepare is None:
+            store.close_collection(name)  # Edge: lets go of the shard's lock for the serving process
+        else:  # queries find it open and ready: reopening an Edge shard holds the GIL while it loads, and
+            prepare(name, index)  # stalled every request for a second (bench/soak.py)
         report.caught_up = _switch(session, settings, name, version, done, unreadable, enqueue)
     except BaseException:
         store.close_collection(name)  # the sweep drops the building row and its shard

@@ -319,8 +319,10 @@ def test_the_serving_process_reindexes_without_loading_a_shard(tmp_path: Path, m
 
         builder = threading.Thread(target=build)
         builder.start()
+        deadline = time.monotonic() + 120
         with app.app_context():
             while active_collection(session=db.session, settings=settings).name == old:
+                assert builder.is_alive() and time.monotonic() < deadline, "the reindex did not switch"
                 db.session.rollback()
                 time.sleep(0.02)
         store = store_for(settings)
