@@ -20,13 +20,13 @@ from backend.api.headers import security_headers
 from backend.api.openapi import merge_duplicate_schemas
 from backend.api.schemas import ErrorOut
 from backend.config import Environment, Settings
-from backend.extensions import db, limiter, migrate
-from backend.logs import configure_logging
-from backend.metrics import observe_request, start_timer
-from backend.pipeline.celery_app import celery_init_app
+from backend.core.extensions import db, limiter, migrate
+from backend.core.logs import configure_logging
+from backend.core.metrics import observe_request, start_timer
 from backend.web import BLUEPRINTS as PAGES
 from backend.web.assets import SWAGGER_SETTINGS
 from backend.web.pages import csrf
+from backend.worker.celery_app import celery_init_app
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 log = logging.getLogger("lookalike")

@@ -36,10 +36,10 @@ sys.path.insert(0, str(ROOT))
 
 from backend.app import create_app  # noqa: E402
 from backend.config import Settings  # noqa: E402
+from backend.core.extensions import db  # noqa: E402
 from backend.db.models import ProductImage  # noqa: E402
-from backend.extensions import db  # noqa: E402
-from backend.importer import import_tree  # noqa: E402
-from backend.pipeline.tasks import enqueue_embedding  # noqa: E402
+from backend.services.importer import import_tree  # noqa: E402
+from backend.worker.tasks import enqueue_embedding  # noqa: E402
 from ml.datasets import IMAGE_SUFFIXES  # noqa: E402
 from ml.embedder import Embedder  # noqa: E402
 from ml.pretrained import pretrained_embedder  # noqa: E402

@@ -45,11 +45,11 @@ from tqdm import tqdm
 
 from backend.app import create_app
 from backend.config import ProductQuery, Settings
+from backend.core.extensions import db
 from backend.db.models import Product, ProductImage
-from backend.extensions import db
 from backend.index import IndexPoint, SearchFilter, VectorIndex, close_all
 from backend.index.base import KIND_DIM, LOOK_DIM
-from backend.pipeline.active import active_index
+from backend.serving.active import active_index
 from ml.versions import untrained_version
 
 CATEGORIES = ["dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes", "shorts", "skirt", "t-shirt"]

@@ -5,10 +5,10 @@ in Lab) between a photo and each of its 10 nearest, the median over all query-ne
 the same photos: 10 random photos of the same category, and the 10 photos of the same category closest in that
 colour (what no ranking can beat without leaving the category).
 
-The look ranking mirrors the service's (backend.similar, backend.index LookQuery): among the `candidates` nearest
-by the kind vector, (1 - weight) * kind distance / s + weight * look distance / t, where s and t are the median
-distances from a sample of 32 photos to their candidates, as the service measures them; then the same candidates
-once more with the query expanded by its best hits.
+The look ranking mirrors the service's (backend.services.similar, backend.index LookQuery): among the
+`candidates` nearest by the kind vector, (1 - weight) * kind distance / s + weight * look distance / t, where s and t
+are the median distances from a sample of 32 photos to their candidates, as the service measures them; then the same
+candidates once more with the query expanded by its best hits.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def look_order(
 ) -> np.ndarray:
     """The k nearest of each photo (itself left out) by the index's look ranking; weight 0 is the plain ranking.
 
-    As the service ranks (backend.similar): the candidates are the nearest by `kind` (by `embedding` without
+    As the service ranks (backend.services.similar): the candidates are the nearest by `kind` (by `embedding` without
     it), and with `expansion` the same candidates are ranked again with each photo's kind and look vectors
     expanded by its `expansion` best hits (alpha-QE, weights the cosine similarity to EXPANSION_POWER)."""
     if weight == 0:

@@ -35,7 +35,7 @@ from flask import Flask  # noqa: E402
 
 from backend.app import create_app  # noqa: E402
 from backend.config import Settings  # noqa: E402
-from backend.extensions import db  # noqa: E402
+from backend.core.extensions import db  # noqa: E402
 from backend.index import close_all  # noqa: E402
 from tests.utils.apps import migrated_app  # noqa: E402
 from tests.utils.settings import fresh_database, make_settings  # noqa: E402

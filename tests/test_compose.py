@@ -13,7 +13,7 @@ import yaml
 
 from backend.cli import COMMANDS
 from backend.config import Settings
-from backend.metrics import MULTIPROC_ENV
+from backend.core.metrics import MULTIPROC_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +23,7 @@ def test_compose_services_run_lookalike_commands_with_known_settings() -> None:
     services = compose["services"]
     assert {"postgres", "redis", "qdrant", "migrate", "api", "worker", "beat", "flower"} <= set(services)
     known = set(COMMANDS)
-    # Settings, and the one variable a library reads from the environment itself (backend/metrics.py)
+    # Settings, and the one variable a library reads from the environment itself (backend/core/metrics.py)
     fields = {name.upper() for name in Settings.model_fields} | {MULTIPROC_ENV}
     for name, service in services.items():
         command = service.get("command")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from apiflask import HTTPTokenAuth
 
 from backend.api.errors import ApiError
-from backend.security import is_admin_token, wait_after_failures
+from backend.core.security import is_admin_token, wait_after_failures
 
 admin_auth = HTTPTokenAuth(scheme="Bearer", description="the ADMIN_TOKEN setting")
 

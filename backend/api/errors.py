@@ -1,4 +1,4 @@
-"""One JSON error shape for the whole API: {"error": code, "message": text}; domain errors mapped to HTTP here."""
+"""One JSON error shape for the whole API: {"error": code, "message": text}, domain errors with their own status."""
 
 from __future__ import annotations
 
@@ -7,18 +7,12 @@ from typing import Any
 from apiflask import APIFlask, HTTPError
 from flask import request
 
+from backend.domain.products import ATTRIBUTES_MAX_DEPTH
 from backend.errors import (
-    DuplicatePhoto,
-    DuplicateSku,
-    FeedUnreadable,
-    ImageRejected,
     InvalidInput,
     LookalikeError,
-    NotFound,
-    NotIndexed,
 )
 from backend.index import IndexUnavailable
-from backend.product_schema import ATTRIBUTES_MAX_DEPTH
 
 # Codes for statuses raised by Flask, Werkzeug or APIFlask rather than by our own code.
 STATUS_CODES = {
@@ -62,28 +56,12 @@ def _field_message(detail: dict[str, Any]) -> tuple[str, str]:
     return first, "; ".join(parts)
 
 
-# The status of each domain error; a rejected photo's depends on why.
-STATUS_OF: dict[type[LookalikeError], int] = {
-    NotFound: 404,
-    DuplicateSku: 409,
-    DuplicatePhoto: 409,
-    NotIndexed: 409,
-    InvalidInput: 400,
-    FeedUnreadable: 400,
-}
-IMAGE_STATUS = {"file_too_large": 413, "unsupported_media_type": 415}
 # The deepest JSON body any route takes: an object holding attributes of ATTRIBUTES_MAX_DEPTH levels.
 JSON_BODY_MAX_DEPTH = 1 + ATTRIBUTES_MAX_DEPTH
 
 
-def http_status(error: LookalikeError) -> int:
-    if isinstance(error, ImageRejected):
-        return IMAGE_STATUS.get(error.kind, 400)
-    return next((status for kind, status in STATUS_OF.items() if isinstance(error, kind)), 400)
-
-
 def as_http(error: LookalikeError) -> ApiError:
-    return ApiError(http_status(error), error.code, error.message, **error.extra)
+    return ApiError(error.status, error.code, error.message, **error.extra)
 
 
 def too_deep(text: str, limit: int) -> str | None:

@@ -8,13 +8,13 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import send_file, send_from_directory
 
-from backend import catalog
 from backend.api.auth import admin_auth
 from backend.api.errors import ApiError
 from backend.config import current_settings
-from backend.extensions import db
-from backend.media import STORED_NAME
-from backend.uploads import storage
+from backend.core.extensions import db
+from backend.core.uploads import storage
+from backend.domain.photos import STORED_NAME
+from backend.services import catalog
 
 log = logging.getLogger(__name__)
 bp = APIBlueprint("images", __name__, url_prefix="/api/v1/images", tag="Images")

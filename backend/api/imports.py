@@ -7,12 +7,12 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import request, url_for
 
-from backend import imports
 from backend.api.auth import admin_auth
 from backend.api.schemas import DuplicatePageOut, ImportIn, ImportOut, PageQuery
 from backend.config import current_settings
+from backend.core.extensions import db
 from backend.db.duplicates import duplicate_groups
-from backend.extensions import db
+from backend.services import imports
 
 bp = APIBlueprint("imports", __name__, url_prefix="/api/v1", tag="Imports")
 

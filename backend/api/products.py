@@ -6,7 +6,6 @@ from typing import Any
 
 from apiflask import APIBlueprint
 
-from backend import catalog
 from backend.api.auth import admin_auth
 from backend.api.schemas import (
     ImagesIn,
@@ -17,8 +16,9 @@ from backend.api.schemas import (
     ProductPageOut,
     ProductPatchIn,
 )
+from backend.core.extensions import db
 from backend.db.products import ProductIn, get_product, list_products
-from backend.extensions import db
+from backend.services import catalog
 
 bp = APIBlueprint("products", __name__, url_prefix="/api/v1/products", tag="Products")
 # What the calls that take photos answer besides 400 for a photo they refuse.

@@ -7,8 +7,9 @@ from typing import Any, cast
 from apiflask import Schema, fields, validators
 from flask import url_for
 
-from backend.product_schema import NAME, SKU, ProductBase, product_fields
-from backend.similar import SimilarItems, SimilarParams
+from backend.domain.products import NAME, SKU, ProductBase, ProductPatchFields, product_fields
+from backend.domain.queries import SearchQuery, SimilarQuery
+from backend.services.similar import SimilarItems, SimilarParams
 
 PHOTOS = fields.List(
     fields.File(), load_default=list, metadata={"description": "one or more photos (repeat the field)"}
@@ -16,7 +17,10 @@ PHOTOS = fields.List(
 ProductCreateIn = cast(
     type[Schema], ProductBase.from_dict({**product_fields(patch=False), "images": PHOTOS}, name="ProductCreateIn")
 )
-ProductPatchIn = cast(type[Schema], ProductBase.from_dict(product_fields(patch=True), name="ProductPatchIn"))
+ProductPatchIn = cast(type[Schema], ProductPatchFields)
+# The similar-items parameters are the pages' too: defined in the domain, typed for APIFlask here.
+SimilarQueryIn = cast(type[Schema], SimilarQuery)
+SearchQueryIn = cast(type[Schema], SearchQuery)
 
 
 class ImagesIn(Schema):
@@ -47,65 +51,6 @@ class PageQuery(Schema):
 class ListQuery(PageQuery):
     category = fields.List(fields.String(validate=NAME), load_default=list)
     sku = fields.String(load_default=None, validate=SKU, metadata={"description": "only the product with this sku"})
-
-
-class SimilarQuery(Schema):
-    limit = fields.Integer(load_default=10, validate=validators.Range(min=1, max=100))
-    offset = fields.Integer(load_default=0, validate=validators.Range(min=0, max=10_000))
-    category = fields.List(fields.String(validate=NAME), load_default=list)
-    brand = fields.List(fields.String(validate=NAME), load_default=list)
-    price_min = fields.Float(load_default=None, allow_nan=False, validate=validators.Range(min=0))
-    price_max = fields.Float(load_default=None, allow_nan=False, validate=validators.Range(min=0))
-    max_distance = fields.Float(
-        load_default=None,
-        allow_nan=False,
-        validate=validators.Range(min=0),
-        metadata={"description": "the largest distance by the 1000-d vector of a look-alike's photo"},
-    )
-    look = fields.Float(
-        load_default=None,
-        allow_nan=False,
-        validate=validators.Range(min=0, max=1),
-        metadata={
-            "description": "how much the look (the item's own colours and pattern) counts against the kind of item:"
-            " 0 ranks by the 1000-d vector alone, 1 by the look among the nearest kinds; default LOOK_DEFAULT."
-            " With look above 0, `distance` is the blended score"
-        },
-    )
-    like = fields.List(
-        fields.Integer(validate=validators.Range(min=1)),
-        load_default=list,
-        metadata={
-            "description": "more like this product (repeatable, at most 10): Qdrant's recommend with the query's"
-            " and the liked products' vectors as positives; `distance` is then 1 - the recommend score"
-        },
-    )
-    unlike = fields.List(
-        fields.Integer(validate=validators.Range(min=1)),
-        load_default=list,
-        metadata={"description": "less like this product (repeatable, at most 10); it is left out of the answer"},
-    )
-    diverse = fields.Float(
-        load_default=None,
-        allow_nan=False,
-        validate=validators.Range(min=0, max=1),
-        metadata={
-            "description": "how varied the answer is (Qdrant's MMR over the best 100 points): 0 by relevance"
-            " alone, 1 as varied as they allow; `distance` stays the 1000-d distance"
-        },
-    )
-
-
-class SearchQuery(SimilarQuery):
-    box = fields.String(
-        load_default=None,
-        validate=validators.Length(max=100),
-        metadata={
-            "description": "search a part of the photo: `x,y,w,h` as fractions of the photo as shown (EXIF"
-            " orientation applied), x and y from the top left; default the whole photo",
-            "example": "0.25,0.1,0.5,0.6",
-        },
-    )
 
 
 def media_url(image: Any) -> str:

@@ -7,13 +7,14 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import current_app, request
 
-from backend import similar as use_case
-from backend.api.schemas import PhotoIn, SearchQuery, SimilarOut, SimilarQuery, similar_body
+from backend.api.schemas import PhotoIn, SearchQueryIn, SimilarOut, SimilarQueryIn, similar_body
 from backend.config import current_settings
+from backend.core.extensions import db, limiter
+from backend.core.security import search_rate_limit
+from backend.core.uploads import checked_uploads
 from backend.errors import InvalidInput
-from backend.extensions import db, limiter
-from backend.similar import SimilarParams
-from backend.uploads import checked_uploads
+from backend.services import similar as use_case
+from backend.services.similar import SimilarParams
 
 bp = APIBlueprint("similar", __name__, url_prefix="/api/v1", tag="Similar items")
 
@@ -51,7 +52,7 @@ INDEX_DOWN = {503: "the vector index is unavailable; try again shortly"}
 
 
 @bp.get("/products/<int:product_id>/similar")
-@bp.input(SimilarQuery, location="query", arg_name="query")
+@bp.input(SimilarQueryIn, location="query", arg_name="query")
 @bp.output(SimilarOut)
 @bp.doc(
     operation_id="similarToProduct",
@@ -73,7 +74,7 @@ def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
 
 
 @bp.get("/images/<int:image_id>/similar")
-@bp.input(SimilarQuery, location="query", arg_name="query")
+@bp.input(SimilarQueryIn, location="query", arg_name="query")
 @bp.output(SimilarOut)
 @bp.doc(
     operation_id="similarToImage",
@@ -92,10 +93,6 @@ def similar_to_image(image_id: int, query: dict[str, Any]) -> Any:
     return _json(similar_body(found, params))
 
 
-def search_limit() -> str:
-    return current_settings().rate_limit_search
-
-
 def one_photo_body() -> None:
     """/search takes one photo: a larger body is refused (413) before it is read."""
     if request.endpoint == "similar.search_by_photo":
@@ -106,7 +103,7 @@ bp.before_request(one_photo_body)
 
 
 @bp.post("/search")
-@bp.input(SearchQuery, location="query", arg_name="query")
+@bp.input(SearchQueryIn, location="query", arg_name="query")
 @bp.input(PhotoIn, location="files", arg_name="upload")
 @bp.output(SimilarOut)
 @bp.doc(
@@ -121,7 +118,7 @@ bp.before_request(one_photo_body)
         429: "too many searches from this address (RATE_LIMIT_SEARCH); Retry-After says when to try again",
     },
 )
-@limiter.limit(search_limit)
+@limiter.limit(search_rate_limit)
 def search_by_photo(query: dict[str, Any], upload: dict[str, Any]) -> Any:
     """Products that look like an uploaded photo (multipart field `image`); filters in the query string."""
     box = use_case.parse_box(query.pop("box"))

@@ -13,12 +13,12 @@ from sqlalchemy import text
 from backend.api.auth import admin_auth
 from backend.api.schemas import HealthOut, StatsOut
 from backend.config import current_settings
+from backend.core.extensions import db
+from backend.core.metrics import INDEX_POINTS, PHOTOS, exposition
 from backend.db.products import image_status_counts
-from backend.extensions import db
 from backend.index import IndexUnavailable
-from backend.metrics import INDEX_POINTS, PHOTOS, exposition
-from backend.pipeline.active import active_index
-from backend.status import collect_stats
+from backend.services.status import collect_stats
+from backend.serving.active import active_index
 
 log = logging.getLogger(__name__)
 bp = APIBlueprint("system", __name__, url_prefix="/api/v1", tag="System")

@@ -13,13 +13,13 @@ from flask.cli import with_appcontext
 from backend.cli.checks import embedded_store_free, ready_database
 from backend.cli.progress import progress_bar
 from backend.config import Settings, current_settings
+from backend.core.extensions import db
 from backend.db.products import image_status_counts
 from backend.errors import FeedUnreadable
-from backend.extensions import db
-from backend.feeds import FeedSummary, FolderPhotos, Handoff, count_rows, feed_format, import_feed
-from backend.importer import import_tree
-from backend.pipeline.active import active_index
-from backend.pipeline.enqueue import enqueue_embedding, enqueue_payload_sync, enqueue_point_deletes
+from backend.services.feeds import FeedSummary, FolderPhotos, Handoff, count_rows, feed_format, import_feed
+from backend.services.importer import import_tree
+from backend.serving.active import active_index
+from backend.worker.enqueue import enqueue_embedding, enqueue_payload_sync, enqueue_point_deletes
 
 # Exit statuses: 0 every row in (or unchanged), 1 the feed cannot be read (or the store is held), 3 some rows
 # were skipped.

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from backend.app import MIGRATIONS
 from backend.config import Settings, current_settings
-from backend.extensions import db
+from backend.core.extensions import db
 
 
 def ready_database(*, migrate_embedded: bool = False) -> None:
@@ -49,13 +49,10 @@ def embedded_store_free(settings: Settings, *, what: str, instead: str) -> None:
     if not settings.embedded_index:
         return
     # Here, not above: the vector store's modules, only for the commands that write to the embedded store.
-    from backend.index import IndexBusy
-    from backend.pipeline.active import active_index
+    from backend.serving.active import store_held_elsewhere
 
-    try:
-        active_index(session=db.session, settings=settings)
-    except IndexBusy:
+    if store_held_elsewhere(session=db.session, settings=settings):
         raise click.ClickException(
             f"the embedded vector store under {settings.qdrant_path} is held by another process (a running"
             f" `lookalike serve`?); {what}. {instead}"
-        ) from None
+        )

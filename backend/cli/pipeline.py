@@ -16,15 +16,15 @@ from flask.cli import with_appcontext
 from backend.cli.checks import ready_database
 from backend.cli.progress import progress_bar
 from backend.config import Environment, Settings, current_settings
+from backend.core.extensions import db
+from backend.core.metrics import start_multiprocess_run
 from backend.db.products import image_status_counts
-from backend.extensions import db
 from backend.index import IndexUnavailable, store_for
-from backend.metrics import start_multiprocess_run
-from backend.pipeline.active import active_collection
-from backend.pipeline.embedders import UnknownModel, import_model_code
-from backend.pipeline.enqueue import enqueue_embedding, sweep
-from backend.pipeline.reindex import reindex
-from backend.pipeline.sweep import run_sweep
+from backend.indexing.reindex import reindex
+from backend.indexing.sweep import run_sweep
+from backend.serving.active import active_collection
+from backend.serving.embedders import UnknownModel, import_model_code
+from backend.worker.enqueue import enqueue_embedding, sweep
 
 
 def _celery() -> Celery:

@@ -23,9 +23,9 @@ from typing import Any
 
 from backend.app import create_app
 from backend.config import Settings
-from backend.metrics import MULTIPROC_ENV, multiprocess_dir, process_ended, start_multiprocess_run
-from backend.pipeline.embedders import keep_out_of_gc
-from backend.pipeline.maintenance import start_in_process_sweep
+from backend.core.metrics import MULTIPROC_ENV, multiprocess_dir, process_ended, start_multiprocess_run
+from backend.indexing.maintenance import start_in_process_sweep
+from backend.serving.embedders import keep_out_of_gc
 
 log = logging.getLogger("backend.serve")
 access = logging.getLogger("backend.access")

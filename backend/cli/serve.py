@@ -14,10 +14,10 @@ from werkzeug.serving import run_simple
 from backend.cli.checks import embedded_store_free, ready_database
 from backend.cli.production import run
 from backend.config import Settings, current_settings
-from backend.extensions import db
-from backend.pipeline.active import active_collection, default_model_note
-from backend.pipeline.embedders import import_model_code, is_untrained
-from backend.pipeline.maintenance import start_in_process_sweep
+from backend.core.extensions import db
+from backend.indexing.maintenance import start_in_process_sweep
+from backend.serving.active import active_collection, default_model_note
+from backend.serving.embedders import import_model_code, is_untrained
 from ml.versions import builtin_arch
 
 log = logging.getLogger("lookalike")

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
+from backend.core.extensions import DbSession
 from backend.db.models import PhotoDuplicate, Product, ProductImage, duplicate_list
-from backend.extensions import DbSession
 
 # A new photo is paired with at most this many stored photos of the same file (the oldest): one placeholder photo
 # shared by 600 products made 179,703 pairs when every copy was paired with every other. The copies stay one

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from backend.extensions import db
+from backend.core.extensions import db
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
+from backend.core.extensions import DbSession
 from backend.db.models import FailureKind, ImageStatus, ProductImage
-from backend.extensions import DbSession
 
 log = logging.getLogger(__name__)
 CHUNK = 10_000  # ids per `IN (...)`: far below every database's parameter limit

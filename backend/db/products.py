@@ -12,11 +12,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from backend.core.extensions import DbSession
 from backend.db.duplicates import link_same_files
 from backend.db.models import ImageStatus, Product, ProductImage
+from backend.domain.photos import CheckedImage, MediaStorage
 from backend.errors import DuplicateSku, NotFound
-from backend.extensions import DbSession
-from backend.media import CheckedImage, MediaStorage
 
 log = logging.getLogger(__name__)
 

@@ -9,23 +9,22 @@ from typing import Any
 from flask import current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from backend import catalog
-from backend.api.errors import http_status
 from backend.config import current_settings
+from backend.core.extensions import db
+from backend.core.security import is_admin_token, wait_after_failures
+from backend.core.uploads import checked_uploads
 from backend.db.models import CollectionState, IndexCollection
 from backend.db.photos import failed_photos
 from backend.db.products import ProductIn, get_product, list_products
 from backend.errors import LookalikeError, NotFound
-from backend.extensions import db
 from backend.index import IndexUnavailable
-from backend.pipeline.active import active_collection
-from backend.pipeline.enqueue import enqueue_reindex
-from backend.pipeline.registry import RegistryError, check_activatable, list_models
-from backend.security import is_admin_token, wait_after_failures
-from backend.status import collect_stats
-from backend.uploads import checked_uploads
+from backend.services import catalog
+from backend.services.models import RegistryError, check_activatable, list_models
+from backend.services.status import collect_stats
+from backend.serving.active import active_collection
 from backend.web.forms import ActionForm, LoginForm, PhotosForm, ProductForm
 from backend.web.pages import admin_required, close_admin_session, open_admin_session, pages_blueprint, safe_next
+from backend.worker.enqueue import enqueue_reindex
 from ml.versions import builtin_names
 
 log = logging.getLogger(__name__)
@@ -112,7 +111,7 @@ def new_product() -> Any:
         )
     except LookalikeError as exc:
         form.refused(exc)
-        return render_template("admin/product_form.html", form=form, product=None), http_status(exc)
+        return render_template("admin/product_form.html", form=form, product=None), exc.status
     flash(f"Created {created.sku} with {len(created.images)} photo(s).")
     return redirect(url_for("shop.product", product_id=created.id))
 
@@ -135,7 +134,7 @@ def edit_product(product_id: int) -> Any:
     except LookalikeError as exc:
         db.session.rollback()
         form.refused(exc)
-        return render_template("admin/product_form.html", form=form, **context), http_status(exc)
+        return render_template("admin/product_form.html", form=form, **context), exc.status
     flash("Saved.")
     return redirect(url_for("admin.edit_product", product_id=product_id))
 

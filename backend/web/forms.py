@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from apiflask import Schema, fields
+import marshmallow
+from apiflask import fields
 from flask_wtf import FlaskForm
 from marshmallow import ValidationError
 from werkzeug.datastructures import MultiDict
 from wtforms import FileField, MultipleFileField, PasswordField, StringField, TextAreaField
 from wtforms.validators import InputRequired
 
-from backend.api.schemas import ProductCreateIn, ProductPatchIn
+from backend.domain.products import ProductFields, ProductPatchFields
 from backend.errors import ImageRejected, LookalikeError
 
 PRODUCT_FIELDS = ("sku", "title", "category", "brand", "price", "attributes")
@@ -66,7 +67,7 @@ class ProductForm(FlaskForm):
                 data[name] = {}
             elif patch:
                 data[name] = ""  # a required field emptied: the schema says what is wrong
-        schema = ProductPatchIn() if patch else ProductCreateIn(exclude=("images",))
+        schema = ProductPatchFields() if patch else ProductFields()
         try:
             loaded: dict[str, Any] = schema.load(data)
         except ValidationError as exc:
@@ -89,7 +90,7 @@ def json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def load_args(schema: Schema, args: MultiDict[str, str]) -> dict[str, Any]:
+def load_args(schema: marshmallow.Schema, args: MultiDict[str, str]) -> dict[str, Any]:
     """Load a query string through a schema, blank values left out (an empty select means "any")."""
     data: dict[str, Any] = {}
     for name, field in schema.fields.items():

@@ -17,11 +17,11 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import delete
 from werkzeug.exceptions import HTTPException
 
+from backend.core.extensions import db
+from backend.core.security import token_fingerprint
 from backend.db.models import AdminSession
 from backend.errors import NotFound
-from backend.extensions import db
 from backend.index import IndexUnavailable
-from backend.security import token_fingerprint
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()  # checks only where a blueprint asks (WTF_CSRF_CHECK_DEFAULT is off): the API uses tokens

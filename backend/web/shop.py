@@ -9,18 +9,17 @@ from apiflask import Schema, fields, validators
 from flask import render_template, request, url_for
 from marshmallow import ValidationError
 
-from backend import similar as use_case
-from backend.api.errors import http_status
-from backend.api.schemas import SearchQuery, SimilarQuery
-from backend.api.similar import search_limit
 from backend.config import current_settings
+from backend.core.extensions import db, limiter
+from backend.core.security import search_rate_limit
+from backend.core.uploads import checked_uploads
 from backend.db.products import facets, get_product, image_status_counts, list_products
+from backend.domain.photos import open_image, thumbnail_jpeg
+from backend.domain.products import NAME
+from backend.domain.queries import SearchQuery, SimilarQuery
 from backend.errors import LookalikeError, NotIndexed
-from backend.extensions import db, limiter
-from backend.media import open_image, thumbnail_jpeg
-from backend.product_schema import NAME
-from backend.similar import MAX_STEERING, SimilarItems, SimilarParams
-from backend.uploads import checked_uploads
+from backend.services import similar as use_case
+from backend.services.similar import MAX_STEERING, SimilarItems, SimilarParams
 from backend.web.forms import SearchForm, load_args
 from backend.web.pages import error_page, pages_blueprint
 
@@ -100,7 +99,7 @@ def product(product_id: int) -> Any:
             f"{n} {status}" for status, n in counts.items() if n
         )
     except LookalikeError as exc:  # a filter the use case refuses (price_min above price_max), an unknown like
-        return error_page(http_status(exc), exc.message)
+        return error_page(exc.status, exc.message)
     more = None
     if found is not None and len(found.items) == params.limit and params.limit < 100:
         more = url_for("shop.product", product_id=product_id, **_args_with(limit=min(100, params.limit + LOOKALIKES)))
@@ -145,7 +144,7 @@ def _args_with(**changes: Any) -> dict[str, Any]:
 
 
 @bp.route("/search", methods=["GET", "POST"])
-@limiter.limit(search_limit, methods=["POST"])
+@limiter.limit(search_rate_limit, methods=["POST"])
 def search() -> Any:
     """Upload a photo (drag and drop or the file field) and see what looks like it; nothing is stored."""
     form = SearchForm()
@@ -174,7 +173,7 @@ def search() -> Any:
         )
     except LookalikeError as exc:
         form.image.errors = [exc.message]
-        return render_template("shop/search.html", **context), http_status(exc)
+        return render_template("shop/search.html", **context), exc.status
     preview = _preview(photo.data)
     return render_template("shop/search.html", found=found, preview=preview, **context)
 

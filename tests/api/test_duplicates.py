@@ -81,10 +81,10 @@ def test_same_files_and_near_copies_are_flagged(client: Any) -> None:
 
 
 def test_a_file_many_products_share_makes_pairs_linear_and_short_lists(client: Any) -> None:
+    from backend.core.extensions import db
     from backend.db.duplicates import SAME_FILE_LINKS
     from backend.db.models import DUPLICATES_SHOWN, PhotoDuplicate
-    from backend.extensions import db
-    from backend.pipeline.indexing import NEAR_COPIES_PER_PHOTO
+    from backend.indexing.embed import NEAR_COPIES_PER_PHOTO
 
     n = 60
     placeholder = png(7, 32)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from backend.product_schema import ATTRIBUTES_MAX_BYTES, ATTRIBUTES_MAX_DEPTH
+from backend.domain.products import ATTRIBUTES_MAX_BYTES, ATTRIBUTES_MAX_DEPTH
 from tests.utils import images
 from tests.utils.api import upload
 from tests.utils.probes import run_python

@@ -146,8 +146,8 @@ def test_bad_steering_names_the_parameter(
 
 
 def test_liking_a_product_with_no_indexed_photo_is_a_conflict(client: Any, dresses: dict[str, int]) -> None:
+    from backend.core.extensions import db
     from backend.db.models import ImageStatus, ProductImage
-    from backend.extensions import db
 
     with client.application.app_context():
         image = db.session.query(ProductImage).filter_by(product_id=dresses["blue0"]).one()

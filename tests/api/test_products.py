@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from backend.config import Settings
+from backend.core.extensions import db
 from backend.db.models import Product, ProductImage
-from backend.extensions import db
-from backend.media import MediaStorage
+from backend.domain.photos import MediaStorage
 from tests.utils import images
 from tests.utils.api import add_photos, upload
 from tests.utils.apps import live_index
@@ -256,7 +256,7 @@ def test_public_errors_carry_no_exception_text(client: Any, app: Any, settings: 
     (settings.media_root / image["url"].removeprefix("/media/")).unlink()  # the file vanishes
     with app.app_context():
         from backend.db.models import ImageStatus, ProductImage
-        from backend.pipeline.enqueue import enqueue_embedding
+        from backend.worker.enqueue import enqueue_embedding
 
         db.session.get(ProductImage, image["id"]).status = ImageStatus.pending
         db.session.commit()

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backend.extensions import db
+from backend.core.extensions import db
 from tests.utils import images
 from tests.utils.api import upload
 from tests.utils.apps import live_index

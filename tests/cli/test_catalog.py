@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from backend.core.extensions import db
 from backend.db.models import Product, ProductImage
-from backend.extensions import db
 from tests.utils import images
 from tests.utils.cli import cli_runner
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from backend.core.extensions import db
 from backend.db.models import ImageStatus, Product, ProductImage
-from backend.extensions import db
 from backend.index import SearchFilter
 from tests.utils import images
 from tests.utils.apps import live_index

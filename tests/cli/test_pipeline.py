@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import redis
 
+from backend.core.extensions import db
 from backend.db.models import ProductImage
-from backend.extensions import db
 from tests.utils import images
 from tests.utils.api import upload
 from tests.utils.cli import cli_runner

@@ -33,7 +33,7 @@ def test_the_access_log_has_one_line_per_request_and_is_json_under_log_format_js
     from werkzeug.test import Client
 
     from backend.cli.production import AccessLog
-    from backend.logs import JsonFormatter
+    from backend.core.logs import JsonFormatter
     from tests.utils.apps import migrated_app
 
     with migrated_app(make_settings(tmp_path)) as app:

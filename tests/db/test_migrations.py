@@ -14,7 +14,7 @@ from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect
 
 from backend.app import create_app
-from backend.extensions import db
+from backend.core.extensions import db
 from tests.utils.settings import POSTGRES_URL, make_settings
 
 TABLES = {"products", "product_images", "model_versions", "index_collections", "alembic_version"}

@@ -10,9 +10,9 @@ from flask_migrate import upgrade
 
 from backend.app import create_app
 from backend.config import Settings
-from backend.extensions import db
+from backend.core.extensions import db
 from backend.index import VectorIndex, close_all
-from backend.pipeline.active import active_index
+from backend.serving.active import active_index
 
 
 @contextmanager

@@ -117,6 +117,20 @@ def read_graph(packages: tuple[str, ...] = PACKAGES) -> Graph:
     return graph
 
 
+def library_imports(folder: str) -> dict[str, set[str]]:
+    """The top-level packages outside the project each module under `folder` imports, at any level."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module.split(".")[0])
+        found[module_name(path)] = names - set(PACKAGES)
+    return found
+
+
 def main() -> None:
     graph = read_graph()
     deferred = [imp for imp in graph.imports if imp.deferred]

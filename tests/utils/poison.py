@@ -10,7 +10,7 @@ import hashlib
 import os
 import signal
 
-from backend.media import MediaStorage
+from backend.domain.photos import MediaStorage
 
 _POISON = {h for h in os.environ.get("LOOKALIKE_TEST_POISON", "").split(",") if h}
 _read = MediaStorage.read

@@ -20,8 +20,8 @@ from flask_migrate import upgrade
 from sqlalchemy import func, select
 
 from backend.app import create_app
+from backend.core.extensions import db
 from backend.db.models import ProductImage
-from backend.extensions import db
 from backend.index import close_all
 from tests.utils.server import LOOKALIKE, free_port
 from tests.utils.settings import TOKEN, fresh_database

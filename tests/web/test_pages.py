@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from backend.core.extensions import db
 from backend.db.models import CollectionState, FailureKind, ImageStatus, IndexCollection, Product, ProductImage
 from backend.db.photos import fail_photos
-from backend.extensions import db
-from backend.media import THUMB_SIDE, MediaStorage
+from backend.domain.photos import THUMB_SIDE, MediaStorage
 from tests.utils import images
 from tests.utils.api import upload
 from tests.utils.pages import cards, csrf_token, errors, log_in, post_form

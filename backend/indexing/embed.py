@@ -1,0 +1,454 @@
+"""Embed photos by id and mirror them into the vector index; the database records the outcome.
+
+A worker first claims the photos in one conditional UPDATE (a lease, with the attempt counted), so
+two deliveries of one task never embed a photo twice at the same time, and a photo whose worker
+died is found again: its claim outlives nobody. Photos whose last attempt did not end (the process
+died) are embedded one at a time, so a photo that kills its worker takes only itself down, and
+after MAX_ATTEMPTS such deaths it ends `failed` without being tried again. `attempts` counts the
+runs on a photo that did not end: it goes back to 0 when the photo is indexed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, not_, or_, select, update
+from sqlalchemy.orm import joinedload
+
+from backend.config import Settings
+from backend.core.extensions import DbSession
+from backend.core.metrics import observe_embedding
+from backend.db.duplicates import record_pairs
+from backend.db.models import CollectionState, FailureKind, ImageStatus, IndexCollection, ProductImage
+from backend.db.photos import fail_photos, mark_indexed, update_photos
+from backend.domain.photos import MediaStorage, PhotoRefused, open_image
+from backend.index import Hit, IndexPoint, SearchFilter, VectorIndex
+from backend.index.base import COPY
+from backend.serving.active import Active
+
+if TYPE_CHECKING:
+    from ml.embedder import Embedder
+
+log = logging.getLogger(__name__)
+HOST = socket.gethostname()[:60]
+
+
+@dataclass
+class IndexReport:
+    indexed: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)  # already indexed by this model
+    busy: list[int] = field(default_factory=list)  # another live worker holds them
+    failed: dict[int, str] = field(default_factory=dict)
+    vanished: list[int] = field(default_factory=list)  # deleted before or while we embedded them
+    requeue: list[int] = field(default_factory=list)  # a reindex switched the collection meanwhile
+    charged: list[int] = field(default_factory=list)  # attempts counted by this run
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "indexed": len(self.indexed),
+            "skipped": len(self.skipped),
+            "busy": len(self.busy),
+            "failed": len(self.failed),
+            "vanished": len(self.vanished),
+            "requeued": len(self.requeue),
+        }
+
+
+def worker_identity(token: str) -> str:
+    """Who claims: host, process, thread (eager tasks run on API threads), and the task."""
+    return f"{HOST}:{os.getpid()}:{threading.get_ident()}:{token}"[:160]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_is_stale(claimed_by: str) -> bool:
+    """A claim made on this host by a dead process, or by this very thread in an earlier task that did not end."""
+    host, pid, thread, *_ = ([*claimed_by.split(":"), "", "", ""])[:4]
+    if host != HOST or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return thread == str(threading.get_ident())
+    return not _pid_alive(int(pid))
+
+
+def point_payload(image: ProductImage, model_version: str, attribute_keys: Sequence[str] = ()) -> dict[str, object]:
+    return {**image.product.index_payload(attribute_keys), "image_id": image.id, "model_version": model_version}
+
+
+@dataclass(frozen=True)
+class PhotoRef:
+    """What embedding a photo needs, as plain values: a row deleted meanwhile cannot break the run."""
+
+    id: int
+    stored_name: str
+    payload: dict[str, object]
+
+
+@dataclass(frozen=True)
+class Claimed(PhotoRef):
+    attempts: int = 0
+
+
+def unreadable_reason(exc: Exception) -> str:
+    """Why a stored photo cannot be read, in words fit for the API (the details go to the log)."""
+    if isinstance(exc, FileNotFoundError):
+        return "the stored file is missing"
+    if isinstance(exc, PhotoRefused):
+        return str(exc)  # our own check's sentence, e.g. the size against the limit
+    return "the file is not a readable image"
+
+
+def embed_and_upsert(
+    *,
+    photos: Sequence[PhotoRef],
+    index: Callable[[], VectorIndex],
+    embedder: Callable[[], Embedder],
+    storage: MediaStorage,
+    max_pixels: int,
+    max_aspect_ratio: float,
+    model_version: str,
+    on_unreadable: Callable[[int, str], None],
+) -> list[int]:
+    """Decode the photos, embed them in one batch, upsert their points; returns the ids written.
+
+    An unreadable photo is its own failure, not the batch's: `on_unreadable(id, reason)` hears of it at
+    once. `index` and `embedder` are called only when there is a photo to write."""
+    decoded, ready = [], []
+    for photo in photos:
+        try:
+            decoded.append(open_image(storage.read(photo.stored_name), max_pixels, max_aspect_ratio))
+            ready.append(photo)
+        except Exception as exc:  # any unreadable photo
+            log.warning("photo %s (%s) cannot be read: %s: %s", photo.id, photo.stored_name, type(exc).__name__, exc)
+            on_unreadable(photo.id, f"cannot read photo: {unreadable_reason(exc)}")
+    if not ready:
+        return []
+    model = embedder()
+    assert model.model_version == model_version, "the embedder must be the collection's model"
+    started = time.perf_counter()
+    described = model.describe(decoded)  # the 1000-d vector, the look and the copy variants: one pass
+    observe_embedding(len(decoded), time.perf_counter() - started)
+    index().upsert(
+        [
+            IndexPoint(
+                photo.id, described.embedding[i], photo.payload, described.look[i], described.copy[i], described.kind[i]
+            )
+            for i, photo in enumerate(ready)
+        ]
+    )
+    for photo, image in zip(ready, decoded, strict=True):
+        # The pages' thumbnail, from the pixels already decoded; the pages make it themselves if this fails.
+        try:
+            storage.thumbnail(photo.stored_name, image, max_pixels=max_pixels)
+        except Exception as exc:
+            log.warning("photo %s: no thumbnail: %s: %s", photo.id, type(exc).__name__, exc)
+    return [photo.id for photo in ready]
+
+
+def claim(
+    *,
+    session: DbSession,
+    image_ids: Sequence[int],
+    version: str,
+    me: str,
+    lease_s: float,
+    attribute_keys: Sequence[str] = (),
+) -> list[Claimed]:
+    """Claim the photos that still need this model's vector, in one conditional UPDATE (so atomic)."""
+    now = datetime.now(UTC)
+    ids = list(image_ids)
+    held = session.execute(
+        select(ProductImage.claimed_by).where(
+            ProductImage.id.in_(ids), ProductImage.claimed_by.is_not(None), ProductImage.claimed_until > now
+        )
+    ).scalars()
+    stale = sorted({by for by in held if by and claim_is_stale(by)})
+    session.execute(
+        update(ProductImage)
+        .where(
+            ProductImage.id.in_(ids),
+            or_(ProductImage.status != ImageStatus.indexed, ProductImage.model_version.is_distinct_from(version)),
+            # A photo that failed for a reason of its own stays failed until someone changes it.
+            not_(
+                and_(
+                    ProductImage.status == ImageStatus.failed,
+                    ProductImage.failure_kind == FailureKind.permanent,
+                )
+            ),
+            or_(
+                ProductImage.claimed_by.is_(None),
+                ProductImage.claimed_until < now,
+                ProductImage.claimed_by.in_(stale),
+            ),
+        )
+        .values(
+            claimed_by=me,
+            claimed_until=now + timedelta(seconds=lease_s),
+            status=ImageStatus.pending,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    rows = session.scalars(
+        select(ProductImage)
+        .where(ProductImage.id.in_(ids), ProductImage.claimed_by == me)
+        .options(joinedload(ProductImage.product))
+        .order_by(ProductImage.id)
+    ).all()
+    # Plain values: a row deleted by the API later must not break the attribute loads of this run.
+    claimed = [
+        Claimed(row.id, row.stored_name, point_payload(row, version, attribute_keys), row.attempts) for row in rows
+    ]
+    session.rollback()
+    return claimed
+
+
+def release(*, session: DbSession, me: str, charged: Sequence[int] = ()) -> None:
+    """Give back what `me` still holds after an attempt that ended without a result (not the photos' fault)."""
+    session.execute(
+        update(ProductImage)
+        .where(
+            ProductImage.claimed_by == me,
+            ProductImage.status == ImageStatus.pending,
+            ProductImage.id.in_(list(charged)),
+        )
+        .values(attempts=ProductImage.attempts - 1)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(ProductImage)
+        .where(ProductImage.claimed_by == me)
+        .values(claimed_by=None, claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+def _renew(session: DbSession, image_ids: Sequence[int], me: str, lease_s: float) -> None:
+    """Extend `me`'s lease on photos it still holds, before a batch that may take a while."""
+    session.execute(
+        update(ProductImage)
+        .where(ProductImage.id.in_(list(image_ids)), ProductImage.claimed_by == me)
+        .values(claimed_until=datetime.now(UTC) + timedelta(seconds=lease_s))
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+def _charge(session: DbSession, rows: Sequence[Claimed], report: IndexReport) -> None:
+    """Count an attempt on these photos, committed before any work: a photo that kills the process is counted."""
+    ids = [row.id for row in rows]
+    update_photos(session, ids, attempts=ProductImage.attempts + 1)
+    session.commit()
+    report.charged.extend(ids)
+
+
+def index_images(
+    *,
+    session: DbSession,
+    active: Active,
+    index: Callable[[], VectorIndex],
+    embedder: Callable[[], Embedder],
+    storage: MediaStorage,
+    image_ids: Sequence[int],
+    max_pixels: int,
+    max_aspect_ratio: float,
+    me: str,
+    lease_s: float,
+    max_attempts: int,
+    attribute_keys: Sequence[str] = (),
+    near_copies: NearCopies | None = None,
+) -> IndexReport:
+    """Embed and upsert the given photos into the active collection; idempotent (point id = image id).
+
+    `index` and `embedder` are called only when there is work: a duplicate delivery touches neither.
+    On any exception the claims are released (the attempts of this run given back) and it propagates.
+    """
+    report = IndexReport()
+    after = (lambda photos: link_near_copies(session, index(), photos, near_copies)) if near_copies else None
+    rows = claim(
+        session=session,
+        image_ids=image_ids,
+        version=active.model_version,
+        me=me,
+        lease_s=lease_s,
+        attribute_keys=attribute_keys,
+    )
+    try:
+        _classify_unclaimed(session, image_ids, {row.id for row in rows}, report)
+        fresh = [row for row in rows if row.attempts == 0]
+        # The last attempt on these never ended (the process died): maybe they kill it. One at a time.
+        suspects = [row for row in rows if row.attempts > 0]
+        if fresh:
+            _charge(session, fresh, report)
+            _embed_group(
+                session, active, index, embedder, storage, fresh, (max_pixels, max_aspect_ratio), report, after
+            )
+        for row in suspects:
+            _renew(session, [row.id], me, lease_s)
+            if row.attempts >= max_attempts:
+                reason = (
+                    f"gave up after {row.attempts} attempts: the worker process died each time it embedded this photo"
+                )
+                fail_photos(session, [row.id], reason, FailureKind.permanent)
+                report.failed[row.id] = reason
+                continue
+            _charge(session, [row], report)
+            _embed_group(
+                session, active, index, embedder, storage, [row], (max_pixels, max_aspect_ratio), report, after
+            )
+    except BaseException:
+        try:
+            session.rollback()
+            release(session=session, me=me, charged=report.charged)
+        except Exception:  # the database is away too: the claims lapse at the end of their lease
+            log.warning("could not release the claims of %s", me, exc_info=True)
+        raise
+    return report
+
+
+def _classify_unclaimed(session: DbSession, image_ids: Sequence[int], claimed: set[int], report: IndexReport) -> None:
+    unclaimed = [i for i in image_ids if i not in claimed]
+    if not unclaimed:
+        return
+    query = select(ProductImage.id, ProductImage.status).where(ProductImage.id.in_(unclaimed))
+    found = {image_id: status for image_id, status in session.execute(query)}
+    for image_id in unclaimed:
+        if image_id not in found:
+            report.vanished.append(image_id)
+        elif found[image_id] != ImageStatus.pending:
+            report.skipped.append(image_id)  # indexed, or failed for a reason of its own
+        else:
+            report.busy.append(image_id)  # another live worker holds it
+
+
+def _embed_group(
+    session: DbSession,
+    active: Active,
+    index_of: Callable[[], VectorIndex],
+    embedder_of: Callable[[], Embedder],
+    storage: MediaStorage,
+    rows: list[Claimed],
+    limits: tuple[int, float],
+    report: IndexReport,
+    after: Callable[[Sequence[PhotoRef]], int] | None = None,
+) -> None:
+
+    def unreadable(image_id: int, reason: str) -> None:
+        fail_photos(session, [image_id], reason, FailureKind.permanent)
+        report.failed[image_id] = reason
+
+    ready_ids = embed_and_upsert(
+        photos=rows,
+        index=index_of,
+        embedder=embedder_of,
+        storage=storage,
+        max_pixels=limits[0],
+        max_aspect_ratio=limits[1],
+        model_version=active.model_version,
+        on_unreadable=unreadable,
+    )
+    if not ready_ids:
+        return
+    session.expire_all()
+    # The collection we wrote to must still be the active one, read under a lock the switch also takes.
+    state = session.scalar(
+        select(IndexCollection.state).where(IndexCollection.name == active.name).with_for_update(read=True)
+    )
+    still_there = set(session.scalars(select(ProductImage.id).where(ProductImage.id.in_(ready_ids))))
+    if state != CollectionState.active:
+        # A reindex switched collections while we embedded: our vectors belong to the old model.
+        update_photos(session, sorted(still_there), claimed_by=None, claimed_until=None, attempts=0)
+        session.commit()
+        report.requeue.extend(sorted(still_there))
+        return
+    mark_indexed(session, sorted(still_there), active.model_version)
+    session.commit()
+    report.indexed.extend(sorted(still_there))
+    if after is not None:
+        after([row for row in rows if row.id in still_there])
+    # A photo deleted while we embedded must not keep a point: its delete already ran, maybe before our upsert.
+    gone = [i for i in ready_ids if i not in still_there]
+    if gone:
+        index_of().delete(gone)
+        report.vanished.extend(gone)
+
+
+NEAR_COPIES_PER_PHOTO = 8
+
+
+@dataclass(frozen=True)
+class NearCopies:
+    """When a photo of another product is a near-copy: by the copy descriptor (1 - cosine of the best pair of
+    variants under `copy_distance`), or in a collection from before it, by the 1000-d vector (`distance`)."""
+
+    copy_distance: float
+    distance: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> NearCopies:
+        return cls(settings.copy_distance, settings.duplicate_distance)
+
+    @property
+    def min_similarity(self) -> float:
+        """The copy descriptor's cosine a near-copy reaches."""
+        return 1 - self.copy_distance
+
+    def find(
+        self, index: VectorIndex, image_ids: Sequence[int], where: Callable[[int], SearchFilter]
+    ) -> dict[int, list[Hit]]:
+        """Per photo id: its near-copies among the points `where(photo id)` allows."""
+        found: dict[int, list[Hit]] = {}
+        if index.descriptors:
+            for image_id, variants in index.named_vectors(image_ids, COPY).items():
+                found[image_id] = index.copies(
+                    variants, limit=NEAR_COPIES_PER_PHOTO, where=where(image_id), min_similarity=self.min_similarity
+                )
+            return found
+        for image_id, vector in index.vectors(image_ids).items():
+            found[image_id] = index.search_batch(
+                [vector], limit=NEAR_COPIES_PER_PHOTO, where=where(image_id), max_distance=self.distance
+            )[0]
+        return found
+
+
+def link_near_copies(session: DbSession, index: VectorIndex, photos: Sequence[PhotoRef], rule: NearCopies) -> int:
+    """Pair each just-indexed photo with the near-copies among the photos of other products; committed.
+
+    Whichever photo of a pair is indexed second finds the first. Best effort: the photos stay indexed if this
+    fails (a photo deleted meanwhile, the store away), and the failure is logged."""
+    try:
+        products: dict[int, int] = {}
+        for photo in photos:
+            product_id = photo.payload.get("product_id")
+            if isinstance(product_id, int):
+                products[photo.id] = product_id
+        near = rule.find(index, list(products), lambda i: SearchFilter(exclude_product_ids=(products[i],)))
+        pairs = [(image_id, hit.id, hit.distance) for image_id, hits in near.items() for hit in hits]
+        found = record_pairs(session, pairs)
+        session.commit()
+    except Exception as exc:
+        session.rollback()
+        log.warning(
+            "near-copy check of photos %s skipped: %s: %s", [p.id for p in photos][:10], type(exc).__name__, exc
+        )
+        return 0
+    if found:
+        log.info("%d near-copy pairs found among photos %s", found, [p.id for p in photos][:10])
+    return found

@@ -1,0 +1,67 @@
+"""The model registry: checkpoints known to the service, and the one that embeds (active)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from backend.core.extensions import DbSession
+from backend.db.models import ModelVersion
+from ml.versions import builtin_arch, builtin_names
+
+
+class RegistryError(ValueError):
+    pass
+
+
+def register_model(*, session: DbSession, path: Path) -> ModelVersion:
+    """Record a checkpoint under its content-hash version; registering the same weights twice is refused."""
+    # Here, not above: reading a checkpoint needs torch, which the web app does not import.
+    from ml.checkpoint import load_checkpoint
+
+    path = Path(path).resolve()
+    try:
+        checkpoint = load_checkpoint(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise RegistryError(str(exc)) from exc
+    except Exception as exc:  # a file torch cannot read at all
+        raise RegistryError(f"{path} is not a readable checkpoint: {exc}") from exc
+    version = checkpoint["model_version"]
+    existing = session.scalar(select(ModelVersion).where(ModelVersion.version == version))
+    if existing is not None:
+        raise RegistryError(f"model {version} is already registered (from {existing.path})")
+    model = ModelVersion(
+        version=version,
+        path=str(path),
+        class_names=list(checkpoint["class_names"]),
+        metrics=dict(checkpoint.get("metrics", {})),
+        active=False,
+    )
+    session.add(model)
+    session.commit()
+    return model
+
+
+def list_models(*, session: DbSession) -> list[ModelVersion]:
+    return list(session.scalars(select(ModelVersion).order_by(ModelVersion.created_at, ModelVersion.id)))
+
+
+def check_activatable(*, session: DbSession, version: str) -> ModelVersion | None:
+    """The registered model `version` if its checkpoint is there, None for a built-in model whose weights load
+    here. Activation itself is a reindex."""
+    arch = builtin_arch(version)
+    if arch is not None:
+        # Here, not above: the backbones' module imports torch and timm.
+        from ml.backbones import get_arch, imagenet_available
+
+        if not imagenet_available(arch):
+            raise RegistryError(f"the ImageNet weights of {version} are not here: {get_arch(arch).weights_origin}")
+        return None
+    model = session.scalar(select(ModelVersion).where(ModelVersion.version == version))
+    if model is None:
+        known = ", ".join([*builtin_names(), *(m.version for m in list_models(session=session))])
+        raise RegistryError(f"unknown model version {version!r} (known: {known})")
+    if not Path(model.path).is_file():
+        raise RegistryError(f"the checkpoint of {version} is missing: {model.path}")
+    return model

@@ -1,0 +1,1 @@
+"""What queries and workers share at run time: the live collection and the per-process embedder."""

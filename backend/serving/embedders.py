@@ -1,0 +1,117 @@
+"""The process-wide embedder of a model version, loaded once per process.
+
+torch is imported when the first model loads, not when the web app or a command starts.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from backend.config import Settings
+from backend.core.extensions import db
+from backend.db.models import ModelVersion
+from ml.versions import WeightsUnavailable, builtin_arch, builtin_names, untrained_version
+
+if TYPE_CHECKING:
+    from ml.embedder import Embedder
+
+log = logging.getLogger("lookalike")
+_embedders: dict[str, Embedder] = {}
+_lock = threading.Lock()
+UNTRAINED = "untrained"
+
+
+class UnknownModel(LookupError):
+    """A collection names a model version this installation cannot load."""
+
+
+def configured_default(settings: Settings) -> str:
+    """The model version DEFAULT_MODEL names: a built-in pretrained model, or `untrained` (tests)."""
+    if settings.default_model == UNTRAINED:
+        return untrained_version(settings.untrained_seed, settings.embed_image_size)
+    if builtin_arch(settings.default_model) is None:
+        raise UnknownModel(
+            f"DEFAULT_MODEL={settings.default_model!r} is not a built-in model: expected one of"
+            f" {', '.join(builtin_names())} (or {UNTRAINED} for tests)"
+        )
+    return settings.default_model
+
+
+def is_untrained(settings: Settings, version: str) -> bool:
+    return version == untrained_version(settings.untrained_seed, settings.embed_image_size)
+
+
+def keep_out_of_gc() -> None:
+    """Take every object alive now out of the garbage collector's sight (gc.freeze): the modules, the app and a
+    loaded network, half a million objects that live as long as the process. Each full collection went over all
+    of them holding the GIL, 0.4 s in which every request in flight waited (bench/soak.py: the p99 of the minutes
+    after an import or a reindex, whose garbage brings the next full collection on). Collected first: no garbage
+    is kept."""
+    gc.collect()
+    gc.freeze()
+
+
+def import_model_code() -> tuple[ModuleType, ModuleType, ModuleType]:
+    """ml's checkpoint, embedder and pretrained modules: torch and torchvision, seconds to import.
+
+    Serving and worker processes call this at start: an import cut short by a task's soft time limit
+    would leave torch half-imported in the process."""
+    # Here, not above: only a process that embeds needs torch; the web app and the CLI start without it.
+    from ml import checkpoint, embedder, pretrained
+
+    return checkpoint, embedder, pretrained
+
+
+def embedder_for(settings: Settings, version: str) -> Embedder:
+    """The embedder of `version`: built-in pretrained, a registered checkpoint, or the untrained network."""
+    with _lock:
+        cached = _embedders.get(version)
+        if cached is not None:
+            return cached
+        checkpoint, embedder, pretrained = import_model_code()
+
+        if is_untrained(settings, version):
+            loaded = embedder.Embedder.untrained(
+                seed=settings.untrained_seed,
+                image_size=settings.embed_image_size,
+                device=settings.device.value,
+                batch_size=settings.embed_batch_size,
+            )
+        elif builtin_arch(version) is not None:
+            try:
+                loaded = pretrained.pretrained_embedder(
+                    version, device=settings.device.value, batch_size=settings.embed_batch_size
+                )
+            except WeightsUnavailable as exc:
+                raise UnknownModel(str(exc)) from exc
+        else:
+            model = db.session.scalar(select(ModelVersion).where(ModelVersion.version == version))
+            if model is None:
+                raise UnknownModel(
+                    f"model {version} is not registered here, is not a built-in model ({', '.join(builtin_names())}),"
+                    f" and is not the untrained network of UNTRAINED_SEED={settings.untrained_seed},"
+                    f" EMBED_IMAGE_SIZE={settings.embed_image_size}"
+                )
+            loaded = checkpoint.embedder_from_checkpoint(
+                Path(model.path), device=settings.device.value, batch_size=settings.embed_batch_size
+            )
+        info = loaded.info
+        log.info(
+            "model %s loaded: %s, %s, %s vectors, %d px, on %s",
+            info.model_version,
+            info.arch,
+            info.origin.value,
+            info.normalize.value,
+            info.image_size,
+            info.device,
+        )
+        _embedders[version] = loaded
+        keep_out_of_gc()  # the network's objects live as long as the process
+        return loaded

@@ -1,0 +1,1 @@
+"""Indexing, the sweep, the reindex and their faults."""

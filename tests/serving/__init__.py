@@ -1,0 +1,1 @@
+"""The live collection and the embedder cache."""
