@@ -27,11 +27,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ml.checkpoint import embedder_from_checkpoint
 from ml.datasets import IMAGE_SUFFIXES
 from ml.descriptors import copy_vectors
-from ml.embedder import Embedder
-from ml.pretrained import builtin_arch, pretrained_embedder
+from ml.loading import load_embedder
 
 EDITS = ("mirrored", "cropped", "recompressed", "halved")
 
@@ -61,13 +59,7 @@ def main() -> None:
     if args.descriptor == "copy":
         measure_copy(args)
         return
-    embedder = (
-        Embedder.untrained(image_size=224, device="cpu")
-        if args.model == "untrained"
-        else pretrained_embedder(args.model, device="cpu")
-        if builtin_arch(args.model)
-        else embedder_from_checkpoint(Path(args.model), device="cpu")
-    )
+    embedder = load_embedder(args.model, device="cpu")
     paths = sorted(p for p in args.data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     images = []
     for path in paths:

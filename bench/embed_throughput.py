@@ -22,10 +22,9 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from ml.backbones import build_backbone
-from ml.checkpoint import embedder_from_checkpoint
 from ml.datasets import IMAGE_SUFFIXES, ImageDataset, Sample, collate_skipping
 from ml.embedder import Embedder
-from ml.pretrained import builtin_arch, pretrained_embedder
+from ml.loading import load_embedder
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -85,12 +84,10 @@ def end_to_end(embedder: Embedder, paths: list[Path], batch_size: int, workers: 
 
 
 def load(model: str, device: str, batch_size: int) -> Embedder:
-    if builtin_arch(model) is not None:
-        return pretrained_embedder(model, device=device, batch_size=batch_size)
     if model == "resnet50":
         network = build_backbone("resnet50", "none")
         return Embedder(network, model_version="resnet50 (random weights)", device=device, batch_size=batch_size)
-    return embedder_from_checkpoint(Path(model), device=device, batch_size=batch_size)
+    return load_embedder(model, device=device, batch_size=batch_size)
 
 
 def measure(model: str, paths: list[Path], args: argparse.Namespace) -> dict[str, object]:

@@ -23,7 +23,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from unittest import mock
 
 import psycopg
 import torch
@@ -38,11 +37,10 @@ from backend.app import create_app  # noqa: E402
 from backend.config import Settings  # noqa: E402
 from backend.core.extensions import db  # noqa: E402
 from backend.db.models import ProductImage  # noqa: E402
-from backend.services.importer import import_tree  # noqa: E402
+from backend.services.feeds import FolderPhotos, Handoff, import_rows, tree_rows  # noqa: E402
 from backend.worker.tasks import enqueue_embedding  # noqa: E402
 from ml.datasets import IMAGE_SUFFIXES  # noqa: E402
-from ml.embedder import Embedder  # noqa: E402
-from ml.pretrained import pretrained_embedder  # noqa: E402
+from ml.loading import load_embedder  # noqa: E402
 
 LOOKALIKE = str(Path(sys.executable).with_name("lookalike"))
 
@@ -82,12 +80,13 @@ def pick(data: Path, count: int, into: Path) -> list[Path]:
 
 def forward_only(settings: Settings, paths: list[Path], batch_size: int) -> float:
     """photos/s of the forward pass on preprocessed batches (decode and preprocess not timed)."""
-    if settings.default_model == "untrained":
-        embedder = Embedder.untrained(
-            seed=settings.untrained_seed, image_size=settings.embed_image_size, device="cpu", batch_size=batch_size
-        )
-    else:
-        embedder = pretrained_embedder(settings.default_model, device="cpu", batch_size=batch_size)
+    embedder = load_embedder(
+        settings.default_model,
+        device="cpu",
+        batch_size=batch_size,
+        image_size=settings.embed_image_size,
+        seed=settings.untrained_seed,
+    )
     batches = [
         embedder.preprocess([Image.open(p).convert("RGB") for p in paths[i : i + batch_size]])
         for i in range(0, len(paths), batch_size)
@@ -157,9 +156,16 @@ def main(args: argparse.Namespace) -> None:
         print(f"forward pass alone (this process):   {forward:7.1f} photos/s")
 
         start = time.perf_counter()
-        with app.app_context(), mock.patch("backend.api.enqueue_embedding"):
-            summary = import_tree(session=db.session, settings=settings, root=tmp / "photos", enqueue=lambda ids: None)
-        print(f"products created (not timed): {summary.imported} in {time.perf_counter() - start:.1f} s")
+        none = Handoff(embed=lambda ids: None, payload_sync=lambda product_id: None, point_deletes=lambda ids: None)
+        with app.app_context():
+            summary = import_rows(
+                session=db.session,
+                settings=settings,
+                rows=tree_rows(tmp / "photos"),
+                photos=FolderPhotos(tmp / "photos", confined=False),
+                handoff=none,
+            )
+        print(f"products created (not timed): {summary.created} in {time.perf_counter() - start:.1f} s")
         ids = sorted(summary.image_ids)
         log = tmp / "worker.log"
         with log.open("w") as out:

@@ -21,10 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ml.checkpoint import embedder_from_checkpoint
 from ml.datasets import IMAGE_SUFFIXES
-from ml.embedder import Embedder
-from ml.pretrained import builtin_arch, pretrained_embedder
+from ml.loading import load_embedder
 
 
 def views(path: Path) -> list[Image.Image]:
@@ -56,13 +54,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224, help="for the untrained network")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    embedder = (
-        Embedder.untrained(image_size=args.image_size, device="cpu")
-        if args.model == "untrained"
-        else pretrained_embedder(args.model, device="cpu")
-        if builtin_arch(args.model)
-        else embedder_from_checkpoint(Path(args.model), device="cpu")
-    )
+    embedder = load_embedder(args.model, device="cpu", image_size=args.image_size)
     paths = sorted(p for p in args.data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     categories = sorted({p.parent.name for p in paths})
     labels = np.array([categories.index(p.parent.name) for p in paths])

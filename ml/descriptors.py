@@ -154,7 +154,7 @@ class FeatureTap:
             network.get_submodule(last_name).register_forward_hook(self._keep("last")),
         ]
 
-    def _keep(self, key: str):  # type: ignore[no-untyped-def]
+    def _keep(self, key: str):
         def hook(module: nn.Module, inputs: Sequence[torch.Tensor], output: torch.Tensor) -> None:
             if not hasattr(self._local, "maps"):
                 self._local.maps = {}

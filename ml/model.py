@@ -28,10 +28,10 @@ class LookalikeNet(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The 1000-d activations of the classifier layer: what we index and compare."""
-        return self.backbone(x)  # type: ignore[no-any-return]
+        return self.backbone(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(x))  # type: ignore[no-any-return]
+        return self.head(self.embed(x))
 
 
 def build_model(num_classes: int, weights: str = "none", *, arch: str = "resnet50", seed: int = 0) -> LookalikeNet:

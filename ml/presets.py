@@ -34,7 +34,7 @@ class EvalPreset:
         )
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        return self.transforms(to_rgb(image))  # type: ignore[no-any-return]
+        return self.transforms(to_rgb(image))
 
 
 class TrainPreset:
@@ -59,4 +59,4 @@ class TrainPreset:
         )
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        return self.transforms(to_rgb(image))  # type: ignore[no-any-return]
+        return self.transforms(to_rgb(image))

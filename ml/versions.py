@@ -13,6 +13,7 @@ from enum import StrEnum
 ARCH_NAMES = ("resnet50", "efficientnet_lite0", "efficientnet_lite2")
 SUFFIX = "-imagenet"
 DEFAULT_MODEL = "efficientnet_lite0" + SUFFIX
+UNTRAINED = "untrained"  # the name that asks for the deterministic untrained network (tests)
 
 
 class Origin(StrEnum):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from backend.cli import COMMANDS, load_command
 from tests.utils.imports import ROOT, library_imports, read_graph
 
 MAX_DEFERRED = 12
+MAX_PARAMETERS = 8  # more, and they travel together: a parameter object (ImageLimits, IndexingPolicy)
 # backend/'s folders, each named for its role (the README's layout gives one line each).
 FOLDERS = ("api", "web", "cli", "core", "domain", "services", "serving", "indexing", "worker", "db", "index")
 # The edges parse, call one use case and render; nothing inside them imports one.
@@ -77,19 +79,59 @@ def test_use_cases_and_domain_rules_import_no_web_framework() -> None:
     assert {module: sorted(names & web) for module, names in found.items() if names & web} == {}
 
 
-def test_help_loads_neither_the_web_app_nor_torch() -> None:
+def test_no_function_in_backend_takes_more_than_eight_parameters() -> None:
+    wide = []
+    for path in sorted((ROOT / "backend").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                args = node.args
+                names = [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]]
+                count = len(names) + bool(args.vararg) + bool(args.kwarg) - (names[:1] in (["self"], ["cls"]))
+                if count > MAX_PARAMETERS:
+                    wide.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({count})")
+    assert wide == []
+
+
+def test_use_cases_take_and_give_typed_values_not_loose_dicts() -> None:
+    loose = []
+    for path in sorted((ROOT / "backend" / "services").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                args = node.args
+                hints = [a.annotation for a in [*args.posonlyargs, *args.args, *args.kwonlyargs] if a.annotation]
+                for hint in [*hints, *([node.returns] if node.returns else [])]:
+                    if "dict[str, Any]" in ast.unparse(hint):
+                        loose.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert loose == []
+
+
+HEAVY = ["torch", "torchvision", "apiflask", "sqlalchemy", "celery", "qdrant_client", "qdrant_edge", "backend.app"]
+
+
+def _loaded_by(*argv: str) -> tuple[list[str], str]:
+    """The heavy modules `lookalike ARGV` imported, and what it printed."""
     probe = (
         "import sys, json\n"
         "from backend.cli import main\n"
-        "sys.argv = ['lookalike', '--help']\n"
+        f"sys.argv = ['lookalike', *{list(argv)!r}]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "heavy = ['torch', 'torchvision', 'apiflask', 'sqlalchemy', 'celery', 'qdrant_client', 'backend.app']\n"
-        "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
-    *listing, loaded = result.stdout.strip().splitlines()
-    assert json.loads(loaded) == []
-    assert all(name in "\n".join(listing) for name in COMMANDS)
+    *printed, loaded = result.stdout.strip().splitlines()
+    return json.loads(loaded), "\n".join(printed)
+
+
+def test_help_loads_neither_the_web_app_nor_torch() -> None:
+    loaded, listing = _loaded_by("--help")
+    assert loaded == []
+    assert all(name in listing for name in COMMANDS)
+
+
+def test_serve_help_loads_neither_the_app_nor_the_store() -> None:
+    loaded, text = _loaded_by("serve", "--help")
+    assert loaded == []
+    assert "--production" in text and "--workers" in text
 
 
 def test_the_listed_help_is_each_commands_own() -> None:

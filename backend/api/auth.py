@@ -25,7 +25,7 @@ def verify_token(token: str) -> str | None:
 
 
 @admin_auth.error_processor
-def auth_error(error):  # type: ignore[no-untyped-def]
+def auth_error(error):
     return (
         {"error": "unauthorized", "message": "missing or wrong admin token (Authorization: Bearer <ADMIN_TOKEN>)"},
         401,

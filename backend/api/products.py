@@ -17,7 +17,8 @@ from backend.api.schemas import (
     ProductPatchIn,
 )
 from backend.core.extensions import db
-from backend.db.products import ProductIn, get_product, list_products
+from backend.db.products import ProductFilter, ProductIn, get_product, list_products
+from backend.domain.products import ProductChanges
 from backend.services import catalog
 
 bp = APIBlueprint("products", __name__, url_prefix="/api/v1/products", tag="Products")
@@ -52,8 +53,7 @@ def list_(query: dict[str, Any]) -> Any:
         session=db.session,
         page=query["page"],
         per_page=query["per_page"],
-        categories=query["category"],
-        sku=query["sku"],
+        where=ProductFilter(categories=query["category"], sku=query["sku"]),
     )
     return {"items": items, "total": total, "page": query["page"], "per_page": query["per_page"]}
 
@@ -71,7 +71,7 @@ def get(product_id: int) -> Any:
 @bp.auth_required(admin_auth)
 @bp.input(ProductPatchIn, arg_name="changes")
 @bp.output(ProductOut)
-def patch(product_id: int, changes: dict[str, Any]) -> Any:
+def patch(product_id: int, changes: ProductChanges) -> Any:
     """Change product fields; category, brand and price are mirrored into the index."""
     return catalog.change_product(session=db.session, product_id=product_id, changes=changes)
 

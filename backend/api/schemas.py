@@ -9,7 +9,7 @@ from flask import url_for
 
 from backend.domain.products import NAME, SKU, ProductBase, ProductPatchFields, product_fields
 from backend.domain.queries import SearchQuery, SimilarQuery
-from backend.services.similar import SimilarItems, SimilarParams
+from backend.services.similar import ProductRow, SimilarItems, SimilarParams
 
 PHOTOS = fields.List(
     fields.File(), load_default=list, metadata={"description": "one or more photos (repeat the field)"}
@@ -68,7 +68,7 @@ def similar_body(found: SimilarItems, params: SimilarParams) -> dict[str, Any]:
     return {"items": items, "model_version": found.model_version, "limit": params.limit, "offset": params.offset}
 
 
-def public_product(row: dict[str, Any], media_prefix: str) -> dict[str, Any]:
+def public_product(row: ProductRow, media_prefix: str) -> dict[str, Any]:
     """A product row of `product_rows` as ProductOut shows it (a test keeps the two equal)."""
     images = [
         {"id": image["id"], "url": media_prefix + image["stored_name"]}

@@ -86,10 +86,12 @@ def similar_to_product(product_id: int, query: dict[str, Any]) -> Any:
         **INDEX_DOWN,
     },
 )
-def similar_to_image(image_id: int, query: dict[str, Any]) -> Any:
+def similar_to_stored_photo(image_id: int, query: dict[str, Any]) -> Any:
     """Products that look like this one photo (its own product left out)."""
     params = query_params(query)
-    found = use_case.similar_to_image(session=db.session, settings=current_settings(), image_id=image_id, params=params)
+    found = use_case.similar_to_stored_photo(
+        session=db.session, settings=current_settings(), image_id=image_id, params=params
+    )
     return _json(similar_body(found, params))
 
 
@@ -124,7 +126,7 @@ def search_by_photo(query: dict[str, Any], upload: dict[str, Any]) -> Any:
     box = use_case.parse_box(query.pop("box"))
     params = query_params(query)
     photo = checked_uploads([upload["image"]])[0]
-    found = use_case.similar_to_photo(
+    found = use_case.similar_to_upload(
         session=db.session, settings=current_settings(), photo=photo, params=params, box=box
     )
     return _json(similar_body(found, params))

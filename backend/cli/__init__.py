@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "import": (
         "backend.cli.catalog:import_command",
-        "Import a feed (FILE.csv or FILE.jsonl, upserted by sku) or a folder of DIRECTORY/<category>/<photo>.",
+        "Import a feed (FILE.csv or FILE.jsonl) or a folder of DIRECTORY/<category>/<photo>, upserted by sku.",
     ),
     "stats": (
         "backend.cli.pipeline:stats_command",

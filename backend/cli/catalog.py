@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import click
@@ -16,8 +17,16 @@ from backend.config import Settings, current_settings
 from backend.core.extensions import db
 from backend.db.products import image_status_counts
 from backend.errors import FeedUnreadable
-from backend.services.feeds import FeedSummary, FolderPhotos, Handoff, count_rows, feed_format, import_feed
-from backend.services.importer import import_tree
+from backend.services.feeds import (
+    FeedSummary,
+    FolderPhotos,
+    Handoff,
+    count_rows,
+    feed_format,
+    import_rows,
+    read_rows,
+    tree_rows,
+)
 from backend.serving.active import active_index
 from backend.worker.enqueue import enqueue_embedding, enqueue_payload_sync, enqueue_point_deletes
 
@@ -36,12 +45,14 @@ EXIT_UNREADABLE, EXIT_SKIPPED = 1, 3
 )
 @with_appcontext
 def import_command(source: Path, dry_run: bool, photos: Path | None) -> None:
-    """Import a feed (FILE.csv or FILE.jsonl, upserted by sku) or a folder of DIRECTORY/<category>/<photo>.
+    """Import a feed (FILE.csv or FILE.jsonl) or a folder of DIRECTORY/<category>/<photo>, upserted by sku.
 
     A feed's columns: sku, title, category, brand, price, attributes (a JSON object) and images (paths
-    relative to the feed, `|`-separated in CSV, a list in JSON lines). Rows for known skus update their
-    product; unchanged rows write nothing; bad rows are skipped with their line and reason. Exit status:
-    0 all rows in, 1 the feed cannot be read, 3 some rows were skipped.
+    relative to the feed, `|`-separated in CSV, a list in JSON lines). A folder gives one product per photo:
+    category the folder's name, sku `<category>-<file stem>`. Both take the same path: rows for known skus
+    update their product, unchanged rows write nothing, bad rows are skipped with their line (a folder's: the
+    photo's number) and reason, and DUPLICATES applies. Exit status: 0 all rows in, 1 the feed cannot be read,
+    3 some rows were skipped.
     """
     settings = current_settings()
     ready_database()
@@ -53,25 +64,29 @@ def import_command(source: Path, dry_run: bool, photos: Path | None) -> None:
             " (see the README), or the admin pages.",
         )
     if source.is_dir():
-        if dry_run or photos is not None:
-            raise click.UsageError("--dry-run and --photos are for feeds (a .csv or .jsonl file), not folders")
-        _import_folder(settings, source)
-        return
-    try:
-        fmt = feed_format(source.name)
-    except FeedUnreadable as exc:
-        raise click.UsageError(exc.message) from None
+        if photos is not None:
+            raise click.UsageError("--photos is for feeds (a .csv or .jsonl file): a folder holds its own photos")
+        rows, total, item = tree_rows(source), sum(1 for _ in tree_rows(source)), "photo"
+        photo_source = FolderPhotos(source, confined=False)
+    else:
+        try:
+            fmt = feed_format(source.name)
+        except FeedUnreadable as exc:
+            raise click.UsageError(exc.message) from None
+        rows, total, item = None, count_rows(source), "line"
+        photo_source = FolderPhotos(photos or source.parent)
     handoff = Handoff(embed=enqueue_embedding, payload_sync=enqueue_payload_sync, point_deletes=enqueue_point_deletes)
     try:
         with progress_bar("dry run" if dry_run else "import", unit="row") as (update, set_total):
-            set_total(count_rows(source))
-            with source.open("rb") as feed:
-                summary = import_feed(
+            set_total(total)
+            with ExitStack() as stack:
+                if rows is None:
+                    rows = read_rows(stack.enter_context(source.open("rb")), fmt)
+                summary = import_rows(
                     session=db.session,
                     settings=settings,
-                    feed=feed,
-                    fmt=fmt,
-                    photos=FolderPhotos(photos or source.parent),
+                    rows=rows,
+                    photos=photo_source,
                     handoff=handoff,
                     dry_run=dry_run,
                     progress=update,
@@ -79,14 +94,14 @@ def import_command(source: Path, dry_run: bool, photos: Path | None) -> None:
     except FeedUnreadable as exc:
         click.echo(f"error: {source.name}: {exc.message}", err=True)
         sys.exit(EXIT_UNREADABLE)
-    _print_summary(summary, dry_run)
+    _print_summary(summary, dry_run, item)
     if not dry_run:
         _after_load(settings, summary.image_ids)
     if summary.skipped:
         sys.exit(EXIT_SKIPPED)
 
 
-def _print_summary(summary: FeedSummary, dry_run: bool) -> None:
+def _print_summary(summary: FeedSummary, dry_run: bool, item: str) -> None:
     would = "would be " if dry_run else ""
     click.echo(
         f"{summary.rows} rows: {summary.created} {would}created, {summary.updated} {would}updated,"
@@ -99,25 +114,7 @@ def _print_summary(summary: FeedSummary, dry_run: bool) -> None:
             click.echo(f"  {count:6d}  {reason}")
         for error in summary.errors:
             sku = f" ({error['sku']})" if error["sku"] else ""
-            click.echo(f"  line {error['line']}{sku}: {error['message']}")
-
-
-def _import_folder(settings: Settings, directory: Path) -> None:
-    with progress_bar("import") as (update, set_total):
-        summary = import_tree(
-            session=db.session,
-            settings=settings,
-            root=directory,
-            enqueue=enqueue_embedding,
-            progress=update,
-            on_total=set_total,
-        )
-    click.echo(f"imported {summary.imported} products")
-    if summary.skipped:
-        click.echo(f"skipped {sum(summary.skipped.values())}:")
-        for reason, count in summary.skipped.most_common():
-            click.echo(f"  {count:6d}  {reason}  (e.g. {', '.join(summary.examples[reason])})")
-    _after_load(settings, summary.image_ids)
+            click.echo(f"  {item} {error['line']}{sku}: {error['message']}")
 
 
 def _after_load(settings: Settings, image_ids: list[int]) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from backend.app import MIGRATIONS
 from backend.config import Settings, current_settings
 from backend.core.extensions import db
+from backend.serving.active import store_held_elsewhere
 
 
 def ready_database(*, migrate_embedded: bool = False) -> None:
@@ -48,9 +49,6 @@ def embedded_store_free(settings: Settings, *, what: str, instead: str) -> None:
     `instead` what to do."""
     if not settings.embedded_index:
         return
-    # Here, not above: the vector store's modules, only for the commands that write to the embedded store.
-    from backend.serving.active import store_held_elsewhere
-
     if store_held_elsewhere(session=db.session, settings=settings):
         raise click.ClickException(
             f"the embedded vector store under {settings.qdrant_path} is held by another process (a running"

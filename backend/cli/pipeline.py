@@ -92,7 +92,7 @@ def flower(address: str | None, port: int | None, celery_args: tuple[str, ...]) 
     from flower.views.monitor import Metrics
     from tornado.web import authenticated
 
-    Metrics.get = authenticated(Metrics.get)  # type: ignore[method-assign]
+    Metrics.get = authenticated(Metrics.get)
     address = address or settings.flower_address
     port = port or settings.flower_port
     click.echo(f" * Flower on http://{address}:{port}", err=True)

@@ -131,6 +131,10 @@ def supervise(settings: Settings, sock: socket.socket, processes: int, threads: 
     def start(slot: int) -> None:
         pid = os.fork()
         if pid == 0:  # the child
+            # Not the supervisor's handler: a SIGTERM while this process still starts (create_app takes seconds)
+            # would only signal its siblings and leave it serving, and the supervisor waiting, for ever.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             code = 0
             try:
                 serve_process(settings, sock, threads)

@@ -93,7 +93,7 @@ def exposition() -> bytes:
 def multiprocess_registry() -> CollectorRegistry:
     """A registry that reads every process's files in the multiprocess folder."""
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    multiprocess.MultiProcessCollector(registry)
     return registry
 
 
@@ -113,4 +113,4 @@ def start_multiprocess_run() -> None:
 def process_ended(pid: int) -> None:
     """A process that shared the folder has ended: its live gauges drop out (its counts stay)."""
     if multiprocess_dir() is not None:
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+        multiprocess.mark_process_dead(pid)

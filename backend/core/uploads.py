@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from backend.config import current_settings
-from backend.domain.photos import CheckedImage, MediaStorage, Upload, check_image
+from backend.domain.photos import CheckedImage, ImageLimits, MediaStorage, Upload, check_image
 from backend.errors import InvalidInput
 
 
@@ -21,18 +21,9 @@ def checked_uploads(files: Sequence[Upload], *, required: bool = True) -> list[C
         raise InvalidInput("images", "at least one photo is required")
     if len(files) > cfg.max_images_per_request:
         raise InvalidInput("images", f"at most {cfg.max_images_per_request} photos per request")
-    limit = cfg.max_upload_bytes
+    limits = ImageLimits.of(cfg)
     # Read one byte past the limit: enough to know a file is too large without reading all of it.
-    checked = [
-        check_image(
-            f.stream.read(limit + 1),
-            filename=f.filename,
-            max_bytes=limit,
-            max_pixels=cfg.max_image_pixels,
-            max_aspect_ratio=cfg.max_aspect_ratio,
-        )
-        for f in files
-    ]
+    checked = [check_image(f.stream.read(limits.max_bytes + 1), filename=f.filename, limits=limits) for f in files]
     first: dict[str, CheckedImage] = {}
     for image in checked:  # the same file twice in one request was stored twice
         seen = first.setdefault(image.sha256, image)

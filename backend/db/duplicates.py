@@ -79,7 +79,7 @@ def duplicates_by_image(
     unknown = {i for pair in pairs for i in pair[:2]} - owner.keys()
     if unknown:
         owner |= dict(
-            session.execute(select(ProductImage.id, ProductImage.product_id).where(ProductImage.id.in_(unknown))).all()  # type: ignore[arg-type]
+            session.execute(select(ProductImage.id, ProductImage.product_id).where(ProductImage.id.in_(unknown))).all()
         )
     wanted = set(ids)
     found: dict[int, list[tuple[int, int, float]]] = {}

@@ -78,7 +78,7 @@ def text_enum(enum: type[StrEnum]) -> Enum:
     )
 
 
-class Product(db.Model):  # type: ignore[name-defined,misc]
+class Product(db.Model):
     __tablename__ = "products"
     __table_args__ = (CheckConstraint("price IS NULL OR price >= 0", name="price_not_negative"),)
 
@@ -129,7 +129,7 @@ def attribute_terms(attributes: dict[str, Any], keys: Sequence[str]) -> dict[str
     return terms
 
 
-class ProductImage(db.Model):  # type: ignore[name-defined,misc]
+class ProductImage(db.Model):
     __tablename__ = "product_images"
     __table_args__ = (Index("ix_product_images_status", "status"),)
 
@@ -182,7 +182,7 @@ def duplicate_list(found: Iterable[tuple[int, int, float]]) -> list[dict[str, An
     return [{"product_id": p, "image_id": i, "distance": round(d, 6)} for p, i, d in ordered]
 
 
-class PhotoDuplicate(db.Model):  # type: ignore[name-defined,misc]
+class PhotoDuplicate(db.Model):
     """Two photos of different products that are the same file (distance 0) or a near-copy; stored once per
     pair, the newer photo first. Deleting either photo deletes the pair."""
 
@@ -207,7 +207,7 @@ class ImportState(StrEnum):
     failed = "failed"  # the feed itself could not be read, or the run broke: `error` says why
 
 
-class FeedImport(db.Model):  # type: ignore[name-defined,misc]
+class FeedImport(db.Model):
     """A catalog feed sent through the API: its progress, summary and per-row errors."""
 
     __tablename__ = "imports"
@@ -231,7 +231,7 @@ class FeedImport(db.Model):  # type: ignore[name-defined,misc]
     progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class IndexCollection(db.Model):  # type: ignore[name-defined,misc]
+class IndexCollection(db.Model):
     """The vector collections, one per model version and build; the active row is the switch."""
 
     __tablename__ = "index_collections"
@@ -259,7 +259,7 @@ class IndexCollection(db.Model):  # type: ignore[name-defined,misc]
     builder: Mapped[str | None] = mapped_column(String(160))
 
 
-class ModelVersion(db.Model):  # type: ignore[name-defined,misc]
+class ModelVersion(db.Model):
     __tablename__ = "model_versions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -271,7 +271,7 @@ class ModelVersion(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class AdminSession(db.Model):  # type: ignore[name-defined,misc]
+class AdminSession(db.Model):
     """A logged-in admin pages session, by the digest of the random id its signed cookie carries: logging out
     deletes it, so a copy of the cookie taken before stops working too."""
 

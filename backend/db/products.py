@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -131,7 +131,7 @@ def add_images(
     return [image for image in product.images if image.id not in before]
 
 
-def update_product(*, session: DbSession, product: Product, changes: dict[str, Any]) -> tuple[Product, bool]:
+def update_product(*, session: DbSession, product: Product, changes: Mapping[str, Any]) -> tuple[Product, bool]:
     """Apply field changes; returns the product and whether its points' payload must follow."""
     if "sku" in changes and changes["sku"] != product.sku and sku_taken(session=session, sku=changes["sku"]):
         raise DuplicateSku(changes["sku"])
@@ -165,29 +165,31 @@ def delete_image(*, session: DbSession, storage: MediaStorage, image: ProductIma
     return [image_id]
 
 
+@dataclass(frozen=True)
+class ProductFilter:
+    """Which products a list shows: any of these categories and brands, a price range, or the one with a sku."""
+
+    categories: Sequence[str] = ()
+    brands: Sequence[str] = ()
+    price_min: float | None = None
+    price_max: float | None = None
+    sku: str | None = None
+
+
 def list_products(
-    *,
-    session: DbSession,
-    page: int,
-    per_page: int,
-    categories: Sequence[str] = (),
-    sku: str | None = None,
-    brands: Sequence[str] = (),
-    price_min: float | None = None,
-    price_max: float | None = None,
-    newest_first: bool = False,
+    *, session: DbSession, page: int, per_page: int, where: ProductFilter = ProductFilter(), newest_first: bool = False
 ) -> tuple[list[Product], int]:
     query = select(Product)
-    if sku is not None:  # a client whose connection broke finds out whether its product was kept
-        query = query.where(Product.sku == sku)
-    if categories:
-        query = query.where(Product.category.in_(list(categories)))
-    if brands:
-        query = query.where(Product.brand.in_(list(brands)))
-    if price_min is not None:
-        query = query.where(Product.price >= price_min)
-    if price_max is not None:
-        query = query.where(Product.price <= price_max)
+    if where.sku is not None:  # a client whose connection broke finds out whether its product was kept
+        query = query.where(Product.sku == where.sku)
+    if where.categories:
+        query = query.where(Product.category.in_(list(where.categories)))
+    if where.brands:
+        query = query.where(Product.brand.in_(list(where.brands)))
+    if where.price_min is not None:
+        query = query.where(Product.price >= where.price_min)
+    if where.price_max is not None:
+        query = query.where(Product.price <= where.price_max)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     order = Product.id.desc() if newest_first else Product.id
     items = session.scalars(

@@ -11,12 +11,15 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from PIL import Image, UnidentifiedImageError
 
 from backend.errors import ImageRejected
 from ml.pixels import to_rgb
+
+if TYPE_CHECKING:
+    from backend.config import Settings
 
 # Magic numbers of the formats we accept; the client's filename and content type are never trusted.
 SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
@@ -73,6 +76,22 @@ def sniff_format(data: bytes) -> str | None:
 
 
 MAX_ASPECT_RATIO = 10.0
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What a photo may be, for every path that takes one (upload, feed, folder, indexing): at most `max_bytes`
+    (UPLOAD_MAX_BYTES), `max_pixels` (MAX_IMAGE_PIXELS) and `max_aspect_ratio` (MAX_ASPECT_RATIO) long to wide."""
+
+    max_bytes: int
+    max_pixels: int
+    max_aspect_ratio: float = MAX_ASPECT_RATIO
+
+    @classmethod
+    def of(cls, settings: Settings) -> ImageLimits:
+        return cls(settings.max_upload_bytes, settings.max_image_pixels, settings.max_aspect_ratio)
+
+
 EXIF_ORIENTATION = 0x0112
 TURNED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
@@ -98,13 +117,12 @@ def check_image(
     data: bytes,
     *,
     filename: str | None,
-    max_bytes: int,
-    max_pixels: int,
-    max_aspect_ratio: float = MAX_ASPECT_RATIO,
+    limits: ImageLimits,
 ) -> CheckedImage:
     """Validate one uploaded photo; raise ImageRejected naming the file and the kind of problem.
 
     The reported width and height are the photo's as shown, after its EXIF orientation."""
+    max_bytes, max_pixels, max_aspect_ratio = limits.max_bytes, limits.max_pixels, limits.max_aspect_ratio
     label = filename or "upload"
     if len(data) > max_bytes:
         raise ImageRejected("file_too_large", f"{label}: {len(data)} bytes is over the limit of {max_bytes} bytes")

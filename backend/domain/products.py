@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 
@@ -104,3 +104,14 @@ def product_fields(*, patch: bool) -> dict[str, fields.Field]:
 # The product's fields as schemas: to create (the API adds its photos field) and to change (PATCH).
 ProductFields = ProductBase.from_dict(product_fields(patch=False), name="ProductFields")
 ProductPatchFields = ProductBase.from_dict(product_fields(patch=True), name="ProductPatchIn")
+
+
+class ProductChanges(TypedDict, total=False):
+    """The fields a change (PATCH, the edit form) sets: any of them, each checked by ProductPatchFields."""
+
+    sku: str
+    title: str
+    category: str
+    brand: str | None
+    price: float | None
+    attributes: dict[str, Any]

@@ -38,7 +38,7 @@ RELEASE_GRACE_S = 5.0
 def as_floats(vector: Sequence[float]) -> list[float]:
     """A plain list of floats; numpy arrays convert in C (300k x 1000 floats add up)."""
     tolist = getattr(vector, "tolist", None)
-    return tolist() if tolist is not None else [float(x) for x in vector]  # type: ignore[no-any-return]
+    return tolist() if tolist is not None else [float(x) for x in vector]
 
 
 class IndexUnavailable(RuntimeError):

@@ -239,7 +239,7 @@ class EdgeIndex:
                 with_payload=False,
                 params=self._params,
             )
-            pools.append([int(p.id) for p in self._query(request)])  # type: ignore[arg-type]
+            pools.append([int(p.id) for p in self._query(request)])
         return pools
 
     def _query(self, request: qe.QueryRequest) -> list[Any]:
@@ -357,7 +357,7 @@ class EdgeIndex:
         points = self._query(request)
         as_distance = (recommend or by_look) and steer.diverse == 0
         return [
-            Hit(int(p.id), 1.0 - float(p.score) if as_distance else float(p.score), int(p.payload["product_id"]))  # type: ignore[arg-type,index]
+            Hit(int(p.id), 1.0 - float(p.score) if as_distance else float(p.score), int(p.payload["product_id"]))
             for p in points
         ]
 
@@ -377,7 +377,7 @@ class EdgeIndex:
                 score_threshold=min_similarity,
             )
             points = self._query(request)
-            scored += [(int(p.id), float(p.score), int(p.payload["product_id"])) for p in points]  # type: ignore[arg-type,index]
+            scored += [(int(p.id), float(p.score), int(p.payload["product_id"])) for p in points]
         return best_copy_hits(scored, limit)
 
     def vectors(self, ids: Sequence[int]) -> dict[int, list[float]]:
@@ -387,7 +387,7 @@ class EdgeIndex:
             records = self._shard.retrieve(list(ids), False, [""] if self._named else True)
         except Exception as exc:
             raise IndexUnavailable(f"Qdrant Edge retrieve failed: {exc}") from exc
-        return {int(r.id): default_vector(r.vector) for r in records if r.vector is not None}  # type: ignore[arg-type]
+        return {int(r.id): default_vector(r.vector) for r in records if r.vector is not None}
 
     def named_vectors(self, ids: Sequence[int], name: str) -> dict[int, Any]:
         if not ids or name not in self._named:
@@ -396,11 +396,7 @@ class EdgeIndex:
             records = self._shard.retrieve(list(ids), False, [name])
         except Exception as exc:
             raise IndexUnavailable(f"Qdrant Edge retrieve failed: {exc}") from exc
-        return {
-            int(r.id): r.vector[name]  # type: ignore[arg-type,index,call-overload]
-            for r in records
-            if isinstance(r.vector, dict) and name in r.vector
-        }
+        return {int(r.id): r.vector[name] for r in records if isinstance(r.vector, dict) and name in r.vector}
 
     def _scroll(self, with_payload: Any) -> dict[int, dict[str, Any]]:
         found: dict[int, dict[str, Any]] = {}
@@ -409,7 +405,7 @@ class EdgeIndex:
             while True:
                 request = qe.ScrollRequest(offset=offset, limit=1000, with_payload=with_payload)
                 records, offset = self._shard.scroll(request)
-                found.update((int(r.id), dict(r.payload or {})) for r in records)  # type: ignore[arg-type]
+                found.update((int(r.id), dict(r.payload or {})) for r in records)
                 if offset is None:
                     return found
         except Exception as exc:
@@ -423,7 +419,7 @@ class EdgeIndex:
             records, _ = self._shard.scroll(qe.ScrollRequest(limit=n, with_payload=False))
         except Exception as exc:
             raise IndexUnavailable(f"Qdrant Edge scroll failed: {exc}") from exc
-        return [int(r.id) for r in records]  # type: ignore[arg-type]
+        return [int(r.id) for r in records]
 
     def payloads(self) -> dict[int, dict[str, Any]]:
         return self._scroll(qe.PayloadSelector.Include(PRODUCT_FIELDS))

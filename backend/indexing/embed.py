@@ -29,7 +29,7 @@ from backend.core.metrics import observe_embedding
 from backend.db.duplicates import record_pairs
 from backend.db.models import CollectionState, FailureKind, ImageStatus, IndexCollection, ProductImage
 from backend.db.photos import fail_photos, mark_indexed, update_photos
-from backend.domain.photos import MediaStorage, PhotoRefused, open_image
+from backend.domain.photos import ImageLimits, MediaStorage, PhotoRefused, open_image
 from backend.index import Hit, IndexPoint, SearchFilter, VectorIndex
 from backend.index.base import COPY
 from backend.serving.active import Active
@@ -120,8 +120,7 @@ def embed_and_upsert(
     index: Callable[[], VectorIndex],
     embedder: Callable[[], Embedder],
     storage: MediaStorage,
-    max_pixels: int,
-    max_aspect_ratio: float,
+    limits: ImageLimits,
     model_version: str,
     on_unreadable: Callable[[int, str], None],
 ) -> list[int]:
@@ -132,7 +131,7 @@ def embed_and_upsert(
     decoded, ready = [], []
     for photo in photos:
         try:
-            decoded.append(open_image(storage.read(photo.stored_name), max_pixels, max_aspect_ratio))
+            decoded.append(open_image(storage.read(photo.stored_name), limits.max_pixels, limits.max_aspect_ratio))
             ready.append(photo)
         except Exception as exc:  # any unreadable photo
             log.warning("photo %s (%s) cannot be read: %s: %s", photo.id, photo.stored_name, type(exc).__name__, exc)
@@ -155,7 +154,7 @@ def embed_and_upsert(
     for photo, image in zip(ready, decoded, strict=True):
         # The pages' thumbnail, from the pixels already decoded; the pages make it themselves if this fails.
         try:
-            storage.thumbnail(photo.stored_name, image, max_pixels=max_pixels)
+            storage.thumbnail(photo.stored_name, image, max_pixels=limits.max_pixels)
         except Exception as exc:
             log.warning("photo %s: no thumbnail: %s: %s", photo.id, type(exc).__name__, exc)
     return [photo.id for photo in ready]
@@ -259,6 +258,36 @@ def _charge(session: DbSession, rows: Sequence[Claimed], report: IndexReport) ->
     report.charged.extend(ids)
 
 
+@dataclass(frozen=True)
+class IndexingPolicy:
+    """How a worker indexes: who it is (`me`, on its claims), how long a claim lasts, after how many attempts a
+    photo that kills the process fails, which attributes go into the payload, and whether near-copies are linked."""
+
+    me: str
+    lease_s: float
+    max_attempts: int
+    attribute_keys: Sequence[str] = ()
+    near_copies: NearCopies | None = None
+
+    @classmethod
+    def of(cls, settings: Settings, me: str) -> IndexingPolicy:
+        return cls(me, settings.claim_lease_s, settings.max_attempts, settings.attribute_keys, NearCopies.of(settings))
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One `index_images` call: where its vectors go, what embeds them, and what it reports to."""
+
+    session: DbSession
+    active: Active
+    index: Callable[[], VectorIndex]
+    embedder: Callable[[], Embedder]
+    storage: MediaStorage
+    limits: ImageLimits
+    report: IndexReport
+    after: Callable[[Sequence[PhotoRef]], int] | None
+
+
 def index_images(
     *,
     session: DbSession,
@@ -267,13 +296,8 @@ def index_images(
     embedder: Callable[[], Embedder],
     storage: MediaStorage,
     image_ids: Sequence[int],
-    max_pixels: int,
-    max_aspect_ratio: float,
-    me: str,
-    lease_s: float,
-    max_attempts: int,
-    attribute_keys: Sequence[str] = (),
-    near_copies: NearCopies | None = None,
+    limits: ImageLimits,
+    policy: IndexingPolicy,
 ) -> IndexReport:
     """Embed and upsert the given photos into the active collection; idempotent (point id = image id).
 
@@ -281,14 +305,16 @@ def index_images(
     On any exception the claims are released (the attempts of this run given back) and it propagates.
     """
     report = IndexReport()
+    me, lease_s, near_copies = policy.me, policy.lease_s, policy.near_copies
     after = (lambda photos: link_near_copies(session, index(), photos, near_copies)) if near_copies else None
+    run = _Run(session, active, index, embedder, storage, limits, report, after)
     rows = claim(
         session=session,
         image_ids=image_ids,
         version=active.model_version,
         me=me,
         lease_s=lease_s,
-        attribute_keys=attribute_keys,
+        attribute_keys=policy.attribute_keys,
     )
     try:
         _classify_unclaimed(session, image_ids, {row.id for row in rows}, report)
@@ -297,12 +323,10 @@ def index_images(
         suspects = [row for row in rows if row.attempts > 0]
         if fresh:
             _charge(session, fresh, report)
-            _embed_group(
-                session, active, index, embedder, storage, fresh, (max_pixels, max_aspect_ratio), report, after
-            )
+            _embed_group(run, fresh)
         for row in suspects:
             _renew(session, [row.id], me, lease_s)
-            if row.attempts >= max_attempts:
+            if row.attempts >= policy.max_attempts:
                 reason = (
                     f"gave up after {row.attempts} attempts: the worker process died each time it embedded this photo"
                 )
@@ -310,9 +334,7 @@ def index_images(
                 report.failed[row.id] = reason
                 continue
             _charge(session, [row], report)
-            _embed_group(
-                session, active, index, embedder, storage, [row], (max_pixels, max_aspect_ratio), report, after
-            )
+            _embed_group(run, [row])
     except BaseException:
         try:
             session.rollback()
@@ -338,17 +360,8 @@ def _classify_unclaimed(session: DbSession, image_ids: Sequence[int], claimed: s
             report.busy.append(image_id)  # another live worker holds it
 
 
-def _embed_group(
-    session: DbSession,
-    active: Active,
-    index_of: Callable[[], VectorIndex],
-    embedder_of: Callable[[], Embedder],
-    storage: MediaStorage,
-    rows: list[Claimed],
-    limits: tuple[int, float],
-    report: IndexReport,
-    after: Callable[[Sequence[PhotoRef]], int] | None = None,
-) -> None:
+def _embed_group(run: _Run, rows: list[Claimed]) -> None:
+    session, active, report, after, index_of = run.session, run.active, run.report, run.after, run.index
 
     def unreadable(image_id: int, reason: str) -> None:
         fail_photos(session, [image_id], reason, FailureKind.permanent)
@@ -357,10 +370,9 @@ def _embed_group(
     ready_ids = embed_and_upsert(
         photos=rows,
         index=index_of,
-        embedder=embedder_of,
-        storage=storage,
-        max_pixels=limits[0],
-        max_aspect_ratio=limits[1],
+        embedder=run.embedder,
+        storage=run.storage,
+        limits=run.limits,
         model_version=active.model_version,
         on_unreadable=unreadable,
     )

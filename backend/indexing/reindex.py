@@ -26,7 +26,7 @@ from backend.db.models import (
     ProductImage,
 )
 from backend.db.photos import mark_indexed, update_photos
-from backend.domain.photos import MediaStorage
+from backend.domain.photos import ImageLimits, MediaStorage
 from backend.index import IndexBusy, IndexUnavailable, VectorIndex, store_for
 from backend.indexing.embed import PhotoRef, embed_and_upsert, point_payload, worker_identity
 from backend.serving.active import active_collection, new_collection_name
@@ -102,8 +102,7 @@ def reindex(
                     index=lambda: index,
                     embedder=lambda: embedder,
                     storage=storage,
-                    max_pixels=settings.max_image_pixels,
-                    max_aspect_ratio=settings.max_aspect_ratio,
+                    limits=ImageLimits.of(settings),
                     model_version=version,
                     on_unreadable=unreadable.__setitem__,
                 )

@@ -6,7 +6,6 @@ the embedding or index upkeep to the pipeline (a Celery task with a broker, in t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from backend.config import current_settings
 from backend.core.extensions import DbSession
@@ -24,6 +23,7 @@ from backend.db.products import (
     update_product,
 )
 from backend.domain.photos import Upload
+from backend.domain.products import ProductChanges
 from backend.services.duplicates import refuse_duplicates
 from backend.worker.enqueue import enqueue_embedding, enqueue_payload_sync, enqueue_point_deletes
 
@@ -50,7 +50,7 @@ def add_photos(*, session: DbSession, product_id: int, uploads: Sequence[Upload]
     return [image for image in get_product(session=session, product_id=product_id).images if image.id in ids]
 
 
-def change_product(*, session: DbSession, product_id: int, changes: dict[str, Any]) -> Product:
+def change_product(*, session: DbSession, product_id: int, changes: ProductChanges) -> Product:
     """Change fields; category, brand and price are copied onto the product's points after the commit."""
     product = get_product(session=session, product_id=product_id)
     product, payload_changed = update_product(session=session, product=product, changes=changes)

@@ -7,7 +7,7 @@ worker pairs near-copies when it indexes them."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TypedDict
 
 from backend.config import DuplicatePolicy, Settings
 from backend.core.extensions import DbSession
@@ -22,13 +22,23 @@ from backend.serving.embedders import embedder_for
 NEAREST = 5
 
 
+class DuplicateFound(TypedDict):
+    """A photo (by its position in the upload) and a photo of another product it duplicates (distance 0: the
+    same file)."""
+
+    photo: int
+    product_id: int
+    image_id: int
+    distance: float
+
+
 def find_duplicates(
     *, session: DbSession, settings: Settings, images: Sequence[CheckedImage], product_id: int | None
-) -> list[dict[str, Any]]:
+) -> list[DuplicateFound]:
     """For each photo (by its position), the photos of other products it duplicates: same files first; when there
     are none, near-copies by the active model."""
     same = same_file_photos(session, [image.sha256 for image in images], product_id) if images else {}
-    found = [
+    found: list[DuplicateFound] = [
         {"photo": n, "product_id": pid, "image_id": iid, "distance": 0.0}
         for n, image in enumerate(images)
         for pid, iid in same.get(image.sha256, [])

@@ -21,13 +21,14 @@ import io
 import json
 import os
 import posixpath
+import re
 import stat
 import zipfile
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypedDict
 
 from marshmallow import ValidationError
 from sqlalchemy import select
@@ -37,7 +38,7 @@ from backend.config import Settings
 from backend.core.extensions import DbSession
 from backend.db.models import Product, ProductImage
 from backend.db.products import ProductIn, add_images, create_product, delete_image, update_product
-from backend.domain.photos import CheckedImage, MediaStorage, check_image
+from backend.domain.photos import CheckedImage, ImageLimits, MediaStorage, check_image
 from backend.domain.products import ProductBase, product_fields
 from backend.errors import DuplicatePhoto, DuplicateSku, FeedUnreadable, ImageRejected
 from backend.services.duplicates import refuse_duplicates
@@ -181,7 +182,7 @@ def _csv_rows(text: IO[str]) -> Iterator[Row | tuple[int, RowError]]:
             lines.read_again_after_first()
             continue
         if None in record:
-            yield start, RowError("bad CSV", f"{len(record[None])} more values than the header has columns")  # type: ignore[index]
+            yield start, RowError("bad CSV", f"{len(record[None])} more values than the header has columns")
             continue
         values = {k: v.strip() for k, v in record.items() if k in FIELDS and v is not None and v.strip() != ""}
         if "attributes" in values:
@@ -218,6 +219,35 @@ def _jsonl_rows(text: IO[str]) -> Iterator[Row | tuple[int, RowError]]:
 # Photos -----------------------------------------------------------------------------------------------
 
 
+UNSAFE = re.compile(r"[^A-Za-z0-9._\-]+")
+
+
+def sku_for(category: str, path: Path) -> str:
+    """A folder photo's sku: `<category>-<file stem>`, safe characters only."""
+    return UNSAFE.sub("-", f"{category}-{path.stem}").strip("-.")[:64]
+
+
+def tree_rows(root: Path) -> Iterator[Row | tuple[int, RowError]]:
+    """A folder of ROOT/<category>/<photo> as feed rows, in a stable order: one product per photo, its category
+    the folder's name, its sku `sku_for`, its title `<category> <file stem>`. A file directly under ROOT is a
+    skipped row; hidden files and folders are left out. `line` counts the files."""
+    number = 0
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_file():
+            number += 1
+            yield number, RowError("not inside a category folder", f"{entry.name}: not inside a category folder")
+            continue
+        for path in sorted(entry.rglob("*")):
+            if not path.is_file() or any(part.startswith(".") for part in path.relative_to(entry).parts):
+                continue
+            number += 1
+            category = entry.name
+            values = {"sku": sku_for(category, path), "title": f"{category} {path.stem}"[:200], "category": category}
+            yield Row(number, values, [path.relative_to(root).as_posix()])
+
+
 class PhotoSource(Protocol):
     """Where a feed's photo paths point: a folder, or a zip sent with the feed."""
 
@@ -234,12 +264,16 @@ def _relative(path: str) -> str:
 
 
 class FolderPhotos:
-    def __init__(self, root: Path) -> None:
+    """Photos under a folder. `confined`: a path must stay inside it after links are followed (a feed's paths);
+    a folder walked by `tree_rows` may link to photos elsewhere."""
+
+    def __init__(self, root: Path, *, confined: bool = True) -> None:
         self.root = root.resolve()
+        self.confined = confined
 
     def read(self, path: str, limit: int) -> bytes:
         target = (self.root / _relative(path)).resolve()
-        if not target.is_relative_to(self.root):
+        if self.confined and not target.is_relative_to(self.root):
             raise RowError("unreadable photo", f"{path}: photo paths are relative to the feed and stay inside it")
         try:
             # Non-blocking, then only a regular file: opening a named pipe waited for a writer for ever.
@@ -279,6 +313,19 @@ class ZipPhotos:
 # Planning and applying ---------------------------------------------------------------------------------
 
 
+class SummaryCounts(TypedDict):
+    """An import's counts, as the API's import run and the pages show them."""
+
+    rows: int
+    created: int
+    updated: int
+    unchanged: int
+    skipped: int
+    skipped_by_reason: dict[str, int]
+    photos_added: int
+    photos_removed: int
+
+
 @dataclass
 class FeedSummary:
     rows: int = 0
@@ -296,7 +343,7 @@ class FeedSummary:
         if len(self.errors) < MAX_ROW_ERRORS:
             self.errors.append({"line": line, "sku": sku, "reason": error.kind, "message": str(error)})
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> SummaryCounts:
         return {
             "rows": self.rows,
             "created": self.created,
@@ -364,9 +411,7 @@ def plan_row(*, session: DbSession, settings: Settings, photos: PhotoSource, row
                 check_image(
                     data,
                     filename=posixpath.basename(path),
-                    max_bytes=settings.max_upload_bytes,
-                    max_pixels=settings.max_image_pixels,
-                    max_aspect_ratio=settings.max_aspect_ratio,
+                    limits=ImageLimits.of(settings),
                 )
             )
         except ImageRejected as exc:
@@ -428,26 +473,26 @@ class Handoff:
     point_deletes: Callable[[list[int]], None]
 
 
-def import_feed(
+def import_rows(
     *,
     session: DbSession,
     settings: Settings,
-    feed: IO[bytes],
-    fmt: str,
+    rows: Iterable[Row | tuple[int, RowError]],
     photos: PhotoSource,
     handoff: Handoff,
     dry_run: bool = False,
     progress: Callable[[int], None] = lambda n: None,
     summary: FeedSummary | None = None,
 ) -> FeedSummary:
-    """Upsert every row of the feed; photos are queued for embedding in batches. FeedUnreadable when the feed
-    itself cannot be read (before any row is written: the header is read first). `summary` is filled as rows
+    """Upsert every row (of `read_rows` or `tree_rows`): the one write path of every import. Photos are queued
+    for embedding in batches. FeedUnreadable when a feed itself cannot be read (before any row is written: the
+    header is read first). `summary` is filled as rows
     go (a caller may show it while the import runs)."""
     summary = summary if summary is not None else FeedSummary()
     storage = MediaStorage(settings.media_root)
     seen: dict[str, int] = {}
     effects = Effects()
-    for item in read_rows(feed, fmt):
+    for item in rows:
         summary.rows += 1
         progress(1)
         if isinstance(item, tuple):

@@ -28,10 +28,12 @@ from backend.services.feeds import (
     FolderPhotos,
     Handoff,
     PhotoSource,
+    SummaryCounts,
     ZipPhotos,
     count_rows,
     feed_format,
-    import_feed,
+    import_rows,
+    read_rows,
 )
 from backend.worker.enqueue import enqueue_embedding, enqueue_payload_sync, enqueue_point_deletes, in_background
 
@@ -138,11 +140,10 @@ def run_import(*, session: DbSession, settings: Settings, import_id: int, handof
                 )
 
         with feed_path.open("rb") as feed:
-            summary = import_feed(
+            summary = import_rows(
                 session=session,
                 settings=settings,
-                feed=feed,
-                fmt=feed_format(feed_path.name),
+                rows=read_rows(feed, feed_format(feed_path.name)),
                 photos=photos,
                 handoff=handoff,
                 dry_run=dry_run,
@@ -192,7 +193,7 @@ def pipeline_handoff() -> Handoff:
 @shared_task(
     name="lookalike.import_feed", acks_late=False, soft_time_limit=IMPORT_LIMIT_S, time_limit=IMPORT_LIMIT_S + 60
 )
-def import_feed_task(import_id: int) -> dict[str, object]:
+def import_feed_task(import_id: int) -> SummaryCounts | dict[str, object]:
     """Run a feed import recorded by POST /api/v1/imports."""
     summary = run_import(
         session=db.session, settings=current_settings(), import_id=import_id, handoff=pipeline_handoff()

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from sqlalchemy import select
@@ -89,12 +89,43 @@ class Neighbour:
     distance: float
 
 
+class PhotoRow(TypedDict):
+    """A photo as ProductOut shows it, by its stored name where the API shows a URL."""
+
+    id: int
+    stored_name: str
+    status: str
+    error: str | None
+    width: int | None
+    height: int | None
+    content_type: str | None
+    original_filename: str | None
+    model_version: str | None
+    indexed_at: str | None
+    duplicate_of: list[dict[str, Any]]
+
+
+class ProductRow(TypedDict):
+    """A product as ProductOut shows it (a test keeps the two equal)."""
+
+    id: int
+    sku: str
+    title: str
+    category: str
+    brand: str | None
+    price: float | None
+    attributes: dict[str, Any]
+    images: list[PhotoRow]
+    created_at: str
+    updated_at: str
+
+
 @dataclass
 class SimilarItems:
     """The answer: each neighbour with its product (a plain dict, photos by stored name), and the model."""
 
     model_version: str
-    items: list[tuple[Neighbour, dict[str, Any]]] = field(default_factory=list)
+    items: list[tuple[Neighbour, ProductRow]] = field(default_factory=list)
 
 
 def across_a_switch(session: DbSession, settings: Settings, query: Callable[[Active], SimilarItems]) -> SimilarItems:
@@ -147,15 +178,7 @@ def _similar_to_product(
         kinds = [np.mean(np.asarray(kinds, dtype=np.float32), axis=0)] if kinds else []
     look = _look_query(settings, active, index, weight, looks, kinds, params)
     return _answer(
-        session,
-        active,
-        index,
-        vectors,
-        exclude_product(where, product_id),
-        params,
-        look,
-        looks,
-        settings.look_expansion,
+        session, active, index, _Query(vectors, looks, look), exclude_product(where, product_id), params, settings
     )
 
 
@@ -184,14 +207,16 @@ def indexed_photos(session: DbSession, product_id: int, active: Active, name: st
     ]
 
 
-def similar_to_image(*, session: DbSession, settings: Settings, image_id: int, params: SimilarParams) -> SimilarItems:
+def similar_to_stored_photo(
+    *, session: DbSession, settings: Settings, image_id: int, params: SimilarParams
+) -> SimilarItems:
     """Products that look like this one photo (its own product left out); NotIndexed while it has no vector."""
     return across_a_switch(
-        session, settings, lambda active: _similar_to_image(session, settings, active, image_id, params)
+        session, settings, lambda active: _similar_to_stored_photo(session, settings, active, image_id, params)
     )
 
 
-def _similar_to_image(
+def _similar_to_stored_photo(
     session: DbSession, settings: Settings, active: Active, image_id: int, params: SimilarParams
 ) -> SimilarItems:
     where = params.search_filter(settings.attribute_keys)
@@ -210,15 +235,7 @@ def _similar_to_image(
     kinds = _stored_kinds(index, [image_id], weight, params)
     look = _look_query(settings, active, index, weight, looks, kinds, params)
     return _answer(
-        session,
-        active,
-        index,
-        vectors,
-        exclude_product(where, image.product_id),
-        params,
-        look,
-        looks,
-        settings.look_expansion,
+        session, active, index, _Query(vectors, looks, look), exclude_product(where, image.product_id), params, settings
     )
 
 
@@ -266,16 +283,16 @@ def crop_to(image: Any, box: Box) -> Any:
     return rgb.crop((left, top, right, bottom))
 
 
-def similar_to_photo(
+def similar_to_upload(
     *, session: DbSession, settings: Settings, photo: CheckedImage, params: SimilarParams, box: Box | None = None
 ) -> SimilarItems:
     """Products that look like a photo that is not stored (a shopper's upload), or like a part of it (`box`)."""
     return across_a_switch(
-        session, settings, lambda active: _similar_to_photo(session, settings, active, photo, params, box)
+        session, settings, lambda active: _similar_to_upload(session, settings, active, photo, params, box)
     )
 
 
-def _similar_to_photo(
+def _similar_to_upload(
     session: DbSession,
     settings: Settings,
     active: Active,
@@ -295,9 +312,8 @@ def _similar_to_photo(
     kinds = [described.kind[0].tolist()] if index.kinds else []
     look = _look_query(settings, active, index, look_weight(settings, index, params), looks, kinds, params)
     where = params.search_filter(settings.attribute_keys)
-    return _answer(
-        session, active, index, [described.embedding[0].tolist()], where, params, look, looks, settings.look_expansion
-    )
+    query = _Query([described.embedding[0].tolist()], looks, look)
+    return _answer(session, active, index, query, where, params, settings)
 
 
 def look_weight(settings: Settings, index: VectorIndex, params: SimilarParams) -> float:
@@ -362,7 +378,7 @@ def _look_query(
 
 def _unit(vector: Any) -> np.ndarray:
     v = np.asarray(vector, dtype=np.float32)
-    return v / max(float(np.linalg.norm(v)), 1e-12)  # type: ignore[no-any-return]
+    return v / max(float(np.linalg.norm(v)), 1e-12)
 
 
 def expanded(
@@ -482,19 +498,28 @@ def _stored_vectors(
     raise not_indexed()
 
 
+@dataclass(frozen=True)
+class _Query:
+    """What a similar-items query searches with: its 1000-d vectors, its look vectors (for like and unlike) and
+    the look's ranking (None: by the 1000-d vector alone)."""
+
+    vectors: Sequence[Sequence[float]]
+    looks: Sequence[Any] | None
+    look: LookQuery | None
+
+
 def _answer(
     session: DbSession,
     active: Active,
     index: VectorIndex,
-    vectors: Sequence[Sequence[float]],
+    query: _Query,
     where: SearchFilter,
     params: SimilarParams,
-    look: LookQuery | None = None,
-    looks: Sequence[Any] | None = None,
-    expansion: int = 0,
+    settings: Settings,
 ) -> SimilarItems:
-    """Nearest products to the query vectors (the look's ranking expanded by `expansion` neighbours), their rows
-    read in two queries."""
+    """Nearest products to the query vectors (the look's ranking expanded by LOOK_EXPANSION neighbours), their
+    rows read in two queries."""
+    vectors, looks, look, expansion = query.vectors, query.looks, query.look, settings.look_expansion
     if params.steered:
         neighbours = steered_products(session, active, index, vectors, where, params, looks)
     else:
@@ -634,7 +659,7 @@ def exclude_product(where: SearchFilter, product_id: int) -> SearchFilter:
     return replace(where, exclude_product_ids=(*where.exclude_product_ids, product_id))
 
 
-def product_rows(*, session: DbSession, product_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+def product_rows(*, session: DbSession, product_ids: Sequence[int]) -> dict[int, ProductRow]:
     """Products with their photos as plain dicts in the shape of ProductOut (photos carry their stored name
     where the API shows a URL), in one join and one query for duplicate pairs.
 
@@ -650,8 +675,8 @@ def product_rows(*, session: DbSession, product_ids: Sequence[int]) -> dict[int,
         .where(p.c.id.in_(list(product_ids)))
         .order_by(i.c.id)
     )
-    products: dict[int, dict[str, Any]] = {}
-    images: dict[int, dict[str, Any]] = {}
+    products: dict[int, ProductRow] = {}
+    images: dict[int, PhotoRow] = {}
     for row in session.execute(query).mappings():
         product = products.get(row["id"])
         if product is None:
@@ -670,7 +695,7 @@ def product_rows(*, session: DbSession, product_ids: Sequence[int]) -> dict[int,
         if row["image_id"] is None:
             continue  # a product without photos
         indexed_at = row["image_indexed_at"]
-        image = {
+        image: PhotoRow = {
             "id": row["image_id"],
             "stored_name": row["image_stored_name"],
             "status": row["image_status"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from sqlalchemy import func, select
 
@@ -18,12 +18,42 @@ if TYPE_CHECKING:
     from ml.embedder import EmbedderInfo
 
 
-def collect_stats() -> dict[str, Any]:
+class ModelInfo(TypedDict):
+    version: str
+    arch: str
+    origin: str
+    pretrained: bool
+    fine_tuned: bool
+    trained: bool
+    normalize: str
+    image_size: int
+    device: str
+    note: str | None
+
+
+class IndexInfo(TypedDict):
+    backend: str
+    collection: str
+    points: int
+    warm: bool
+
+
+class Stats(TypedDict):
+    """The one shape of the statistics: `/api/v1/stats`, the status page and `lookalike stats`."""
+
+    products: int
+    images: dict[str, int]
+    index: IndexInfo
+    model: ModelInfo
+    tasks: str
+
+
+def collect_stats() -> Stats:
     cfg = current_settings()
     active, vectors = active_index(session=db.session, settings=cfg)
     embedder = embedder_for(cfg, active.model_version)
     return {
-        "products": db.session.scalar(select(func.count()).select_from(Product)),
+        "products": db.session.scalar(select(func.count()).select_from(Product)) or 0,
         "images": image_status_counts(session=db.session),
         "index": {
             "backend": "qdrant-edge" if cfg.embedded_index else "qdrant-server",
@@ -36,7 +66,7 @@ def collect_stats() -> dict[str, Any]:
     }
 
 
-def model_info(info: EmbedderInfo) -> dict[str, Any]:
+def model_info(info: EmbedderInfo) -> ModelInfo:
     """The model that embeds: its version, backbone, and whether it is ImageNet-pretrained or fine-tuned."""
     return {
         "version": info.model_version,

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from backend.config import Settings
 from backend.core.extensions import db
 from backend.db.models import ModelVersion
-from ml.versions import WeightsUnavailable, builtin_arch, builtin_names, untrained_version
+from ml.versions import UNTRAINED, WeightsUnavailable, builtin_arch, builtin_names, untrained_version
 
 if TYPE_CHECKING:
     from ml.embedder import Embedder
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("lookalike")
 _embedders: dict[str, Embedder] = {}
 _lock = threading.Lock()
-UNTRAINED = "untrained"
 
 
 class UnknownModel(LookupError):
@@ -58,15 +57,16 @@ def keep_out_of_gc() -> None:
     gc.freeze()
 
 
-def import_model_code() -> tuple[ModuleType, ModuleType, ModuleType]:
-    """ml's checkpoint, embedder and pretrained modules: torch and torchvision, seconds to import.
+def import_model_code() -> ModuleType:
+    """ml's loading module (checkpoints, the embedder, the pretrained models): torch and torchvision, seconds to
+    import.
 
     Serving and worker processes call this at start: an import cut short by a task's soft time limit
     would leave torch half-imported in the process."""
     # Here, not above: only a process that embeds needs torch; the web app and the CLI start without it.
-    from ml import checkpoint, embedder, pretrained
+    from ml import loading
 
-    return checkpoint, embedder, pretrained
+    return loading
 
 
 def embedder_for(settings: Settings, version: str) -> Embedder:
@@ -75,23 +75,11 @@ def embedder_for(settings: Settings, version: str) -> Embedder:
         cached = _embedders.get(version)
         if cached is not None:
             return cached
-        checkpoint, embedder, pretrained = import_model_code()
-
+        loading = import_model_code()
+        name: str | Path = version
         if is_untrained(settings, version):
-            loaded = embedder.Embedder.untrained(
-                seed=settings.untrained_seed,
-                image_size=settings.embed_image_size,
-                device=settings.device.value,
-                batch_size=settings.embed_batch_size,
-            )
-        elif builtin_arch(version) is not None:
-            try:
-                loaded = pretrained.pretrained_embedder(
-                    version, device=settings.device.value, batch_size=settings.embed_batch_size
-                )
-            except WeightsUnavailable as exc:
-                raise UnknownModel(str(exc)) from exc
-        else:
+            name = UNTRAINED
+        elif builtin_arch(version) is None:
             model = db.session.scalar(select(ModelVersion).where(ModelVersion.version == version))
             if model is None:
                 raise UnknownModel(
@@ -99,9 +87,17 @@ def embedder_for(settings: Settings, version: str) -> Embedder:
                     f" and is not the untrained network of UNTRAINED_SEED={settings.untrained_seed},"
                     f" EMBED_IMAGE_SIZE={settings.embed_image_size}"
                 )
-            loaded = checkpoint.embedder_from_checkpoint(
-                Path(model.path), device=settings.device.value, batch_size=settings.embed_batch_size
+            name = Path(model.path)
+        try:
+            loaded = loading.load_embedder(
+                name,
+                device=settings.device.value,
+                batch_size=settings.embed_batch_size,
+                image_size=settings.embed_image_size,
+                seed=settings.untrained_seed,
             )
+        except WeightsUnavailable as exc:
+            raise UnknownModel(str(exc)) from exc
         info = loaded.info
         log.info(
             "model %s loaded: %s, %s, %s vectors, %d px, on %s",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
@@ -15,12 +15,13 @@ from backend.core.security import is_admin_token, wait_after_failures
 from backend.core.uploads import checked_uploads
 from backend.db.models import CollectionState, IndexCollection
 from backend.db.photos import failed_photos
-from backend.db.products import ProductIn, get_product, list_products
+from backend.db.products import ProductFilter, ProductIn, get_product, list_products
+from backend.domain.products import ProductChanges
 from backend.errors import LookalikeError, NotFound
 from backend.index import IndexUnavailable
 from backend.services import catalog
 from backend.services.models import RegistryError, check_activatable, list_models
-from backend.services.status import collect_stats
+from backend.services.status import Stats, collect_stats
 from backend.serving.active import active_collection
 from backend.web.forms import ActionForm, LoginForm, PhotosForm, ProductForm
 from backend.web.pages import admin_required, close_admin_session, open_admin_session, pages_blueprint, safe_next
@@ -84,7 +85,9 @@ def products() -> Any:
     """Products, newest first, with their photos' status; find one by sku."""
     page = max(1, request.args.get("page", 1, type=int) or 1)
     sku = request.args.get("sku", "").strip() or None
-    items, total = list_products(session=db.session, page=page, per_page=PER_PAGE, sku=sku, newest_first=True)
+    items, total = list_products(
+        session=db.session, page=page, per_page=PER_PAGE, where=ProductFilter(sku=sku), newest_first=True
+    )
     pages = max(1, -(-total // PER_PAGE))
     return render_template(
         "admin/products.html", items=items, total=total, page=page, pages=pages, sku=sku or "", action=ActionForm()
@@ -130,7 +133,7 @@ def edit_product(product_id: int) -> Any:
     if changes is None:
         return render_template("admin/product_form.html", form=form, **context), 400
     try:
-        catalog.change_product(session=db.session, product_id=product_id, changes=changes)
+        catalog.change_product(session=db.session, product_id=product_id, changes=cast(ProductChanges, changes))
     except LookalikeError as exc:
         db.session.rollback()
         form.refused(exc)
@@ -177,7 +180,7 @@ def status() -> Any:
     """Photos by status, failed photos with their reasons, the model and the index, Flower."""
     settings = current_settings()
     try:
-        stats: dict[str, Any] | None = collect_stats()
+        stats: Stats | None = collect_stats()
     except IndexUnavailable as exc:
         log.warning("status page: vector index unavailable: %s", exc)
         stats = None

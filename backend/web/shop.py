@@ -13,7 +13,7 @@ from backend.config import current_settings
 from backend.core.extensions import db, limiter
 from backend.core.security import search_rate_limit
 from backend.core.uploads import checked_uploads
-from backend.db.products import facets, get_product, image_status_counts, list_products
+from backend.db.products import ProductFilter, facets, get_product, image_status_counts, list_products
 from backend.domain.photos import open_image, thumbnail_jpeg
 from backend.domain.products import NAME
 from backend.domain.queries import SearchQuery, SimilarQuery
@@ -64,10 +64,7 @@ def catalog() -> Any:
         session=db.session,
         page=query["page"],
         per_page=PER_PAGE,
-        categories=query["category"],
-        brands=query["brand"],
-        price_min=query["price_min"],
-        price_max=query["price_max"],
+        where=ProductFilter(query["category"], query["brand"], query["price_min"], query["price_max"]),
     )
     pages = max(1, -(-total // PER_PAGE))
     return render_template(
@@ -168,7 +165,7 @@ def search() -> Any:
     try:
         box = use_case.parse_box(query.pop("box", None))
         photo = checked_uploads([upload] if upload and upload.filename else [])[0]
-        found = use_case.similar_to_photo(
+        found = use_case.similar_to_upload(
             session=db.session, settings=current_settings(), photo=photo, params=SimilarParams(**query), box=box
         )
     except LookalikeError as exc:

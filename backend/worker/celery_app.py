@@ -33,7 +33,7 @@ INDEX_QUEUE = "index"  # deletes, payload syncs, the sweep: short tasks on the v
 def celery_init_app(app: Flask) -> Celery:
     settings: Settings = app.config["SETTINGS"]
 
-    class FlaskTask(Task):  # type: ignore[misc]
+    class FlaskTask(Task):
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             with app.app_context():
                 return self.run(*args, **kwargs)

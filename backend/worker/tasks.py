@@ -19,9 +19,9 @@ from backend.config import Settings, current_settings
 from backend.core.extensions import db
 from backend.db.models import FailureKind, Product
 from backend.db.photos import mark_enqueued, mark_failed
-from backend.domain.photos import MediaStorage
+from backend.domain.photos import ImageLimits, MediaStorage
 from backend.index import IndexUnavailable, VectorIndex
-from backend.indexing.embed import NearCopies, index_images, worker_identity
+from backend.indexing.embed import IndexingPolicy, index_images, worker_identity
 from backend.indexing.reindex import reindex
 from backend.indexing.sweep import run_sweep
 from backend.services.similar import prepare_collection
@@ -73,13 +73,8 @@ def embed_images(self: Task, image_ids: list[int]) -> dict[str, int]:
             embedder=lambda: embedder_for(settings, active.model_version),
             storage=MediaStorage(settings.media_root),
             image_ids=image_ids,
-            max_pixels=settings.max_image_pixels,
-            max_aspect_ratio=settings.max_aspect_ratio,
-            me=me,
-            lease_s=settings.claim_lease_s,
-            max_attempts=settings.max_attempts,
-            attribute_keys=settings.attribute_keys,
-            near_copies=NearCopies.of(settings),
+            limits=ImageLimits.of(settings),
+            policy=IndexingPolicy.of(settings, me),
         )
     except SoftTimeLimitExceeded:
         _safe_rollback()

@@ -192,7 +192,8 @@ def test_feed_options_are_checked(app: Any, tmp_path: Path) -> None:
     (tmp_path / "feed.txt").write_text("sku\n")
     assert "a feed is a .csv or .jsonl file" in run(app, str(tmp_path / "feed.txt")).output
     assert run(app, str(tmp_path / "feed.txt")).exit_code == 2
-    assert run(app, str(tmp_path), "--dry-run").exit_code == 2
+    folder = run(app, str(tmp_path), "--photos", str(tmp_path))  # a folder holds its own photos
+    assert folder.exit_code == 2 and "--photos is for feeds" in folder.output
 
 
 GOOD_AROUND = ["GOOD-1,One,dress,p.png", "{bad}", 'GOOD-2,"Two, with a comma",dress,p.png', "GOOD-3,,dress,p.png"]

@@ -103,7 +103,7 @@ def test_bulk_import_into_the_full_stack_enqueues_chunks_and_returns(tmp_path: P
     try:
         result = cli_runner(app).invoke(args=["import", str(tree)])
         assert result.exit_code == 0, result.output
-        assert "imported 7 products" in result.output and "enqueued 7 photos" in result.output
+        assert "7 rows: 7 created, 0 updated" in result.output and "enqueued 7 photos" in result.output
         assert connection.llen("embed") == 3  # tasks of 3, 3 and 1 photos, nothing embedded yet
         with app.app_context():
             rows = db.session.query(ProductImage).all()

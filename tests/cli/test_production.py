@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,3 +51,36 @@ def test_the_access_log_has_one_line_per_request_and_is_json_under_log_format_js
     assert '"GET /api/v1/products/999999" 404' in lines[1].getMessage()
     body = json.loads(JsonFormatter().format(lines[1]))
     assert body["logger"] == "backend.access" and "/api/v1/products/999999" in body["message"]
+
+
+SLOW_START = """
+import socket, sys, time
+from backend.cli import production
+
+def still_starting(settings, sock, threads):
+    print("child", flush=True)
+    time.sleep(60)  # create_app, in a process that has not installed its own SIGTERM handler yet
+
+production.serve_process = still_starting
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen()
+production.supervise(None, sock, 2, 1)
+print("stopped", flush=True)
+"""
+
+
+def test_sigterm_stops_serving_processes_that_are_still_starting() -> None:
+    """The supervisor's SIGTERM reaches children still in their start-up: they end, and so does it."""
+    supervisor = subprocess.Popen([sys.executable, "-c", SLOW_START], stdout=subprocess.PIPE, text=True)
+    try:
+        assert supervisor.stdout is not None
+        assert [supervisor.stdout.readline() for _ in range(2)] == ["child\n", "child\n"]
+        started = time.monotonic()
+        supervisor.send_signal(signal.SIGTERM)
+        out, _ = supervisor.communicate(timeout=20)
+        assert "stopped" in out and supervisor.returncode == 0
+        assert time.monotonic() - started < 20
+    finally:
+        supervisor.kill()
+        supervisor.wait()

@@ -45,5 +45,5 @@ def test_import_beside_a_running_server_stops_before_writing_and_a_retry_works(t
         assert second.returncode == 1 and "this one did not start" in second.stderr, second.stderr
     done = run_import()
     assert done.returncode == 0, done.stderr
-    assert "imported 3 products" in done.stdout and '"indexed": 3' in done.stdout
+    assert "3 rows: 3 created" in done.stdout and '"indexed": 3' in done.stdout
     assert products_in(tmp_path / "var") == 3
