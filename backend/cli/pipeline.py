@@ -22,6 +22,7 @@ from backend.db.products import image_status_counts
 from backend.index import IndexUnavailable, store_for
 from backend.indexing.reindex import reindex
 from backend.indexing.sweep import run_sweep
+from backend.services.models import ReindexRunning, refuse_a_second_reindex
 from backend.serving.active import active_collection
 from backend.serving.embedders import UnknownModel, import_model_code
 from backend.worker.enqueue import enqueue_embedding, sweep
@@ -160,6 +161,11 @@ def reindex_command(version: str | None, drop_wait: float) -> None:
 def run_reindex(version: str | None, drop_wait: float = 120.0) -> None:
     ready_database()
     settings = current_settings()
+    try:
+        refuse_a_second_reindex(session=db.session)
+    except ReindexRunning as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
     with progress_bar("reindex") as (update, set_total):
         try:
             report = reindex(

@@ -1,14 +1,21 @@
-"""The model registry: checkpoints known to the service, and the one that embeds (active)."""
+"""The model registry: checkpoints known to the service, the one that embeds (active), and the rule that one
+reindex runs at a time (for the pages, `lookalike model activate` and `lookalike reindex` alike)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 
 from backend.core.extensions import DbSession
-from backend.db.models import ModelVersion
+from backend.db.models import CollectionState, IndexCollection, ModelVersion
+from backend.errors import LookalikeError
 from ml.versions import builtin_arch, builtin_names
+
+# A build that has not moved for this long is taken for dead (its process gone): it no longer blocks another.
+STALLED_AFTER = timedelta(minutes=10)
 
 
 class RegistryError(ValueError):
@@ -65,3 +72,49 @@ def check_activatable(*, session: DbSession, version: str) -> ModelVersion | Non
     if not Path(model.path).is_file():
         raise RegistryError(f"the checkpoint of {version} is missing: {model.path}")
     return model
+
+
+@dataclass(frozen=True)
+class Build:
+    """A collection a reindex is building, and how far it is."""
+
+    name: str
+    model_version: str
+    total: int | None
+    done: int
+    stalled: bool  # no progress for STALLED_AFTER
+
+
+class ReindexRunning(LookalikeError):
+    code = "reindex_running"
+    status = 409
+
+
+def builds(*, session: DbSession) -> list[Build]:
+    rows = session.scalars(
+        select(IndexCollection)
+        .where(IndexCollection.state == CollectionState.building)
+        .order_by(IndexCollection.created_at)
+    )
+    now = datetime.now(UTC)
+    return [
+        Build(
+            row.name,
+            row.model_version,
+            row.photos_total,
+            row.photos_done or 0,
+            now - (row.progress_at or row.created_at) > STALLED_AFTER,
+        )
+        for row in rows
+    ]
+
+
+def refuse_a_second_reindex(*, session: DbSession) -> None:
+    """ReindexRunning while another reindex is building and moving; a stalled one does not count."""
+    running = [build for build in builds(session=session) if not build.stalled]
+    if running:
+        build = running[0]
+        raise ReindexRunning(
+            f"a reindex is running already (to {build.model_version}: {build.done} of {build.total or '?'} photos);"
+            " wait for it to finish"
+        )

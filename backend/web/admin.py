@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 from flask import current_app, flash, redirect, render_template, request, url_for
-from sqlalchemy import select
 
 from backend.config import current_settings
 from backend.core.extensions import db
 from backend.core.security import is_admin_token, wait_after_failures
 from backend.core.uploads import checked_uploads
-from backend.db.models import CollectionState, IndexCollection
 from backend.db.photos import failed_photos
 from backend.db.products import ProductFilter, ProductIn, get_product, list_products
 from backend.domain.products import ProductChanges
 from backend.errors import LookalikeError, NotFound
 from backend.index import IndexUnavailable
 from backend.services import catalog
-from backend.services.models import RegistryError, check_activatable, list_models
+from backend.services.models import (
+    RegistryError,
+    ReindexRunning,
+    builds,
+    check_activatable,
+    list_models,
+    refuse_a_second_reindex,
+)
 from backend.services.status import Stats, collect_stats
 from backend.serving.active import active_collection
 from backend.web.forms import ActionForm, LoginForm, PhotosForm, ProductForm
@@ -45,7 +50,6 @@ bp = pages_blueprint(
 )
 PER_PAGE = 50
 # A build that has not moved for this long is taken as dead (its process stopped): it no longer blocks another.
-STALLED_AFTER = timedelta(minutes=10)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -206,42 +210,20 @@ def retry() -> Any:
     return redirect(url_for("admin.status"))
 
 
-def _builds() -> list[dict[str, Any]]:
-    rows = db.session.scalars(
-        select(IndexCollection)
-        .where(IndexCollection.state == CollectionState.building)
-        .order_by(IndexCollection.created_at)
-    )
-    now = datetime.now(UTC)
-    builds = []
-    for row in rows:
-        moved = row.progress_at or row.created_at
-        builds.append(
-            {
-                "name": row.name,
-                "model_version": row.model_version,
-                "total": row.photos_total,
-                "done": row.photos_done or 0,
-                "stalled": now - moved > STALLED_AFTER,
-            }
-        )
-    return builds
-
-
 @bp.get("/models")
 @admin_required
 def models() -> Any:
     """The built-in and registered models, the active one, and a reindex's progress while one runs."""
     active = active_collection(session=db.session, settings=current_settings()).model_version
     registered = list_models(session=db.session)
-    builds = _builds()
+    building = builds(session=db.session)
     return render_template(
         "admin/models.html",
         active=active,
         builtins=builtin_names(),
         registered=registered,
-        builds=builds,
-        running=any(not b["stalled"] for b in builds),
+        builds=building,
+        running=any(not b.stalled for b in building),
         action=ActionForm(),
     )
 
@@ -251,7 +233,9 @@ def models() -> Any:
 def activate() -> Any:
     """Reindex every photo with a model and switch to it; the models page shows the progress."""
     version = request.form.get("version", "").strip()
-    if any(not b["stalled"] for b in _builds()):
+    try:
+        refuse_a_second_reindex(session=db.session)
+    except ReindexRunning:
         flash("A reindex is running already: wait for it to finish.", "error")
         return redirect(url_for("admin.models"))
     try:

@@ -73,3 +73,36 @@ def test_activation_reindexes_into_a_new_collection_and_switches(client: Any, ap
     listing = runner.invoke(args=["model", "list"])
     assert f'"version": "{version}"' in listing.output and '"active": true' in listing.output
     assert runner.invoke(args=["model", "activate", "nope"]).exit_code != 0
+
+
+def test_one_reindex_at_a_time_for_the_pages_and_both_commands(client: Any, app: Any) -> None:
+    """A build that moves blocks `lookalike reindex` and `lookalike model activate` (exit 1, nothing built), as it
+    blocks the models page; one without progress for STALLED_AFTER is taken for dead and blocks nothing."""
+    from datetime import UTC, datetime
+
+    from backend.db.models import CollectionState, IndexCollection
+    from backend.services.models import STALLED_AFTER
+
+    upload(client, "ONE", images.png(1))
+    before = client.get("/api/v1/stats").json["index"]["collection"]
+    with app.app_context():
+        build = IndexCollection(
+            name="lookalike-other-build", model_version="untrained-9", state=CollectionState.building, photos_total=10
+        )
+        build.progress_at = datetime.now(UTC)
+        db.session.add(build)
+        db.session.commit()
+    runner = cli_runner(app)
+    for args in (["reindex"], ["model", "activate", "efficientnet_lite0-imagenet"]):
+        refused = runner.invoke(args=args)
+        assert refused.exit_code == 1, refused.output
+        assert "a reindex is running already (to untrained-9: 0 of 10 photos)" in refused.output
+    assert client.get("/api/v1/stats").json["index"]["collection"] == before
+    with app.app_context():
+        stalled = db.session.get(IndexCollection, "lookalike-other-build")
+        assert stalled is not None
+        stalled.progress_at = datetime.now(UTC) - STALLED_AFTER * 1.1
+        db.session.commit()
+    done = runner.invoke(args=["reindex", "--drop-wait", "5"])
+    assert done.exit_code == 0, done.output
+    assert client.get("/api/v1/stats").json["index"]["collection"] != before
