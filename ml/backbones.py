@@ -21,7 +21,6 @@ from torch import nn
 
 from ml.versions import ARCH_NAMES, UnknownArch, WeightsUnavailable
 
-EMBEDDING_DIM = 1000
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # The Lite weights were trained on inputs scaled to [-1, 1].

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ml.backbones import EMBEDDING_DIM, IMAGENET_MEAN, IMAGENET_STD, build_backbone
+from ml.backbones import IMAGENET_MEAN, IMAGENET_STD, build_backbone
 from ml.descriptors import (
     COPY_DIM,
     COPY_VARIANTS,
@@ -23,7 +23,7 @@ from ml.descriptors import (
     look_vectors,
 )
 from ml.presets import EvalPreset
-from ml.versions import Normalize, Origin, untrained_version
+from ml.versions import EMBEDDING_DIM, Normalize, Origin, untrained_version
 
 log = logging.getLogger(__name__)
 

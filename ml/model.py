@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ml.backbones import EMBEDDING_DIM, build_backbone
+from ml.backbones import build_backbone
+from ml.versions import EMBEDDING_DIM
 
 __all__ = ["EMBEDDING_DIM", "LookalikeNet", "build_model"]
 

@@ -13,6 +13,7 @@ from enum import StrEnum
 ARCH_NAMES = ("resnet50", "efficientnet_lite0", "efficientnet_lite2")
 SUFFIX = "-imagenet"
 DEFAULT_MODEL = "efficientnet_lite0" + SUFFIX
+EMBEDDING_DIM = 1000  # the paper's vector: the backbone's 1000-way head, for every model
 UNTRAINED = "untrained"  # the name that asks for the deterministic untrained network (tests)
 
 

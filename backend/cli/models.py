@@ -10,14 +10,14 @@ import click
 from flask.cli import ScriptInfo, with_appcontext
 
 from backend.cli.pipeline import run_reindex
-from backend.config import current_settings
+from backend.config import DeviceChoice, current_settings
 from backend.core.extensions import db
 from backend.services.models import RegistryError, check_activatable, list_models, register_model
 from backend.services.training_data import export_catalog
 from backend.serving.active import active_collection
 from ml.versions import ARCH_NAMES, DatasetError, UnknownArch, WeightsUnavailable, builtin_name
 
-DEVICES = click.Choice(["auto", "cpu", "cuda"])
+DEVICES = click.Choice([device.value for device in DeviceChoice])
 RECIPE_CHOICES = ("full", "cpu")
 
 

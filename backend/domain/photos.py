@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Protocol
 from PIL import Image, UnidentifiedImageError
 
 from backend.errors import ImageRejected
-from ml.pixels import to_rgb
+from ml.pixels import EXIF_ORIENTATION, to_rgb
 
 if TYPE_CHECKING:
     from backend.config import Settings
@@ -92,7 +92,6 @@ class ImageLimits:
         return cls(settings.max_upload_bytes, settings.max_image_pixels, settings.max_aspect_ratio)
 
 
-EXIF_ORIENTATION = 0x0112
 TURNED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 

@@ -12,7 +12,6 @@ import threading
 
 from backend.config import Settings
 from backend.index.base import (
-    EMBEDDING_DIM,
     Hit,
     IndexBusy,
     IndexPoint,
@@ -22,6 +21,7 @@ from backend.index.base import (
     VectorStore,
 )
 from backend.index.edge import EdgeStore
+from ml.versions import EMBEDDING_DIM
 
 __all__ = [
     "EMBEDDING_DIM",

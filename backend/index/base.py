@@ -11,7 +11,6 @@ from typing import Any, Protocol
 
 log = logging.getLogger("backend.index")
 
-EMBEDDING_DIM = 1000
 # Named vectors beside the default (unnamed) 1000-d one, in every collection created since they exist
 # (ml.descriptors says what they are; the sizes are repeated here so that the web app needs no torch).
 LOOK = "look"
@@ -23,7 +22,8 @@ KIND_DIM = 1280
 PRODUCT_FIELDS = ["product_id", "category", "brand", "price", "attrs"]
 # The declared filter attributes live under this payload key: {"attrs": {"colour": ["red"]}}.
 ATTRS = "attrs"
-# product_id is an integer payload with an integer index (exact match); the others as DESIGN.md says.
+# product_id is an integer payload with an integer index (exact match); category and brand exact keywords,
+# price a float range.
 PAYLOAD_INDEXES = {
     "category": "keyword",
     "brand": "keyword",

@@ -19,7 +19,6 @@ from backend.index.base import (
     ATTRS,
     COPY,
     COPY_DIM,
-    EMBEDDING_DIM,
     KIND,
     KIND_DIM,
     LOOK,
@@ -40,6 +39,7 @@ from backend.index.base import (
     payload_indexes,
     point_vectors,
 )
+from ml.versions import EMBEDDING_DIM
 
 SCHEMA_TYPES = {
     "keyword": qe.PayloadSchemaType.Keyword,

@@ -12,7 +12,6 @@ from backend.index.base import (
     ATTRS,
     COPY,
     COPY_DIM,
-    EMBEDDING_DIM,
     KIND,
     KIND_DIM,
     LOOK,
@@ -32,6 +31,7 @@ from backend.index.base import (
     payload_indexes,
     point_vectors,
 )
+from ml.versions import EMBEDDING_DIM
 
 SCHEMA_TYPES = {
     "keyword": models.PayloadSchemaType.KEYWORD,

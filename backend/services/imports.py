@@ -21,6 +21,7 @@ from sqlalchemy import update
 from backend.config import Settings, current_settings
 from backend.core.extensions import DbSession, db
 from backend.db.models import FeedImport, ImportState
+from backend.db.products import MAX_ID
 from backend.errors import FeedUnreadable, InvalidInput, NotFound
 from backend.indexing.embed import worker_identity
 from backend.services.feeds import (
@@ -87,7 +88,7 @@ def _save(stream: IO[bytes], path: Path) -> None:
 
 
 def get_import(*, session: DbSession, import_id: int) -> FeedImport:
-    record = session.get(FeedImport, import_id) if 0 < import_id < 2**31 else None
+    record = session.get(FeedImport, import_id) if 0 < import_id <= MAX_ID else None
     if record is None:
         raise NotFound(f"import {import_id} not found")
     return record

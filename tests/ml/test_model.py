@@ -1,4 +1,5 @@
-"""The model of DESIGN.md, the deterministic untrained embedder, and exact checkpoint round trips."""
+"""The model (a backbone and its 1000-d head, the paper's), the deterministic untrained embedder, and exact
+checkpoint round trips."""
 
 from __future__ import annotations
 
