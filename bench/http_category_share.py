@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-LOOKALIKE = str(Path(sys.executable).with_name("lookalike"))
+sys.path.insert(0, str(ROOT))
+
+from scripts.harness import LOOKALIKE, clean_env, serving  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -49,8 +50,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def fresh_server(data: Path, model: str | None, checkpoint: Path | None, port: int) -> Iterator[str]:
     """Import `data` into a new VAR_DIR, serve it on 127.0.0.1:`port`, stop the server at the end."""
     with tempfile.TemporaryDirectory(prefix="lookalike-bench-") as var:
-        env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "QDRANT_URL"}}
-        env.update(VAR_DIR=var, PYTHONUNBUFFERED="1")
+        env = clean_env(VAR_DIR=var)
         if model:
             env["DEFAULT_MODEL"] = model
         subprocess.run([LOOKALIKE, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
@@ -64,25 +64,8 @@ def fresh_server(data: Path, model: str | None, checkpoint: Path | None, port: i
             ).stdout  # fmt: skip
             version = registered.split()[1]
             subprocess.run([LOOKALIKE, "model", "activate", version], env=env, cwd=ROOT, check=True)
-        server = subprocess.Popen(
-            [LOOKALIKE, "serve", "--port", str(port)], env=env, cwd=ROOT, stdout=sys.stderr, stderr=sys.stderr
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.5)
-            else:
-                raise SystemExit("the server did not answer /api/v1/health within 120 s")
-            yield url
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        with serving(env, cwd=ROOT, log_path=Path(var) / "serve.log", port=port) as server:
+            yield server.base
 
 
 def products(client: httpx.Client) -> list[dict[str, object]]:

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from backend.services.feeds import FolderPhotos, Handoff, import_rows, tree_rows
 from backend.worker.tasks import enqueue_embedding  # noqa: E402
 from ml.datasets import IMAGE_SUFFIXES  # noqa: E402
 from ml.loading import load_embedder  # noqa: E402
+from scripts.harness import free_port  # noqa: E402
 
 LOOKALIKE = str(Path(sys.executable).with_name("lookalike"))
 
@@ -58,12 +58,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def pick(data: Path, count: int, into: Path) -> list[Path]:

@@ -28,7 +28,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,14 +42,18 @@ from flask_migrate import upgrade
 from sqlalchemy import insert
 from tqdm import tqdm
 
-from backend.app import create_app
-from backend.config import ProductQuery, Settings
-from backend.core.extensions import db
-from backend.db.models import Product, ProductImage
-from backend.index import IndexPoint, SearchFilter, VectorIndex, close_all
-from backend.index.base import KIND_DIM, LOOK_DIM
-from backend.serving.active import active_index
-from ml.versions import untrained_version
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backend.app import create_app  # noqa: E402
+from backend.config import ProductQuery, Settings  # noqa: E402
+from backend.core.extensions import db  # noqa: E402
+from backend.db.models import Product, ProductImage  # noqa: E402
+from backend.index import IndexPoint, SearchFilter, VectorIndex, close_all  # noqa: E402
+from backend.index.base import KIND_DIM, LOOK_DIM  # noqa: E402
+from backend.serving.active import active_index  # noqa: E402
+from ml.versions import untrained_version  # noqa: E402
+from scripts import harness  # noqa: E402
 
 CATEGORIES = ["dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes", "shorts", "skirt", "t-shirt"]
 DIM = 1000
@@ -275,12 +278,6 @@ def index_alone(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _get(port: int, path: str) -> bytes:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     connection.request("GET", path)
@@ -290,38 +287,14 @@ def _get(port: int, path: str) -> bytes:
 @contextmanager
 def serving(var_dir: Path, lookalike: Path, production: bool, cwd: Path | None = None) -> Iterator[int]:
     """`lookalike serve` on a free port over the catalog in `var_dir`, once it answers and its shard is warm."""
-    port = free_port()
-    env = {**os.environ, "VAR_DIR": str(var_dir), "PORT": str(port), "ADMIN_TOKEN": "b" * 24}
+    env = {**os.environ, "VAR_DIR": str(var_dir), "ADMIN_TOKEN": "b" * 24}
     env.pop("VIRTUAL_ENV", None)
+    args = ["--production"] if production else []
     log_path = var_dir / "serve.log"
-    log = open(log_path, "w")  # noqa: SIM115
-    server = subprocess.Popen(
-        [str(lookalike), "serve", *(["--production"] if production else [])],
-        env=env,
-        cwd=cwd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                connection.request("GET", "/api/v1/health")
-                if connection.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server did not start: {log_path.read_text()[-2000:]}")
+    with harness.serving(env, cwd=cwd or ROOT, log_path=log_path, args=args, lookalike=str(lookalike)) as server:
+        while not json.loads(_get(server.port, "/api/v1/stats"))["index"].get("warm", True):  # reads its shard once
             time.sleep(0.5)
-        while not json.loads(_get(port, "/api/v1/stats"))["index"].get("warm", True):  # it reads its shard once
-            time.sleep(0.5)
-        yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+        yield server.port
 
 
 def over_http(settings: Settings, args: argparse.Namespace, baseline: Path | None = None) -> dict[str, Any]:

@@ -21,7 +21,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "datasets" / "clothing-small" / "validation"
+sys.path.insert(0, str(ROOT))
+
+from scripts import harness  # noqa: E402
+
 TOKEN = "soak-admin-token-0123456789abcdef"
 
 
@@ -52,12 +55,6 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--fresh", action="store_true", help="keep the server that seeded the catalog (default: restart it on it)"
     )
     return parser
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_mb(pid: int) -> tuple[float, float, float]:
@@ -125,11 +122,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     random.shuffle(photos)
     seed, later, feed_photos = photos[: args.products], photos[args.products : -40], photos[-40:]
     var = Path(tempfile.mkdtemp(prefix="lookalike-soak-"))
-    port = free_port()
+    port = harness.free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "QDRANT_URL", "VAR_DIR"}}
     env.update(VAR_DIR=str(var), PORT=str(port), ADMIN_TOKEN=TOKEN, RATE_LIMIT_SEARCH="100000/minute")
-    lookalike = str(Path(sys.executable).with_name("lookalike"))
-    log = open(var / "serve.log", "w")  # noqa: SIM115
     base = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"Bearer {TOKEN}"}
     result: dict[str, Any] = {
@@ -140,17 +135,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     }
 
     def start_server() -> subprocess.Popen[bytes]:
-        server = subprocess.Popen([lookalike, "serve", "--production"], env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
-                    return server
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the server did not start: {(var / 'serve.log').read_text()[-2000:]}")
-            time.sleep(0.5)
+        server = harness.start(env, cwd=ROOT, log_path=var / "serve.log", args=["--production"], port=port)
+        harness.wait_healthy(server)
+        return server.process
 
     server = start_server()
     try:
@@ -288,7 +275,6 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         server.terminate()
         server.wait(timeout=60)
-        log.close()
         shutil.rmtree(var, ignore_errors=True)
     print(json.dumps(result, indent=2))
     if args.plot:

@@ -9,26 +9,17 @@ product.png, search.png, new-product.png and status.png. Run it by hand when the
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
-LOOKALIKE = str(Path(sys.executable).with_name("lookalike"))
+sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from scripts.harness import LOOKALIKE, clean_env, serving  # noqa: E402
 
 
 def main() -> None:
@@ -39,35 +30,11 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lookalike-shots-") as tmp:
-        env = {
-            k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "QDRANT_URL", "ADMIN_TOKEN"}
-        }
-        env.update(VAR_DIR=str(Path(tmp) / "var"), PYTHONUNBUFFERED="1")
+        env = clean_env(VAR_DIR=str(Path(tmp) / "var"))
         subprocess.run([LOOKALIKE, "db", "upgrade"], env=env, cwd=tmp, check=True, capture_output=True)
         subprocess.run([LOOKALIKE, "import", str(args.photos.resolve())], env=env, cwd=tmp, check=True)
-        port = free_port()
-        log_path = Path(tmp) / "serve.log"
-        with log_path.open("w") as log:
-            server = subprocess.Popen(
-                [LOOKALIKE, "serve", "--port", str(port)], env=env, cwd=tmp, stdout=log, stderr=log
-            )
-            try:
-                base = f"http://127.0.0.1:{port}"
-                for _ in range(240):
-                    try:
-                        if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    time.sleep(0.5)
-                else:
-                    raise SystemExit(f"the server did not answer /api/v1/health in 120 s:\n{log_path.read_text()}")
-                match = re.search(r"Development admin token: (\S+)", log_path.read_text())
-                assert match, "serve prints the development admin token"
-                shoot(base, match.group(1), args)
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
+        with serving(env, cwd=Path(tmp), log_path=Path(tmp) / "serve.log") as server:
+            shoot(server.base, server.admin_token(), args)
     print(f"screenshots in {args.out}")
 
 

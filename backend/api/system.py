@@ -15,7 +15,7 @@ from backend.api.schemas import HealthOut, StatsOut
 from backend.config import current_settings
 from backend.core.extensions import db
 from backend.core.metrics import INDEX_POINTS, PHOTOS, exposition
-from backend.db.products import image_status_counts
+from backend.db.products import photo_status_counts
 from backend.index import IndexUnavailable
 from backend.services.status import collect_stats
 from backend.serving.active import active_index
@@ -51,7 +51,7 @@ def health() -> Any:
 @metrics_bp.auth_required(admin_auth)
 def metrics() -> Any:
     """Prometheus metrics (the admin token as a bearer token): latency by route, photos, index points, embedding."""
-    for status, count in image_status_counts(session=db.session).items():
+    for status, count in photo_status_counts(session=db.session).items():
         PHOTOS.labels(status).set(count)
     try:
         INDEX_POINTS.set(active_index(session=db.session, settings=current_settings())[1].count())

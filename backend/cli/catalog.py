@@ -15,7 +15,7 @@ from backend.cli.checks import embedded_store_free, ready_database
 from backend.cli.progress import progress_bar
 from backend.config import Settings, current_settings
 from backend.core.extensions import db
-from backend.db.products import image_status_counts
+from backend.db.products import photo_status_counts
 from backend.errors import FeedUnreadable
 from backend.services.feeds import (
     FeedSummary,
@@ -122,6 +122,6 @@ def _after_load(settings: Settings, image_ids: list[int]) -> None:
         if image_ids:
             active_index(session=db.session, settings=settings)[1].optimize()  # build the graph once, after the load
         db.session.expire_all()
-        click.echo("photos: " + json.dumps(image_status_counts(session=db.session)))
+        click.echo("photos: " + json.dumps(photo_status_counts(session=db.session)))
     else:
         click.echo(f"enqueued {len(image_ids)} photos for embedding; `lookalike stats` shows progress")

@@ -18,7 +18,7 @@ from backend.cli.progress import progress_bar
 from backend.config import Environment, Settings, current_settings
 from backend.core.extensions import db
 from backend.core.metrics import start_multiprocess_run
-from backend.db.products import image_status_counts
+from backend.db.products import photo_status_counts
 from backend.index import IndexUnavailable, store_for
 from backend.indexing.reindex import reindex
 from backend.indexing.sweep import run_sweep
@@ -105,7 +105,7 @@ def pipeline_stats() -> dict[str, Any]:
     settings = current_settings()
     active = active_collection(session=db.session, settings=settings)
     stats: dict[str, Any] = {
-        "photos": image_status_counts(session=db.session),
+        "photos": photo_status_counts(session=db.session),
         "index": {"collection": active.name, "points": None},
         "model_version": active.model_version,
     }

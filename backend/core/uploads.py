@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from backend.config import current_settings
-from backend.domain.photos import CheckedImage, ImageLimits, MediaStorage, Upload, check_image
+from backend.domain.photos import CheckedPhoto, ImageLimits, MediaStorage, Upload, check_photo
 from backend.errors import InvalidInput
 
 
@@ -13,7 +13,7 @@ def storage() -> MediaStorage:
     return MediaStorage(current_settings().media_root)
 
 
-def checked_uploads(files: Sequence[Upload], *, required: bool = True) -> list[CheckedImage]:
+def checked_uploads(files: Sequence[Upload], *, required: bool = True) -> list[CheckedPhoto]:
     """Check every uploaded photo before any is stored, so a bad one leaves nothing behind."""
     files = [f for f in files if f is not None]
     cfg = current_settings()
@@ -23,8 +23,8 @@ def checked_uploads(files: Sequence[Upload], *, required: bool = True) -> list[C
         raise InvalidInput("images", f"at most {cfg.max_images_per_request} photos per request")
     limits = ImageLimits.of(cfg)
     # Read one byte past the limit: enough to know a file is too large without reading all of it.
-    checked = [check_image(f.stream.read(limits.max_bytes + 1), filename=f.filename, limits=limits) for f in files]
-    first: dict[str, CheckedImage] = {}
+    checked = [check_photo(f.stream.read(limits.max_bytes + 1), filename=f.filename, limits=limits) for f in files]
+    first: dict[str, CheckedPhoto] = {}
     for image in checked:  # the same file twice in one request was stored twice
         seen = first.setdefault(image.sha256, image)
         if seen is not image:

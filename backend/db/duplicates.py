@@ -60,7 +60,7 @@ def record_pairs(session: DbSession, pairs: Iterable[tuple[int, int, float]], *,
     return len(new)
 
 
-def duplicates_by_image(
+def duplicates_by_photo(
     session: DbSession, image_ids: Sequence[int], products: Mapping[int, int] | None = None
 ) -> dict[int, list[dict[str, Any]]]:
     """`duplicate_of` for many photos in one query (the similar-items hot path); `products` (photo -> product) saves

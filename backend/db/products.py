@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 from backend.core.extensions import DbSession
 from backend.db.duplicates import link_same_files
 from backend.db.models import ImageStatus, Product, ProductImage
-from backend.domain.photos import CheckedImage, MediaStorage
+from backend.domain.photos import CheckedPhoto, MediaStorage
 from backend.errors import DuplicateSku, NotFound
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def get_product(*, session: DbSession, product_id: int) -> Product:
     return product
 
 
-def get_image(*, session: DbSession, image_id: int) -> ProductImage:
+def get_photo(*, session: DbSession, image_id: int) -> ProductImage:
     if not 0 < image_id <= MAX_ID:
         raise NotFound(f"image {image_id} not found")
     image = session.get(ProductImage, image_id)
@@ -59,8 +59,8 @@ def sku_taken(*, session: DbSession, sku: str) -> bool:
     return session.scalar(select(func.count()).where(Product.sku == sku)) != 0
 
 
-def _store_images(
-    *, session: DbSession, storage: MediaStorage, product: Product, images: Sequence[CheckedImage]
+def _store_photos(
+    *, session: DbSession, storage: MediaStorage, product: Product, images: Sequence[CheckedPhoto]
 ) -> tuple[list[str], list[ProductImage]]:
     stored: list[str] = []
     rows: list[ProductImage] = []
@@ -103,7 +103,7 @@ def _commit_or_undo(
 
 
 def create_product(
-    *, session: DbSession, storage: MediaStorage, product_in: ProductIn, images: Sequence[CheckedImage]
+    *, session: DbSession, storage: MediaStorage, product_in: ProductIn, images: Sequence[CheckedPhoto]
 ) -> Product:
     """Create a product and its photos (status pending) in one transaction."""
     if sku_taken(session=session, sku=product_in.sku):
@@ -117,16 +117,16 @@ def create_product(
         attributes=product_in.attributes or {},
     )
     session.add(product)
-    stored, new = _store_images(session=session, storage=storage, product=product, images=images)
+    stored, new = _store_photos(session=session, storage=storage, product=product, images=images)
     _commit_or_undo(session=session, storage=storage, stored=stored, sku=product_in.sku, new=new)
     return product
 
 
-def add_images(
-    *, session: DbSession, storage: MediaStorage, product: Product, images: Sequence[CheckedImage]
+def add_product_photos(
+    *, session: DbSession, storage: MediaStorage, product: Product, images: Sequence[CheckedPhoto]
 ) -> list[ProductImage]:
     before = {image.id for image in product.images}
-    stored, new = _store_images(session=session, storage=storage, product=product, images=images)
+    stored, new = _store_photos(session=session, storage=storage, product=product, images=images)
     _commit_or_undo(session=session, storage=storage, stored=stored, sku=product.sku, new=new)
     return [image for image in product.images if image.id not in before]
 
@@ -157,7 +157,7 @@ def delete_product(*, session: DbSession, storage: MediaStorage, product: Produc
     return ids
 
 
-def delete_image(*, session: DbSession, storage: MediaStorage, image: ProductImage) -> list[int]:
+def delete_photo(*, session: DbSession, storage: MediaStorage, image: ProductImage) -> list[int]:
     image_id, name = image.id, image.stored_name
     session.delete(image)
     session.commit()
@@ -205,7 +205,7 @@ def facets(*, session: DbSession) -> tuple[list[str], list[str]]:
     return list(categories), [b for b in brands if b]
 
 
-def image_status_counts(*, session: DbSession, product_id: int | None = None) -> dict[str, int]:
+def photo_status_counts(*, session: DbSession, product_id: int | None = None) -> dict[str, int]:
     query = select(ProductImage.status, func.count()).group_by(ProductImage.status)
     if product_id is not None:
         query = query.where(ProductImage.product_id == product_id)

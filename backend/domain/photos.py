@@ -51,7 +51,7 @@ class Upload(Protocol):
 
 
 @dataclass(frozen=True)
-class CheckedImage:
+class CheckedPhoto:
     data: bytes
     format: str
     width: int
@@ -112,12 +112,12 @@ def header_guard(width: int, height: int, *, max_pixels: int, max_aspect_ratio: 
     return None
 
 
-def check_image(
+def check_photo(
     data: bytes,
     *,
     filename: str | None,
     limits: ImageLimits,
-) -> CheckedImage:
+) -> CheckedPhoto:
     """Validate one uploaded photo; raise ImageRejected naming the file and the kind of problem.
 
     The reported width and height are the photo's as shown, after its EXIF orientation."""
@@ -151,7 +151,7 @@ def check_image(
         raise ImageRejected("image_too_large", f"{label}: over the limit of {limit} pixels") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageRejected("invalid_image", f"{label}: the {fmt} image is truncated or corrupt ({exc})") from exc
-    return CheckedImage(
+    return CheckedPhoto(
         data=data,
         format=fmt,
         width=width,
@@ -165,7 +165,7 @@ class PhotoRefused(ValueError):
     """A stored photo over a limit that was lowered after it was uploaded."""
 
 
-def open_image(
+def open_photo(
     data: bytes, max_pixels: int, max_aspect_ratio: float = MAX_ASPECT_RATIO, *, min_side: int = DECODE_MIN_SIDE
 ) -> Image.Image:
     """Decode a photo for embedding, with the same guards as the upload check.
@@ -216,7 +216,7 @@ class MediaStorage:
         if target.is_file():
             return target
         if image is None:
-            image = open_image(self.read(stored_name), max_pixels, max_aspect_ratio=float("inf"))
+            image = open_photo(self.read(stored_name), max_pixels, max_aspect_ratio=float("inf"))
         self._write(target, thumbnail_jpeg(image))
         return target
 
@@ -239,7 +239,7 @@ class MediaStorage:
             os.fsync(fh.fileno())
         os.replace(tmp, target)  # readers never see a half-written file
 
-    def save(self, image: CheckedImage) -> str:
+    def save(self, image: CheckedPhoto) -> str:
         name = uuid.uuid4().hex
         stored_name = f"{name[:2]}/{name}.{image.extension}"
         self._write(self.root / stored_name, image.data)

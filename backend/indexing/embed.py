@@ -29,7 +29,7 @@ from backend.core.metrics import observe_embedding
 from backend.db.duplicates import record_pairs
 from backend.db.models import CollectionState, FailureKind, ImageStatus, IndexCollection, ProductImage
 from backend.db.photos import fail_photos, mark_indexed, update_photos
-from backend.domain.photos import ImageLimits, MediaStorage, PhotoRefused, open_image
+from backend.domain.photos import ImageLimits, MediaStorage, PhotoRefused, open_photo
 from backend.index import Hit, IndexPoint, SearchFilter, VectorIndex
 from backend.index.base import COPY
 from backend.serving.active import Active
@@ -131,7 +131,7 @@ def embed_and_upsert(
     decoded, ready = [], []
     for photo in photos:
         try:
-            decoded.append(open_image(storage.read(photo.stored_name), limits.max_pixels, limits.max_aspect_ratio))
+            decoded.append(open_photo(storage.read(photo.stored_name), limits.max_pixels, limits.max_aspect_ratio))
             ready.append(photo)
         except Exception as exc:  # any unreadable photo
             log.warning("photo %s (%s) cannot be read: %s: %s", photo.id, photo.stored_name, type(exc).__name__, exc)
@@ -276,7 +276,7 @@ class IndexingPolicy:
 
 @dataclass(frozen=True)
 class _Run:
-    """One `index_images` call: where its vectors go, what embeds them, and what it reports to."""
+    """One `index_photos` call: where its vectors go, what embeds them, and what it reports to."""
 
     session: DbSession
     active: Active
@@ -288,7 +288,7 @@ class _Run:
     after: Callable[[Sequence[PhotoRef]], int] | None
 
 
-def index_images(
+def index_photos(
     *,
     session: DbSession,
     active: Active,

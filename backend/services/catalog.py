@@ -14,11 +14,11 @@ from backend.db.models import Product, ProductImage
 from backend.db.photos import reset_failed
 from backend.db.products import (
     ProductIn,
-    add_images,
+    add_product_photos,
     create_product,
-    delete_image,
+    delete_photo,
     delete_product,
-    get_image,
+    get_photo,
     get_product,
     update_product,
 )
@@ -44,7 +44,7 @@ def add_photos(*, session: DbSession, product_id: int, uploads: Sequence[Upload]
     product = get_product(session=session, product_id=product_id)
     images = checked_uploads(uploads)
     refuse_duplicates(session=session, settings=current_settings(), images=images, product_id=product_id)
-    ids = [image.id for image in add_images(session=session, storage=storage(), product=product, images=images)]
+    ids = [image.id for image in add_product_photos(session=session, storage=storage(), product=product, images=images)]
     enqueue_embedding(ids)
     session.expire_all()
     return [image for image in get_product(session=session, product_id=product_id).images if image.id in ids]
@@ -67,9 +67,9 @@ def remove_product(*, session: DbSession, product_id: int) -> None:
 
 def remove_photo(*, session: DbSession, image_id: int) -> int:
     """Delete one photo and its point; returns its product's id."""
-    image = get_image(session=session, image_id=image_id)
+    image = get_photo(session=session, image_id=image_id)
     product_id = image.product_id
-    enqueue_point_deletes(delete_image(session=session, storage=storage(), image=image))
+    enqueue_point_deletes(delete_photo(session=session, storage=storage(), image=image))
     return product_id
 
 

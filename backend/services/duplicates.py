@@ -12,7 +12,7 @@ from typing import TypedDict
 from backend.config import DuplicatePolicy, Settings
 from backend.core.extensions import DbSession
 from backend.db.duplicates import same_file_photos
-from backend.domain.photos import CheckedImage, open_image
+from backend.domain.photos import CheckedPhoto, open_photo
 from backend.errors import DuplicatePhoto
 from backend.index import SearchFilter
 from backend.indexing.embed import NearCopies
@@ -33,7 +33,7 @@ class DuplicateFound(TypedDict):
 
 
 def find_duplicates(
-    *, session: DbSession, settings: Settings, images: Sequence[CheckedImage], product_id: int | None
+    *, session: DbSession, settings: Settings, images: Sequence[CheckedPhoto], product_id: int | None
 ) -> list[DuplicateFound]:
     """For each photo (by its position), the photos of other products it duplicates: same files first; when there
     are none, near-copies by the active model."""
@@ -46,7 +46,7 @@ def find_duplicates(
     if found or not images:
         return found
     active, index = active_index(session=session, settings=settings)
-    pixels = [open_image(image.data, settings.max_image_pixels, settings.max_aspect_ratio) for image in images]
+    pixels = [open_photo(image.data, settings.max_image_pixels, settings.max_aspect_ratio) for image in images]
     where = SearchFilter(exclude_product_ids=(product_id,) if product_id is not None else ())
     rule = NearCopies.of(settings)  # the workers' rule for the photos they index
     if index.descriptors:  # the copy descriptor: thumbnails, no forward pass
@@ -69,7 +69,7 @@ def find_duplicates(
 
 
 def refuse_duplicates(
-    *, session: DbSession, settings: Settings, images: Sequence[CheckedImage], product_id: int | None = None
+    *, session: DbSession, settings: Settings, images: Sequence[CheckedPhoto], product_id: int | None = None
 ) -> None:
     """DUPLICATES=reject: DuplicatePhoto (409) naming what each refused photo duplicates; otherwise nothing."""
     if settings.duplicates is not DuplicatePolicy.reject:

@@ -37,8 +37,8 @@ from sqlalchemy.orm import selectinload
 from backend.config import Settings
 from backend.core.extensions import DbSession
 from backend.db.models import Product, ProductImage
-from backend.db.products import ProductIn, add_images, create_product, delete_image, update_product
-from backend.domain.photos import CheckedImage, ImageLimits, MediaStorage, check_image
+from backend.db.products import ProductIn, add_product_photos, create_product, delete_photo, update_product
+from backend.domain.photos import CheckedPhoto, ImageLimits, MediaStorage, check_photo
 from backend.domain.products import ProductBase, product_fields
 from backend.errors import DuplicatePhoto, DuplicateSku, FeedUnreadable, ImageRejected
 from backend.services.duplicates import refuse_duplicates
@@ -363,7 +363,7 @@ class Plan:
     product_in: ProductIn
     existing: Product | None
     changes: dict[str, Any]
-    add: list[CheckedImage]
+    add: list[CheckedPhoto]
     remove: list[ProductImage]
 
     @property
@@ -397,7 +397,7 @@ def plan_row(*, session: DbSession, settings: Settings, photos: PhotoSource, row
     )
     have = {image.sha256: image for image in existing.images} if existing is not None else {}
     listed: set[str] = set()
-    add: list[CheckedImage] = []
+    add: list[CheckedPhoto] = []
     for path in row.images:
         data = photos.read(path, settings.max_upload_bytes)
         sha = hashlib.sha256(data).hexdigest()
@@ -408,7 +408,7 @@ def plan_row(*, session: DbSession, settings: Settings, photos: PhotoSource, row
             continue
         try:
             add.append(
-                check_image(
+                check_photo(
                     data,
                     filename=posixpath.basename(path),
                     limits=ImageLimits.of(settings),
@@ -458,10 +458,10 @@ def apply_plan(*, session: DbSession, storage: MediaStorage, plan: Plan, effects
             effects.payload_sync.append(product.id)
     if plan.add:
         effects.embed += [
-            image.id for image in add_images(session=session, storage=storage, product=product, images=plan.add)
+            image.id for image in add_product_photos(session=session, storage=storage, product=product, images=plan.add)
         ]
     for image in plan.remove:
-        effects.point_deletes += delete_image(session=session, storage=storage, image=image)
+        effects.point_deletes += delete_photo(session=session, storage=storage, image=image)
 
 
 @dataclass

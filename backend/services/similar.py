@@ -20,10 +20,10 @@ from sqlalchemy import select
 
 from backend.config import ProductQuery, Settings
 from backend.core.extensions import DbSession
-from backend.db.duplicates import duplicates_by_image
+from backend.db.duplicates import duplicates_by_photo
 from backend.db.models import ImageStatus, Product, ProductImage, attribute_term
-from backend.db.products import MAX_ID, get_image, image_status_counts
-from backend.domain.photos import DECODE_MIN_SIDE, CheckedImage, open_image
+from backend.db.products import MAX_ID, get_photo, photo_status_counts
+from backend.domain.photos import DECODE_MIN_SIDE, CheckedPhoto, open_photo
 from backend.errors import InvalidInput, NotFound, NotIndexed
 from backend.index import IndexUnavailable, SearchFilter, VectorIndex
 from backend.index.base import KIND, LOOK, LookQuery, Steer
@@ -165,7 +165,7 @@ def _similar_to_product(
         indexed,
         lambda: NotIndexed(
             f"product {product_id} has no photo indexed by the active model yet",
-            status=image_status_counts(session=session, product_id=product_id),
+            status=photo_status_counts(session=session, product_id=product_id),
         ),
     )
     weight = look_weight(settings, index, params)
@@ -220,7 +220,7 @@ def _similar_to_stored_photo(
     session: DbSession, settings: Settings, active: Active, image_id: int, params: SimilarParams
 ) -> SimilarItems:
     where = params.search_filter(settings.attribute_keys)
-    image = get_image(session=session, image_id=image_id)
+    image = get_photo(session=session, image_id=image_id)
     indexed = image.status == ImageStatus.indexed and image.model_version == active.model_version
     index, vectors = _stored_vectors(
         settings,
@@ -284,7 +284,7 @@ def crop_to(image: Any, box: Box) -> Any:
 
 
 def similar_to_upload(
-    *, session: DbSession, settings: Settings, photo: CheckedImage, params: SimilarParams, box: Box | None = None
+    *, session: DbSession, settings: Settings, photo: CheckedPhoto, params: SimilarParams, box: Box | None = None
 ) -> SimilarItems:
     """Products that look like a photo that is not stored (a shopper's upload), or like a part of it (`box`)."""
     return across_a_switch(
@@ -296,7 +296,7 @@ def _similar_to_upload(
     session: DbSession,
     settings: Settings,
     active: Active,
-    photo: CheckedImage,
+    photo: CheckedPhoto,
     params: SimilarParams,
     box: Box | None,
 ) -> SimilarItems:
@@ -304,7 +304,7 @@ def _similar_to_upload(
     embedder = embedder_for(settings, active.model_version)
     # A box is decoded at the resolution a whole photo would be: its photo at that many times the side.
     side = DECODE_MIN_SIDE if box is None else math.ceil(DECODE_MIN_SIDE / min(box.w, box.h))
-    image = open_image(photo.data, settings.max_image_pixels, settings.max_aspect_ratio, min_side=side)
+    image = open_photo(photo.data, settings.max_image_pixels, settings.max_aspect_ratio, min_side=side)
     if box is not None:
         image = crop_to(image, box)
     described = embedder.describe([image])
@@ -711,6 +711,6 @@ def product_rows(*, session: DbSession, product_ids: Sequence[int]) -> dict[int,
         product["images"].append(image)
         images[image["id"]] = image
     owners = {image["id"]: pid for pid, product in products.items() for image in product["images"]}
-    for image_id, found in duplicates_by_image(session, list(images), owners).items():
+    for image_id, found in duplicates_by_photo(session, list(images), owners).items():
         images[image_id]["duplicate_of"] = found
     return products

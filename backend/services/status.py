@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from backend.config import current_settings
 from backend.core.extensions import db
 from backend.db.models import Product
-from backend.db.products import image_status_counts
+from backend.db.products import photo_status_counts
 from backend.serving.active import active_index
 from backend.serving.embedders import embedder_for
 from ml.versions import Origin
@@ -54,7 +54,7 @@ def collect_stats() -> Stats:
     embedder = embedder_for(cfg, active.model_version)
     return {
         "products": db.session.scalar(select(func.count()).select_from(Product)) or 0,
-        "images": image_status_counts(session=db.session),
+        "images": photo_status_counts(session=db.session),
         "index": {
             "backend": "qdrant-edge" if cfg.embedded_index else "qdrant-server",
             "collection": active.name,

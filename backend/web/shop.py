@@ -13,8 +13,8 @@ from backend.config import current_settings
 from backend.core.extensions import db, limiter
 from backend.core.security import search_rate_limit
 from backend.core.uploads import checked_uploads
-from backend.db.products import ProductFilter, facets, get_product, image_status_counts, list_products
-from backend.domain.photos import open_image, thumbnail_jpeg
+from backend.db.products import ProductFilter, facets, get_product, list_products, photo_status_counts
+from backend.domain.photos import open_photo, thumbnail_jpeg
 from backend.domain.products import NAME
 from backend.domain.queries import SearchQuery, SimilarQuery
 from backend.errors import LookalikeError, NotIndexed
@@ -91,7 +91,7 @@ def product(product_id: int) -> Any:
     except NotIndexed as exc:
         if exc.extra.get("field"):  # a liked or unliked product, not this one, has no vector yet
             return error_page(409, exc.message)
-        counts = image_status_counts(session=db.session, product_id=product_id)
+        counts = photo_status_counts(session=db.session, product_id=product_id)
         waiting = "Look-alikes appear once a photo is indexed: " + ", ".join(
             f"{n} {status}" for status, n in counts.items() if n
         )
@@ -178,5 +178,5 @@ def search() -> Any:
 def _preview(data: bytes) -> str:
     """The uploaded photo, small, as a data: URL (it is not stored, so it has no address)."""
     settings = current_settings()
-    jpeg = thumbnail_jpeg(open_image(data, settings.max_image_pixels, settings.max_aspect_ratio))
+    jpeg = thumbnail_jpeg(open_photo(data, settings.max_image_pixels, settings.max_aspect_ratio))
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()

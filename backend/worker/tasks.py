@@ -21,7 +21,7 @@ from backend.db.models import FailureKind, Product
 from backend.db.photos import mark_enqueued, mark_failed
 from backend.domain.photos import ImageLimits, MediaStorage
 from backend.index import IndexUnavailable, VectorIndex
-from backend.indexing.embed import IndexingPolicy, index_images, worker_identity
+from backend.indexing.embed import IndexingPolicy, index_photos, worker_identity
 from backend.indexing.reindex import reindex
 from backend.indexing.sweep import run_sweep
 from backend.services.similar import prepare_collection
@@ -66,7 +66,7 @@ def embed_images(self: Task, image_ids: list[int]) -> dict[str, int]:
     me = worker_identity(self.request.id or uuid.uuid4().hex)
     try:
         active = active_collection(session=db.session, settings=settings)
-        report = index_images(
+        report = index_photos(
             session=db.session,
             active=active,
             index=lambda: index_of(settings, active),  # the collection read above, not a fresh read

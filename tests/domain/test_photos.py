@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from backend.domain.photos import DECODE_MIN_SIDE, ImageLimits, MediaStorage, check_image, open_image, sniff_format
+from backend.domain.photos import DECODE_MIN_SIDE, ImageLimits, MediaStorage, check_photo, open_photo, sniff_format
 from backend.errors import ImageRejected
 from ml.presets import to_rgb
 from tests.utils import images
@@ -18,7 +18,7 @@ LIMITS = ImageLimits(max_bytes=5 * 1024 * 1024, max_pixels=40_000_000)
 
 
 def test_accepts_real_images_by_content_whatever_the_name() -> None:
-    checked = check_image(images.jpeg(1), filename="photo.png", limits=LIMITS)
+    checked = check_photo(images.jpeg(1), filename="photo.png", limits=LIMITS)
     assert (checked.format, checked.content_type, checked.width, checked.height) == ("JPEG", "image/jpeg", 96, 96)
     assert len(checked.sha256) == 64 and checked.original_filename == "photo.png"
     assert sniff_format(images.png(1)) == "PNG"
@@ -36,13 +36,13 @@ def test_accepts_real_images_by_content_whatever_the_name() -> None:
 )
 def test_rejections(data: bytes, status: int, code: str) -> None:
     with pytest.raises(ImageRejected) as caught:
-        check_image(data, filename="x", limits=LIMITS)
+        check_photo(data, filename="x", limits=LIMITS)
     assert caught.value.status == status and caught.value.kind == code
 
 
 def test_too_many_bytes_is_413() -> None:
     with pytest.raises(ImageRejected) as caught:
-        check_image(images.png(1), filename="x", limits=ImageLimits(max_bytes=100, max_pixels=10**9))
+        check_photo(images.png(1), filename="x", limits=ImageLimits(max_bytes=100, max_pixels=10**9))
     assert caught.value.status == 413
 
 
@@ -51,17 +51,17 @@ def test_decompression_bomb_rejected_before_decoding(monkeypatch: pytest.MonkeyP
     original = ImageFile.ImageFile.load
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(1) or original(self))
     with pytest.raises(ImageRejected) as caught:
-        check_image(images.bomb_png(), filename="bomb.png", limits=LIMITS)
+        check_photo(images.bomb_png(), filename="bomb.png", limits=LIMITS)
     assert caught.value.status == 400 and "12000x12000 pixels" in caught.value.message
     assert caught.value.kind == "image_too_large"
     assert decoded == []
-    check_image(images.png(1), filename="ok.png", limits=LIMITS)
+    check_photo(images.png(1), filename="ok.png", limits=LIMITS)
     assert decoded == [1]  # the spy does see a normal decode
 
 
 def test_storage_names_and_round_trip(tmp_path: Path) -> None:
     storage = MediaStorage(tmp_path)
-    checked = check_image(images.png(4), filename="../../evil name.png", limits=LIMITS)
+    checked = check_photo(images.png(4), filename="../../evil name.png", limits=LIMITS)
     name = storage.save(checked)
     assert name.endswith(".png") and "evil" not in name and storage.read(name) == images.png(4)
     assert storage.path(name).parent.parent == tmp_path
@@ -79,15 +79,15 @@ def test_extreme_shapes_refused_from_the_header(width: int, height: int, monkeyp
     original = ImageFile.ImageFile.load
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(1) or original(self))
     with pytest.raises(ImageRejected) as caught:
-        check_image(images.png_header(width, height), filename="thin.png", limits=LIMITS)
+        check_photo(images.png_header(width, height), filename="thin.png", limits=LIMITS)
     assert caught.value.kind == "bad_aspect_ratio" and caught.value.status == 400
     assert f"{width}x{height}" in caught.value.message and decoded == []
-    check_image(images.thin_png(1000, 100), filename="ten-to-one.png", limits=LIMITS)  # 10:1 is allowed
+    check_photo(images.thin_png(1000, 100), filename="ten-to-one.png", limits=LIMITS)  # 10:1 is allowed
 
 
 def test_a_ratio_just_over_the_limit_is_shown_as_it_is() -> None:
     with pytest.raises(ImageRejected) as caught:
-        check_image(images.png_header(1040, 100), filename="wide.png", limits=LIMITS)
+        check_photo(images.png_header(1040, 100), filename="wide.png", limits=LIMITS)
     assert "is 10.4:1, over the limit of 10:1" in caught.value.message  # it read "10:1, over the limit of 10:1"
 
 
@@ -96,13 +96,13 @@ def test_pillows_own_bomb_error_is_told_in_our_words(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses before our limit would
     with pytest.raises(ImageRejected) as caught:
-        check_image(images.png(1, 96), filename="big.png", limits=ImageLimits(max_bytes=10**7, max_pixels=10**9))
+        check_photo(images.png(1, 96), filename="big.png", limits=ImageLimits(max_bytes=10**7, max_pixels=10**9))
     assert caught.value.kind == "image_too_large" and caught.value.message == "big.png: over the limit of 2000 pixels"
     assert "DOS" not in caught.value.message
 
 
 def test_reported_size_follows_exif_orientation() -> None:
-    checked = check_image(images.rotated_jpeg(60, 30, orientation=6), filename="turned.jpg", limits=LIMITS)
+    checked = check_photo(images.rotated_jpeg(60, 30, orientation=6), filename="turned.jpg", limits=LIMITS)
     assert (checked.width, checked.height) == (30, 60)
 
 
@@ -130,7 +130,7 @@ def big_jpeg(width: int, height: int) -> bytes:
 def test_a_large_jpeg_is_decoded_scaled_down_for_the_embedder() -> None:
     """One 36 Mpx photo left a worker 280 MB larger: it was decoded whole (108 MB of pixels) to be shrunk to 256."""
     data = big_jpeg(7360, 4912)
-    image = open_image(data, max_pixels=10**8, max_aspect_ratio=10)
+    image = open_photo(data, max_pixels=10**8, max_aspect_ratio=10)
     assert image.size == (920, 614)  # an eighth: both sides still at least DECODE_MIN_SIDE
     assert min(image.size) >= DECODE_MIN_SIDE
     # ... and looks as the whole decode does, once both are at the embedder's size
@@ -139,15 +139,15 @@ def test_a_large_jpeg_is_decoded_scaled_down_for_the_embedder() -> None:
     difference = np.abs(np.asarray(whole, np.int16) - np.asarray(scaled, np.int16))
     assert difference.mean() < 2.0
     # A photo under twice the side is decoded as it is; a box asks for more pixels.
-    assert open_image(big_jpeg(1000, 800), max_pixels=10**8).size == (1000, 800)
-    assert min(open_image(data, max_pixels=10**8, max_aspect_ratio=10, min_side=2048).size) >= 2048
+    assert open_photo(big_jpeg(1000, 800), max_pixels=10**8).size == (1000, 800)
+    assert min(open_photo(data, max_pixels=10**8, max_aspect_ratio=10, min_side=2048).size) >= 2048
 
 
 def test_the_upload_check_still_finds_a_large_truncated_jpeg() -> None:
     data = big_jpeg(4000, 3000)
-    assert check_image(data, filename="big.jpg", limits=ImageLimits(max_bytes=10**8, max_pixels=10**8)).width == 4000
+    assert check_photo(data, filename="big.jpg", limits=ImageLimits(max_bytes=10**8, max_pixels=10**8)).width == 4000
     with pytest.raises(ImageRejected) as caught:
-        check_image(
+        check_photo(
             data[: len(data) * 2 // 3], filename="cut.jpg", limits=ImageLimits(max_bytes=10**8, max_pixels=10**8)
         )
     assert caught.value.kind == "invalid_image"

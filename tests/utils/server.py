@@ -1,26 +1,15 @@
-"""Start a real `lookalike serve` process for end-to-end tests."""
+"""Start a real `lookalike serve` process for end-to-end tests (the scripts' harness, with the tests' settings)."""
 
 from __future__ import annotations
 
-import os
-import re
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+from scripts.harness import LOOKALIKE, clean_env, free_port, serving
 
-LOOKALIKE = str(Path(sys.executable).with_name("lookalike"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["LOOKALIKE", "free_port", "running_server"]
 
 
 @contextmanager
@@ -30,41 +19,13 @@ def running_server(
     """(base URL, development admin token) of a server on the embedded default, stopped at the end.
 
     `migrate=False` leaves the schema to `serve` itself (it migrates the embedded default); `env` adds settings."""
-    extra = env
-    env = {k: v for k, v in os.environ.items() if k not in {"ADMIN_TOKEN", "DATABASE_URL", "REDIS_URL", "QDRANT_URL"}}
-    env.update(
-        VAR_DIR=str(tmp_path / "var"),
-        EMBED_IMAGE_SIZE="64",
-        DEFAULT_MODEL="untrained",
-        DEVICE="cpu",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra or {})
+    settings = {"VAR_DIR": str(tmp_path / "var"), "EMBED_IMAGE_SIZE": "64", "DEFAULT_MODEL": "untrained"}
+    full = clean_env(**settings, DEVICE="cpu", **(env or {}))
     if migrate:
         subprocess.run(
-            [LOOKALIKE, "db", "upgrade"], env=env, cwd=tmp_path, check=True, capture_output=True, timeout=120
+            [LOOKALIKE, "db", "upgrade"], env=full, cwd=tmp_path, check=True, capture_output=True, timeout=120
         )
-    port = free_port()
-    log_path = tmp_path / "serve.log"
-    with log_path.open("w") as log:
-        command = [LOOKALIKE, "serve", "--port", str(port), *(["--production"] if production else [])]
-        process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, "server did not come up in 60 s"
-                time.sleep(0.3)
-            match = re.search(r"Development admin token: (\S+)", log_path.read_text())
-            assert match, "the development admin token is printed at start-up"
-            yield base, match.group(1)
-        finally:
-            process.terminate()
-            code = process.wait(timeout=30)
-        assert code == 0, log_path.read_text()[-2000:]  # a clean shutdown
+    args = ["--production"] if production else []
+    with serving(full, cwd=tmp_path, log_path=tmp_path / "serve.log", args=args, timeout_s=60) as server:
+        yield server.base, server.admin_token()
+    assert server.process.returncode == 0, server.log_tail()  # a clean shutdown
