@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
-from backend.api import images, imports, products, similar, system
+from backend.api import duplicates, images, imports, products, similar, system
 
-BLUEPRINTS = (system.bp, system.metrics_bp, products.bp, images.bp, images.media_bp, similar.bp, imports.bp)
+BLUEPRINTS = (
+    system.bp,
+    system.metrics_bp,
+    products.bp,
+    images.bp,
+    images.media_bp,
+    similar.bp,
+    imports.bp,
+    duplicates.bp,
+)

@@ -1,4 +1,4 @@
-"""Catalog feeds through the API, and the duplicate photos they (or uploads) bring."""
+"""Catalog feeds through the API: sent, run in the background, and followed by their progress."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from apiflask import APIBlueprint
 from flask import request, url_for
 
 from backend.api.auth import admin_auth
-from backend.api.schemas import DuplicatePageOut, ImportIn, ImportOut, PageQuery
+from backend.api.schemas import ImportIn, ImportOut
 from backend.config import current_settings
 from backend.core.extensions import db
-from backend.db.duplicates import duplicate_groups
 from backend.services import imports
 
 bp = APIBlueprint("imports", __name__, url_prefix="/api/v1", tag="Imports")
@@ -63,16 +62,3 @@ def create(form: dict[str, Any]) -> Any:
 def get(import_id: int) -> Any:
     """An import's state, progress (rows done of rows total), summary and skipped rows with their reasons."""
     return imports.get_import(session=db.session, import_id=import_id)
-
-
-@bp.get("/duplicates")
-@bp.doc(operation_id="listDuplicates")
-@bp.auth_required(admin_auth)
-@bp.input(PageQuery, location="query", arg_name="query")
-@bp.output(DuplicatePageOut)
-def duplicates(query: dict[str, Any]) -> Any:
-    """Groups of photos of different products that are the same file or near-copies, each with its pairs."""
-    groups = duplicate_groups(db.session)
-    start = (query["page"] - 1) * query["per_page"]
-    items = groups[start : start + query["per_page"]]
-    return {"items": items, "total": len(groups), "page": query["page"], "per_page": query["per_page"]}
