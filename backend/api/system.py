@@ -65,4 +65,4 @@ def metrics() -> Any:
 @bp.doc(operation_id="getStats", responses={200: "statistics", 503: "the vector index is unavailable"})
 def stats() -> Any:
     """Photos by status, points in the index, and the model that embeds."""
-    return collect_stats()
+    return collect_stats(session=db.session, settings=current_settings())

@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "stats": (
         "backend.cli.pipeline:stats_command",
-        "Print JSON: photos by status, points in the active index, the active model version.",
+        "Print JSON: products, photos by status, the index and the model, as /api/v1/stats shows them.",
     ),
     "sweep": (
         "backend.cli.pipeline:sweep_command",

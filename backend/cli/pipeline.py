@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
 
 import click
 from celery import Celery
@@ -18,12 +17,10 @@ from backend.cli.progress import progress_bar
 from backend.config import Environment, Settings, current_settings
 from backend.core.extensions import db
 from backend.core.metrics import start_multiprocess_run
-from backend.db.products import photo_status_counts
-from backend.index import IndexUnavailable, store_for
 from backend.indexing.reindex import reindex
 from backend.indexing.sweep import run_sweep
 from backend.services.models import ReindexRunning, refuse_a_second_reindex
-from backend.serving.active import active_collection
+from backend.services.status import collect_stats
 from backend.serving.embedders import UnknownModel, import_model_code
 from backend.worker.enqueue import enqueue_embedding, sweep
 
@@ -100,27 +97,13 @@ def flower(address: str | None, port: int | None, celery_args: tuple[str, ...]) 
     _celery().start(["flower", f"--address={address}", f"--port={port}", f"--basic-auth={auth}", *celery_args])
 
 
-def pipeline_stats() -> dict[str, Any]:
-    ready_database()
-    settings = current_settings()
-    active = active_collection(session=db.session, settings=settings)
-    stats: dict[str, Any] = {
-        "photos": photo_status_counts(session=db.session),
-        "index": {"collection": active.name, "points": None},
-        "model_version": active.model_version,
-    }
-    try:
-        stats["index"]["points"] = store_for(settings).open(active.name).count()
-    except IndexUnavailable as exc:
-        stats["index"]["error"] = str(exc)
-    return stats
-
-
 @click.command("stats")
 @with_appcontext
 def stats_command() -> None:
-    """Print JSON: photos by status, points in the active index, the active model version."""
-    click.echo(json.dumps(pipeline_stats(), indent=2))
+    """Print JSON: products, photos by status, the index and the model, as /api/v1/stats shows them."""
+    ready_database()
+    stats = collect_stats(session=db.session, settings=current_settings(), index_errors=True)
+    click.echo(json.dumps(stats, indent=2))
 
 
 @click.command("sweep")

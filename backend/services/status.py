@@ -1,16 +1,18 @@
-"""What the service is doing: products, photos by status, the index and the model that embeds."""
+"""What the service is doing: products, photos by status, the index and the model that embeds. One shape for
+`/api/v1/stats`, the status page and `lookalike stats`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 from sqlalchemy import func, select
 
-from backend.config import current_settings
-from backend.core.extensions import db
+from backend.config import Settings
+from backend.core.extensions import DbSession
 from backend.db.models import Product
 from backend.db.products import photo_status_counts
-from backend.serving.active import active_index
+from backend.index import IndexUnavailable
+from backend.serving.active import active_collection, index_of
 from backend.serving.embedders import embedder_for
 from ml.versions import Origin
 
@@ -34,8 +36,9 @@ class ModelInfo(TypedDict):
 class IndexInfo(TypedDict):
     backend: str
     collection: str
-    points: int
+    points: int | None  # None: the index could not be read (`error` says why)
     warm: bool
+    error: NotRequired[str]
 
 
 class Stats(TypedDict):
@@ -48,21 +51,29 @@ class Stats(TypedDict):
     tasks: str
 
 
-def collect_stats() -> Stats:
-    cfg = current_settings()
-    active, vectors = active_index(session=db.session, settings=cfg)
-    embedder = embedder_for(cfg, active.model_version)
+def collect_stats(*, session: DbSession, settings: Settings, index_errors: bool = False) -> Stats:
+    """IndexUnavailable when the index cannot be read, unless `index_errors`: then the rest, and why (a command
+    beside a `lookalike serve` that holds the embedded store)."""
+    active = active_collection(session=session, settings=settings)
+    index: IndexInfo = {
+        "backend": "qdrant-edge" if settings.embedded_index else "qdrant-server",
+        "collection": active.name,
+        "points": None,
+        "warm": False,
+    }
+    try:
+        vectors = index_of(settings, active)
+        index["points"], index["warm"] = vectors.count(), vectors.ready
+    except IndexUnavailable as exc:
+        if not index_errors:
+            raise
+        index["error"] = str(exc)
     return {
-        "products": db.session.scalar(select(func.count()).select_from(Product)) or 0,
-        "images": photo_status_counts(session=db.session),
-        "index": {
-            "backend": "qdrant-edge" if cfg.embedded_index else "qdrant-server",
-            "collection": active.name,
-            "points": vectors.count(),
-            "warm": vectors.ready,
-        },
-        "model": model_info(embedder.info),
-        "tasks": "in-process" if cfg.tasks_in_process else "celery",
+        "products": session.scalar(select(func.count()).select_from(Product)) or 0,
+        "images": photo_status_counts(session=session),
+        "index": index,
+        "model": model_info(embedder_for(settings, active.model_version).info),
+        "tasks": "in-process" if settings.tasks_in_process else "celery",
     }
 
 

@@ -184,7 +184,7 @@ def status() -> Any:
     """Photos by status, failed photos with their reasons, the model and the index, Flower."""
     settings = current_settings()
     try:
-        stats: Stats | None = collect_stats()
+        stats: Stats | None = collect_stats(session=db.session, settings=settings)
     except IndexUnavailable as exc:
         log.warning("status page: vector index unavailable: %s", exc)
         stats = None

@@ -27,8 +27,9 @@ def test_stats_and_worker_commands(make_app: Any) -> None:
     upload(app.test_client(), "A", images.png(1), images.png(2))
     runner = cli_runner(app)
     stats = json.loads(runner.invoke(args=["stats"]).output)
-    assert stats["photos"] == {"pending": 0, "indexed": 2, "failed": 0}
-    assert stats["index"]["points"] == 2 and stats["model_version"].startswith("untrained-")
+    assert stats == app.test_client().get("/api/v1/stats").json  # one shape for the command and the API
+    assert stats["images"] == {"pending": 0, "indexed": 2, "failed": 0} and stats["products"] == 1
+    assert stats["index"]["points"] == 2 and stats["model"]["version"].startswith("untrained-")
     swept = runner.invoke(args=["sweep"])
     assert swept.exit_code == 0 and json.loads(swept.output)["missing_points"] == 0
     refused = runner.invoke(args=["worker"])

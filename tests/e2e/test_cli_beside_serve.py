@@ -3,6 +3,7 @@ and the same command works once the server has stopped; a second `serve` on the 
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -38,6 +39,13 @@ def test_import_beside_a_running_server_stops_before_writing_and_a_retry_works(t
         assert len([line for line in lines if line.startswith("Error:")]) == 1 and "Traceback" not in refused.stderr
         assert "held by another process" in refused.stderr and "nothing was imported" in refused.stderr
         assert products_in(tmp_path / "var") == 0
+        stats = subprocess.run(
+            [LOOKALIKE, "stats"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )  # what it can read, and why not the index
+        assert stats.returncode == 0, stats.stderr
+        shown = json.loads(stats.stdout)
+        assert shown["products"] == 0 and shown["index"]["points"] is None
+        assert "locked to one process" in shown["index"]["error"]
         second = subprocess.run(
             [LOOKALIKE, "serve", "--port", str(free_port())], env=env, cwd=tmp_path, capture_output=True, text=True,
             timeout=120,
