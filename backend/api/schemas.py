@@ -109,6 +109,7 @@ class ProductOut(Schema):
     brand = fields.String(allow_none=True)
     price = fields.Float(allow_none=True)
     attributes = fields.Dict(metadata={"description": "the product's attributes: any JSON object"})
+    url = fields.String(allow_none=True, metadata={"description": "the product's page on the shop's site"})
     images = fields.List(fields.Nested(ImageOut))
     created_at = fields.DateTime()
     updated_at = fields.DateTime()

@@ -51,6 +51,26 @@ def _json(body: dict[str, Any]) -> Any:
 INDEX_DOWN = {503: "the vector index is unavailable; try again shortly"}
 
 
+@bp.get("/products/sku/<path:sku>/similar")
+@bp.input(SimilarQueryIn, location="query", arg_name="query")
+@bp.output(SimilarOut)
+@bp.doc(
+    operation_id="similarToSku",
+    description=ATTR_DOC,
+    responses={
+        404: "no product with this sku",
+        409: "the product has no photo indexed by the active model yet, or `look` above 0 on a collection without"
+        " the look vectors",
+        **INDEX_DOWN,
+    },
+)
+def similar_to_sku(sku: str, query: dict[str, Any]) -> Any:
+    """As `/products/<id>/similar`, for the product with this sku: what a shop's own page knows."""
+    params = query_params(query)
+    found = use_case.similar_to_sku(session=db.session, settings=current_settings(), sku=sku, params=params)
+    return _json(similar_body(found, params))
+
+
 @bp.get("/products/<int:product_id>/similar")
 @bp.input(SimilarQueryIn, location="query", arg_name="query")
 @bp.output(SimilarOut)

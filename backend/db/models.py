@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backend.core.extensions import db
+from backend.domain.products import URL_MAX
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -89,6 +90,7 @@ class Product(db.Model):
     brand: Mapped[str | None] = mapped_column(String(64), index=True)
     price: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
     attributes: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    url: Mapped[str | None] = mapped_column(String(URL_MAX))  # the product's page on the shop's site
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

@@ -31,6 +31,7 @@ class ProductIn:
     brand: str | None = None
     price: Decimal | None = None
     attributes: dict[str, Any] | None = None
+    url: str | None = None
 
 
 # Ids are 32-bit integer columns: a larger id is simply not there (PostgreSQL would refuse to compare it).
@@ -53,6 +54,14 @@ def get_photo(*, session: DbSession, image_id: int) -> ProductImage:
     if image is None:
         raise NotFound(f"image {image_id} not found")
     return image
+
+
+def product_id_of(*, session: DbSession, sku: str) -> int:
+    """The id of the product with this sku; NotFound naming the sku."""
+    found = session.scalar(select(Product.id).where(Product.sku == sku))
+    if found is None:
+        raise NotFound(f"no product with sku {sku!r}", field="sku")
+    return found
 
 
 def sku_taken(*, session: DbSession, sku: str) -> bool:
@@ -115,6 +124,7 @@ def create_product(
         brand=product_in.brand,
         price=product_in.price,
         attributes=product_in.attributes or {},
+        url=product_in.url,
     )
     session.add(product)
     stored, new = _store_photos(session=session, storage=storage, product=product, images=images)

@@ -17,6 +17,12 @@ PRINTABLE = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="must not contain cont
 NOT_BLANK = validate.Regexp(r"\s*\S", error="must not be blank")
 NAME = [validate.Length(min=1, max=64), PRINTABLE, NOT_BLANK]
 TITLE = [validate.Length(min=1, max=200), PRINTABLE, NOT_BLANK]
+# A product's page on the shop's own site: absolute, http or https (the widget links each look-alike there).
+URL_MAX = 2048
+URL = [
+    validate.Length(max=URL_MAX),
+    validate.URL(schemes={"http", "https"}, require_tld=False, error="an absolute http or https URL"),
+]
 # The price column is Numeric(12, 2): ten digits before the point.
 PRICE = validate.Range(min=0, max=9_999_999_999.99)
 # Attributes are shown with every product in every list and similar-items page: kept small and plain.
@@ -98,6 +104,12 @@ def product_fields(*, patch: bool) -> dict[str, fields.Field]:
         "attributes": JsonObjectText(
             metadata={"type": "object", "description": "a JSON object (in multipart, as JSON text)"}, **optional
         ),
+        "url": fields.String(
+            allow_none=True,
+            validate=URL,
+            metadata={"description": "the product's page on the shop's site", "example": "https://shop.example/p/42"},
+            **optional,
+        ),
     }
 
 
@@ -115,3 +127,4 @@ class ProductChanges(TypedDict, total=False):
     brand: str | None
     price: float | None
     attributes: dict[str, Any]
+    url: str | None

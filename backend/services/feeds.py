@@ -44,7 +44,7 @@ from backend.errors import DuplicatePhoto, DuplicateSku, FeedUnreadable, ImageRe
 from backend.services.duplicates import refuse_duplicates
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-FIELDS = ("sku", "title", "category", "brand", "price", "attributes")
+FIELDS = ("sku", "title", "category", "brand", "price", "attributes", "url")
 REQUIRED_COLUMNS = ("sku", "title", "category", "images")
 MAX_ROW_ERRORS = 1000  # kept in the summary; the counts by reason cover every row
 RowSchema = ProductBase.from_dict(product_fields(patch=False), name="FeedRow")
@@ -425,6 +425,7 @@ def plan_row(*, session: DbSession, settings: Settings, photos: PhotoSource, row
             "brand": product_in.brand,
             "price": product_in.price,
             "attributes": product_in.attributes or {},
+            "url": product_in.url,
         }
         changes = {k: v for k, v in wanted.items() if getattr(existing, k) != v}  # prices: Decimal both sides
     remove = [image for sha, image in have.items() if sha not in listed]

@@ -22,7 +22,7 @@ from backend.config import ProductQuery, Settings
 from backend.core.extensions import DbSession
 from backend.db.duplicates import duplicates_by_photo
 from backend.db.models import ImageStatus, Product, ProductImage, attribute_term
-from backend.db.products import MAX_ID, get_photo, photo_status_counts
+from backend.db.products import MAX_ID, get_photo, photo_status_counts, product_id_of
 from backend.domain.photos import DECODE_MIN_SIDE, CheckedPhoto, open_photo
 from backend.errors import InvalidInput, NotFound, NotIndexed
 from backend.index import IndexUnavailable, SearchFilter, VectorIndex
@@ -115,6 +115,7 @@ class ProductRow(TypedDict):
     brand: str | None
     price: float | None
     attributes: dict[str, Any]
+    url: str | None
     images: list[PhotoRow]
     created_at: str
     updated_at: str
@@ -142,6 +143,12 @@ def across_a_switch(session: DbSession, settings: Settings, query: Callable[[Act
             raise
         log.info("similar items: the live collection changed to %s during the query: asked again", now.name)
         return query(now)
+
+
+def similar_to_sku(*, session: DbSession, settings: Settings, sku: str, params: SimilarParams) -> SimilarItems:
+    """As `similar_to_product`, for the product with this sku (a shop's page knows its sku, not our id)."""
+    product_id = product_id_of(session=session, sku=sku)
+    return similar_to_product(session=session, settings=settings, product_id=product_id, params=params)
 
 
 def similar_to_product(
@@ -688,6 +695,7 @@ def product_rows(*, session: DbSession, product_ids: Sequence[int]) -> dict[int,
                 "brand": row["brand"],
                 "price": float(row["price"]) if row["price"] is not None else None,
                 "attributes": row["attributes"],
+                "url": row["url"],
                 "images": [],
                 "created_at": row["created_at"].isoformat(),
                 "updated_at": row["updated_at"].isoformat(),

@@ -17,7 +17,7 @@ from wtforms.validators import InputRequired
 from backend.domain.products import ProductFields, ProductPatchFields
 from backend.errors import ImageRejected, LookalikeError
 
-PRODUCT_FIELDS = ("sku", "title", "category", "brand", "price", "attributes")
+PRODUCT_FIELDS = ("sku", "title", "category", "brand", "price", "attributes", "url")
 
 
 class LoginForm(FlaskForm):
@@ -43,6 +43,7 @@ class ProductForm(FlaskForm):
     brand = StringField("Brand", description="optional")
     price = StringField("Price", description="optional, e.g. 49.90")
     attributes = TextAreaField("Attributes", description='optional JSON object, e.g. {"colour": "red"}')
+    url = StringField("Page on your shop", description="optional, e.g. https://shop.example/p/42")
     images = MultipleFileField("Photos", description="one or more JPEG, PNG, GIF or WebP photos")
 
     def fill(self, product: Any) -> None:
@@ -51,6 +52,7 @@ class ProductForm(FlaskForm):
         self.brand.data = product.brand or ""
         self.price.data = f"{product.price:.2f}" if product.price is not None else ""
         self.attributes.data = json_text(product.attributes) if product.attributes else ""
+        self.url.data = product.url or ""
 
     def checked(self, *, patch: bool) -> dict[str, Any] | None:
         """The fields as the API's schema loads them, or None with the errors set beside each field.
@@ -61,7 +63,7 @@ class ProductForm(FlaskForm):
             value = (getattr(self, name).data or "").strip()
             if value:
                 data[name] = value
-            elif patch and name in ("brand", "price"):
+            elif patch and name in ("brand", "price", "url"):
                 data[name] = None
             elif patch and name == "attributes":
                 data[name] = {}

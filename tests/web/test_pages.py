@@ -234,11 +234,14 @@ def test_new_product_form_shows_every_error_beside_its_field_and_stores_nothing(
     log_in(client)
     before = stored_files(app)
     bad = post_form(
-        client, "/admin/products/new", product_form("bad sku", (b"not an image", "n.jpg"), price="-3", attributes="[1]")
+        client,
+        "/admin/products/new",
+        product_form("bad sku", (b"not an image", "n.jpg"), price="-3", attributes="[1]", url="/p/1"),
     )
     assert bad.status_code == 400
     shown = errors(bad)
-    assert set(shown) == {"sku", "price", "attributes", "images"}
+    assert set(shown) == {"sku", "price", "attributes", "images", "url"}
+    assert shown["url"] == ["an absolute http or https URL"]
     assert shown["images"] == ["n.jpg: not a JPEG, PNG, GIF or WebP image by its content"]
     duplicate = post_form(client, "/admin/products/new", product_form("TAKEN", (images.png(2, 32), "p.png")))
     assert duplicate.status_code == 409 and errors(duplicate) == {"sku": ["a product with sku 'TAKEN' already exists"]}
@@ -256,11 +259,13 @@ def test_new_product_form_shows_every_error_beside_its_field_and_stores_nothing(
             brand="acme",
             price="12.5",
             attributes='{"colour": "red"}',
+            url="https://shop.example/p/new-1",
         ),
     )
     assert made.status_code == 302 and made.headers["Location"] == "/products/2"
     product = client.get("/api/v1/products/2").json
     assert (product["brand"], product["price"], product["attributes"]) == ("acme", 12.5, {"colour": "red"})
+    assert product["url"] == "https://shop.example/p/new-1"
     assert [i["status"] for i in product["images"]] == ["indexed", "indexed"]
 
 
