@@ -20,6 +20,7 @@ from backend.api.headers import security_headers
 from backend.api.openapi import merge_duplicate_schemas
 from backend.api.schemas import ErrorOut
 from backend.config import Environment, Settings
+from backend.core.cors import register_cors
 from backend.core.extensions import db, limiter, migrate
 from backend.core.logs import configure_logging
 from backend.core.metrics import observe_request, start_timer
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.before_request(start_timer)
     app.after_request(observe_request)
     app.after_request(security_headers)
+    register_cors(app)
     app.spec_processor(merge_duplicate_schemas)
 
     csrf.init_app(app)

@@ -54,6 +54,7 @@ class ProductQuery(StrEnum):
 
 
 ATTRIBUTE_KEY = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?", re.IGNORECASE)
 MIN_SECRET_LENGTH = 16
 MIN_SECRET_DISTINCT = 6
 
@@ -170,6 +171,9 @@ class Settings(BaseSettings):
     import_dir: Path | None = None
     # The largest POST /api/v1/imports body (a feed and a zip of photos).
     import_max_mb: float = Field(default=2048, gt=0)
+    # The shop's own sites, comma-separated origins (https://shop.example), whose pages may call the public read
+    # calls and the events call from the browser (the widget); empty: no cross-origin access. Writes never.
+    allowed_origins: str = ""
 
     @field_validator("filter_attributes")
     @classmethod
@@ -179,6 +183,17 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"FILTER_ATTRIBUTES: {bad[0]!r} is not a key of letters, digits, _ or - (1-64)")
         return ",".join(dict.fromkeys(keys))
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        origins = [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        for origin in origins:
+            if not ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"ALLOWED_ORIGINS: {origin!r} is not an origin: scheme://host[:port], http or https, no path"
+                )
+        return ",".join(dict.fromkeys(origin.lower() for origin in origins))
 
     @model_validator(mode="before")
     @classmethod
@@ -231,6 +246,11 @@ class Settings(BaseSettings):
     def attribute_keys(self) -> tuple[str, ...]:
         """The declared filter attributes, in the order given."""
         return tuple(key for key in self.filter_attributes.split(",") if key)
+
+    @property
+    def origins(self) -> frozenset[str]:
+        """ALLOWED_ORIGINS as a set, for the CORS check."""
+        return frozenset(origin for origin in self.allowed_origins.split(",") if origin)
 
     @property
     def import_max_bytes(self) -> int:

@@ -44,7 +44,9 @@ def query_params(query: dict[str, Any]) -> SimilarParams:
 
 def _json(body: dict[str, Any]) -> Any:
     # Already in the shape of SimilarOut (see product_rows): skip the schema dump on the hot path.
-    return current_app.json.response(body)
+    response = current_app.json.response(body)
+    response.headers["X-Lookalike-Model"] = body["model_version"]  # also readable by a shop's page (CORS)
+    return response
 
 
 # Every call that asks the vector index.
