@@ -3,23 +3,29 @@
     uv run python docs/screenshots.py [--photos ../shared/datasets/clothing-small/validation] [--out docs/screenshots]
 
 Imports the photos into a fresh embedded store (the default model), serves it, and saves catalog.png,
-product.png, search.png, new-product.png and status.png. Run it by hand when the pages change; CI does not.
+product.png, search.png, new-product.png and status.png; then widget.png: the look-alikes widget on a demo shop
+page served from another origin (a second local port, in ALLOWED_ORIGINS). Run it by hand when the pages change;
+CI does not.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import http.server
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
+import httpx
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.harness import LOOKALIKE, clean_env, serving  # noqa: E402
+from scripts.harness import LOOKALIKE, clean_env, free_port, serving  # noqa: E402
 
 
 def main() -> None:
@@ -30,11 +36,13 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lookalike-shots-") as tmp:
-        env = clean_env(VAR_DIR=str(Path(tmp) / "var"))
+        shop_port = free_port()
+        env = clean_env(VAR_DIR=str(Path(tmp) / "var"), ALLOWED_ORIGINS=f"http://127.0.0.1:{shop_port}")
         subprocess.run([LOOKALIKE, "db", "upgrade"], env=env, cwd=tmp, check=True, capture_output=True)
         subprocess.run([LOOKALIKE, "import", str(args.photos.resolve())], env=env, cwd=tmp, check=True)
         with serving(env, cwd=Path(tmp), log_path=Path(tmp) / "serve.log") as server:
             shoot(server.base, server.admin_token(), args)
+            shoot_widget(server.base, server.admin_token(), shop_port, Path(tmp) / "site", args)
     print(f"screenshots in {args.out}")
 
 
@@ -70,6 +78,63 @@ def shoot(base: str, token: str, args: argparse.Namespace) -> None:
         page.click("#product-form button[type=submit]")
         save("new-product")
         browser.close()
+
+
+DEMO_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><title>{title} - Demo shop</title>
+<style>
+  body {{ font-family: Georgia, serif; margin: 0; color: #222; }}
+  header {{ background: #1f2937; color: #fff; padding: 14px 32px; font-size: 22px; letter-spacing: .04em; }}
+  main {{ max-width: 1100px; margin: 24px auto; padding: 0 32px; }}
+  .hero {{ display: flex; gap: 32px; align-items: flex-start; margin-bottom: 32px; }}
+  .hero img {{ width: 300px; border-radius: 8px; }}
+  .lookalike {{ --lookalike-card-width: 150px; --lookalike-accent: #b45309; --lookalike-font: Georgia, serif; }}
+</style>
+<header>DEMO SHOP</header>
+<main>
+  <div class="hero"><img src="{photo}" alt="{title}"><div><h1>{title}</h1><p>{price}</p>
+    <p>The shop's own product page: the two lines below it are all the widget needs.</p></div></div>
+  <script src="{base}/widget.js" async></script>
+  <div data-lookalike-sku="{sku}" data-limit="6" data-category="dress" data-title="You may also like"></div>
+</main>
+"""
+
+
+def shoot_widget(base: str, token: str, port: int, site: Path, args: argparse.Namespace) -> None:
+    """The widget on a demo shop page of another origin; every dress gets a price and a page of that shop."""
+    shop = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {token}"}
+    dresses = httpx.get(f"{base}/api/v1/products", params={"category": "dress", "per_page": 100}).json()["items"]
+    (site / "p").mkdir(parents=True, exist_ok=True)
+    for n, product in enumerate(dresses):
+        change = {"url": f"{shop}/p/{product['id']}.html", "price": 29.9 + n % 7 * 10}
+        httpx.patch(f"{base}/api/v1/products/{product['id']}", json=change, headers=auth).raise_for_status()
+        (site / "p" / f"{product['id']}.html").write_text(f"<h1>{product['title']}</h1>")
+    hero = dresses[3]
+    (site / "index.html").write_text(
+        DEMO_PAGE.format(
+            base=base,
+            sku=hero["sku"],
+            title=hero["title"],
+            price=f"{29.9 + 3 % 7 * 10:.2f}",
+            photo=base + hero["images"][0]["url"],
+        )
+    )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=args.chromium, headless=True)
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            page.goto(f"{shop}/index.html")
+            page.locator(".lookalike-card >> nth=5").wait_for()
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(args.out / "widget.png"), full_page=True)
+            print(f"widget.png: {page.url}")
+            browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, abort, send_from_directory, url_for
@@ -30,6 +31,17 @@ def swagger(name: str) -> Any:
     if name not in SWAGGER_FILES:
         abort(404)
     return send_from_directory(str(swagger_ui_path), name, max_age=86400)
+
+
+WIDGET = Path(__file__).resolve().parent / "widget"
+
+
+@bp.get("/widget.js")
+def widget() -> Any:
+    """The look-alikes widget for a shop's own pages: one small script, revalidated by its ETag."""
+    response = send_from_directory(WIDGET, "widget.js", mimetype="text/javascript", max_age=300)
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
 
 
 @bp.app_template_global()
