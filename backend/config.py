@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     # client address that rate limits and logs use. 0 (default): the connection's address, headers ignored.
     trusted_proxies: int = Field(default=0, ge=0, le=5)
     rate_limit_search: str = "60/minute"  # POST /search embeds a photo: about a second of CPU each
+    # POST /api/v1/events per address: a page view sends an impression, a click one more (shoppers behind one NAT).
+    rate_limit_events: str = "600/minute"
+    # Shopper events older than this are deleted by the hourly sweep.
+    events_retention_days: int = Field(default=365, ge=1, le=3650)
     rate_limit_auth_failures: str = "10/minute"  # wrong admin tokens, before every write is refused
     # The model a new installation embeds with until another is activated: a built-in ImageNet model
     # (efficientnet_lite0-imagenet, efficientnet_lite2-imagenet, resnet50-imagenet) or `untrained` (tests).

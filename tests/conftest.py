@@ -77,7 +77,8 @@ def app(settings: Settings) -> Iterator[object]:
     yield app
     with app.app_context():
         if db.engine.dialect.name == "postgresql":
-            tables = "photo_duplicates, product_images, products, model_versions, index_collections, imports"
+            tables = "photo_duplicates, product_images, products, model_versions, index_collections, imports,"
+            tables += " shopper_events"
             db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
             db.session.commit()
         db.session.remove()

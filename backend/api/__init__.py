@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.api import duplicates, images, imports, products, similar, system
+from backend.api import duplicates, events, images, imports, products, similar, system
 
 BLUEPRINTS = (
     system.bp,
@@ -13,4 +13,5 @@ BLUEPRINTS = (
     similar.bp,
     imports.bp,
     duplicates.bp,
+    events.bp,
 )

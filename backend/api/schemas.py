@@ -65,7 +65,10 @@ def similar_body(found: SimilarItems, params: SimilarParams) -> dict[str, Any]:
         {"product": public_product(product, prefix), "distance": n.distance, "image_id": n.image_id}
         for n, product in found.items
     ]
-    return {"items": items, "model_version": found.model_version, "limit": params.limit, "offset": params.offset}
+    body = {"items": items, "model_version": found.model_version, "limit": params.limit, "offset": params.offset}
+    if found.query_product_id is not None:
+        body["query_product_id"] = found.query_product_id
+    return body
 
 
 def public_product(row: ProductRow, media_prefix: str) -> dict[str, Any]:
@@ -131,6 +134,7 @@ class NeighbourOut(Schema):
 class SimilarOut(Schema):
     items = fields.List(fields.Nested(NeighbourOut))
     model_version = fields.String()
+    query_product_id = fields.Integer(metadata={"description": "the product asked about (by id or sku)"})
     limit = fields.Integer()
     offset = fields.Integer()
 

@@ -45,6 +45,11 @@ EMBED_BATCH_SECONDS = Histogram(
     registry=REGISTRY,
 )
 EMBEDDED_PHOTOS = Counter("lookalike_embedded_photos", "Photos embedded by this process", registry=REGISTRY)
+EVENTS_RECORDED = Counter("lookalike_events_recorded", "Shopper events accepted, by type", ["type"], registry=REGISTRY)
+# By the field at fault (the first one named, without its position in the batch): a bounded set of labels.
+EVENTS_REFUSED = Counter(
+    "lookalike_events_refused", "Shopper event bodies refused, by field", ["field"], registry=REGISTRY
+)
 EMBED_PHOTOS_PER_SECOND = Gauge(
     "lookalike_embed_photos_per_second",
     "Photos per second of the last embedded batch",

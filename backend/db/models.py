@@ -282,3 +282,31 @@ class AdminSession(db.Model):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the cookie's id
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class EventKind(StrEnum):
+    impression = "impression"  # look-alikes shown for a product, in order
+    click = "click"
+    add_to_cart = "add_to_cart"
+    purchase = "purchase"
+
+
+class ShopperEvent(db.Model):
+    """What a shopper did with the look-alikes shown (POST /api/v1/events): no personal data, a random visitor id.
+
+    No foreign key to products: a product deleted later keeps its history."""
+
+    __tablename__ = "shopper_events"
+    __table_args__ = (Index("ix_shopper_events_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[EventKind] = mapped_column(text_enum(EventKind))
+    query_product_id: Mapped[int] = mapped_column(Integer)  # the product whose look-alikes were shown
+    product_id: Mapped[int | None] = mapped_column(Integer)  # the one acted on (not for an impression)
+    position: Mapped[int | None] = mapped_column(Integer)  # its place in the row shown, from 1
+    shown: Mapped[list[int]] = mapped_column(JsonType, default=list)  # an impression's products, in order
+    shown_count: Mapped[int] = mapped_column(Integer, default=0)  # how many: the positions a click could take
+    visitor: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(80))
+    arm: Mapped[str | None] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())

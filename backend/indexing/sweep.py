@@ -34,6 +34,7 @@ from backend.domain.photos import MediaStorage
 from backend.index import IndexBusy, IndexUnavailable, VectorIndex, store_for
 from backend.index.base import RELEASE_GRACE_S
 from backend.indexing.embed import claim_is_stale
+from backend.services.events import prune_events
 from backend.serving.active import active_index
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class SweepReport:
     dropped_collections: list[str] = field(default_factory=list)
     dead_imports: list[int] = field(default_factory=list)  # running or queued in a process that died: failed
     dead_builds: list[str] = field(default_factory=list)  # built by a process that died: retired, then dropped
+    events_pruned: int = 0  # shopper events past EVENTS_RETENTION_DAYS: deleted
     optimized: bool = False
     index_error: str | None = None
 
@@ -128,6 +130,7 @@ def run_sweep(
     _drop_replaced(session, settings, report)
     if full:
         report.orphan_media = _remove_orphan_media(session, settings)
+        report.events_pruned = prune_events(session=session, retention_days=settings.events_retention_days)
 
     todo = sorted(set(lost + retry + requeue_more))
     if todo:

@@ -127,6 +127,7 @@ class SimilarItems:
 
     model_version: str
     items: list[tuple[Neighbour, ProductRow]] = field(default_factory=list)
+    query_product_id: int | None = None  # the product asked about (none for an uploaded photo)
 
 
 def across_a_switch(session: DbSession, settings: Settings, query: Callable[[Active], SimilarItems]) -> SimilarItems:
@@ -155,9 +156,11 @@ def similar_to_product(
     *, session: DbSession, settings: Settings, product_id: int, params: SimilarParams
 ) -> SimilarItems:
     """Products that look like this one, each once by its closest photo; NotIndexed while it has no vector."""
-    return across_a_switch(
+    found = across_a_switch(
         session, settings, lambda active: _similar_to_product(session, settings, active, product_id, params)
     )
+    found.query_product_id = product_id
+    return found
 
 
 def _similar_to_product(

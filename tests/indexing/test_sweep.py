@@ -63,6 +63,7 @@ def test_sweep_repairs_drift(any_app: Any, monkeypatch: pytest.MonkeyPatch) -> N
         "orphan_media": 0,
         "dead_imports": [],
         "dead_builds": [],
+        "events_pruned": 0,
         "index_error": None,
     }
 

@@ -1,6 +1,7 @@
 """The widget on a shop's own page, in Debian's chromium: a plain HTML page served from another origin (a second
 local port) with the two lines a shop adds shows the look-alikes, every picture loaded, each a keyboard-reachable
-link to the product's page; an unknown sku leaves its element empty with one warning; the same page from an
+link to the product's page, whose impression and click the analytics read back; an unknown sku leaves its element
+empty with one warning; the same page from an
 origin not in ALLOWED_ORIGINS shows nothing, and the browser reports the CORS refusal."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import functools
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,6 +72,7 @@ def test_the_widget_on_a_page_of_another_origin(tmp_path: Path) -> None:
             page.locator("#row .lookalike-card").nth(2).wait_for()
             page.locator("#unknown[data-lookalike-state=failed]").wait_for(state="attached")
             cards = page.locator("#row .lookalike-card")
+            page_model = page.get_attribute("#row", "data-lookalike-model")
             assert cards.count() == 3 and broken_images(page, "#row img") == []
             shown = page.eval_on_selector_all("#row img", "imgs => imgs.map(img => img.alt)")
             assert set(shown) <= set(titles.values()) - {"Dress number 0"} and len(set(shown)) == 3
@@ -87,6 +90,16 @@ def test_the_widget_on_a_page_of_another_origin(tmp_path: Path) -> None:
             page.keyboard.press("Enter")
             page.wait_for_url(first)
             assert page.inner_text("h1") in titles.values()
+            # The impression of the row and the click on its first look-alike, read back as the admin reads them.
+            deadline = time.monotonic() + 20
+            while True:
+                report = httpx.get(f"{base}/api/v1/analytics", headers=auth).json()["by_model"]
+                if (report and report[0]["clicks"] == 1) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
+            (row,) = report
+            assert (row["impressions"], row["clicks"], row["ctr"], row["ctr_by_position"]) == (1, 1, 1.0, {"1": 1.0})
+            assert row["model_version"] == page_model
 
             # The same page from an origin the API does not list: nothing shown, the CORS refusal reported.
             errors.clear()

@@ -10,12 +10,64 @@
  *   --lookalike-muted, --lookalike-accent, --lookalike-background
  * An unknown sku, a product not indexed yet or an unreachable server leaves the element empty, with one console
  * warning: the page's layout never breaks. The API must list the page's origin in ALLOWED_ORIGINS.
+ *
+ * Events (POST /api/v1/events by navigator.sendBeacon): an impression when a row is shown, a click when a
+ * look-alike is followed, with a random visitor id kept in localStorage (no cookie, no personal data). On the
+ * product page a shopper reached that way, the shop's own code may report
+ *   Lookalike.track("add_to_cart", "SKU") or Lookalike.track("purchase", "SKU")
+ * and the event is credited to the look-alikes row that led there (nothing is sent otherwise).
  */
 (function () {
   "use strict";
   var script = document.currentScript;
   var base = script && script.src ? new URL(script.src, document.baseURI).origin : "";
   var STYLE_ID = "lookalike-widget-style";
+  var VISITOR_KEY = "lookalike-visitor";
+  var LED_KEY = "lookalike-led"; // sku -> the click that led to its page, for add_to_cart and purchase
+  var pageVisitor = null;
+
+  function randomId() {
+    var bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+
+  function visitor() {
+    try {
+      var id = localStorage.getItem(VISITOR_KEY);
+      if (!id) {
+        id = randomId();
+        localStorage.setItem(VISITOR_KEY, id);
+      }
+      return id;
+    } catch (error) { // storage refused (a private window): one id for this page
+      pageVisitor = pageVisitor || randomId();
+      return pageVisitor;
+    }
+  }
+
+  function send(events) {
+    var body = JSON.stringify({ events: events });
+    var url = base + "/api/v1/events";
+    // text/plain: a simple request, no preflight; the API reads the body as JSON whatever its type.
+    if (navigator.sendBeacon && navigator.sendBeacon(url, new Blob([body], { type: "text/plain" }))) return;
+    fetch(url, { method: "POST", body: body, keepalive: true, credentials: "omit",
+      headers: { "Content-Type": "text/plain" } }).catch(function () {});
+  }
+
+  function led() {
+    try { return JSON.parse(localStorage.getItem(LED_KEY) || "{}"); } catch (error) { return {}; }
+  }
+
+  function remember(sku, event) {
+    try {
+      var all = led();
+      all[sku] = event;
+      var skus = Object.keys(all);
+      if (skus.length > 50) delete all[skus[0]];
+      localStorage.setItem(LED_KEY, JSON.stringify(all));
+    } catch (error) { /* nothing to credit later */ }
+  }
   var CSS = [
     ".lookalike{font-family:var(--lookalike-font,inherit);color:var(--lookalike-color,inherit)}",
     ".lookalike-heading{font-size:1.1em;margin:0 0 .5em}",
@@ -67,13 +119,24 @@
     return base + shown.url.replace(/^\/media\//, "/media/thumbs/");
   }
 
-  function card(item, currency) {
+  function card(item, currency, position, body) {
     var product = item.product;
     var li = document.createElement("li");
     li.className = "lookalike-card";
     var href = product.url ? webLink(product.url) : null;
     var box = document.createElement(href ? "a" : "div");
-    if (href) box.href = href;
+    if (href) {
+      box.href = href;
+      box.addEventListener("click", function () {
+        var click = {
+          type: "click", query: body.query_product_id, product: product.id, position: position,
+          visitor: visitor(), model_version: body.model_version,
+        };
+        if (body.arm) click.arm = body.arm;
+        remember(product.sku, click);
+        send([click]);
+      });
+    }
     var src = thumbnail(item);
     if (src) {
       var img = document.createElement("img");
@@ -117,7 +180,7 @@
     } else {
       list.setAttribute("aria-label", "Similar products");
     }
-    body.items.forEach(function (item) { list.appendChild(card(item, currency)); });
+    body.items.forEach(function (item, n) { list.appendChild(card(item, currency, n + 1, body)); });
     section.appendChild(list);
     element.replaceChildren(section);
     element.setAttribute("data-lookalike-model", body.model_version);
@@ -139,6 +202,14 @@
       .then(function (body) {
         render(element, body);
         element.setAttribute("data-lookalike-state", "shown");
+        if (body.items && body.items.length && body.query_product_id) {
+          var impression = {
+            type: "impression", query: body.query_product_id, visitor: visitor(), model_version: body.model_version,
+            shown: body.items.map(function (item) { return item.product.id; }),
+          };
+          if (body.arm) impression.arm = body.arm;
+          send([impression]);
+        }
       })
       .catch(function (error) {
         element.setAttribute("data-lookalike-state", "failed");
@@ -150,6 +221,17 @@
     addStyle();
     document.querySelectorAll("[data-lookalike-sku]").forEach(load);
   }
+
+  window.Lookalike = {
+    /* add_to_cart or purchase of the product with this sku, credited to the look-alikes click that led here. */
+    track: function (type, sku) {
+      var click = led()[sku];
+      if (!click || (type !== "add_to_cart" && type !== "purchase")) return false;
+      send([{ type: type, query: click.query, product: click.product, position: click.position,
+        visitor: visitor(), model_version: click.model_version, arm: click.arm }]);
+      return true;
+    },
+  };
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
