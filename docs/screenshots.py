@@ -4,8 +4,9 @@
 
 Imports the photos into a fresh embedded store (the default model), serves it, and saves catalog.png,
 product.png, search.png, new-product.png and status.png; then widget.png: the look-alikes widget on a demo shop
-page served from another origin (a second local port, in ALLOWED_ORIGINS). Run it by hand when the pages change;
-CI does not.
+page served from another origin (a second local port, in ALLOWED_ORIGINS); and analytics.png: the analytics page
+over two weeks of synthetic shopper events of two arms (made up here, 6% and 8% CTR, to show the page). Run it by
+hand when the pages change; CI does not.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import math
+import random
 import subprocess
 import sys
 import tempfile
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -43,6 +47,7 @@ def main() -> None:
         with serving(env, cwd=Path(tmp), log_path=Path(tmp) / "serve.log") as server:
             shoot(server.base, server.admin_token(), args)
             shoot_widget(server.base, server.admin_token(), shop_port, Path(tmp) / "site", args)
+            shoot_analytics(server.base, server.admin_token(), args)
     print(f"screenshots in {args.out}")
 
 
@@ -135,6 +140,44 @@ def shoot_widget(base: str, token: str, port: int, site: Path, args: argparse.Na
     finally:
         server.shutdown()
         server.server_close()
+
+
+def shoot_analytics(base: str, token: str, args: argparse.Namespace) -> None:
+    """Synthetic events (two arms, 14 days, about 6% and 8% CTR), then the analytics page."""
+    rng = random.Random(0)
+    ids = [p["id"] for p in httpx.get(f"{base}/api/v1/products", params={"per_page": 100}).json()["items"]]
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    events = []
+    for day in range(14):
+        at = (today - timedelta(days=13 - day)).isoformat()
+        for arm, version, ctr in (("A", "efficientnet_lite0-imagenet", 0.06), ("B", "fine-tuned-demo", 0.08)):
+            for n in range(400):
+                query, *shown = rng.sample(ids, 9)
+                common = {
+                    "query": query,
+                    "visitor": f"demo-{arm}-{n:05d}",
+                    "model_version": version,
+                    "arm": arm,
+                    "at": at,
+                }
+                events.append({**common, "type": "impression", "shown": shown})
+                if rng.random() < ctr * (1 + 0.2 * math.sin(day / 2)):
+                    position = min(8, 1 + int(rng.expovariate(0.5)))
+                    events.append({**common, "type": "click", "product": shown[position - 1], "position": position})
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for start in range(0, len(events), 50):
+            client.post("/api/v1/events", json={"events": events[start : start + 50]}).raise_for_status()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=args.chromium, headless=True)
+        page = browser.new_page(base_url=base, viewport={"width": 1280, "height": 860})
+        page.goto("/admin/login")
+        page.fill("#token", token)
+        page.click("button[type=submit]")
+        page.goto("/admin/analytics")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(args.out / "analytics.png"), full_page=True)
+        print(f"analytics.png: {page.url}")
+        browser.close()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import re
 import threading
 from collections import defaultdict, deque
@@ -197,11 +198,53 @@ class ModelRates(Rates):
     ctr_by_position: dict[str, float]  # position (from 1) -> clicks there / impressions that showed it
 
 
+class ArmComparison(TypedDict):
+    """An experiment's CTR difference, variant minus control, in percentage points with its 95% interval."""
+
+    control: str
+    variant: str
+    difference_points: float
+    ci_low: float
+    ci_high: float
+    sentence: str
+
+
 class Analytics(TypedDict):
     start: str
     end: str
     by_model: list[ModelRates]
     by_day: list[DayRates]
+    experiment: list[ArmComparison]  # each arm against the first (by name), when events carry two or more
+
+
+Z95 = 1.959964
+
+
+def compare_ctr(control: Rates, variant: Rates) -> ArmComparison | None:
+    """The two-proportion comparison of CTRs (clicks over impressions, at most 1), with a normal interval; None
+    while either arm has no impression."""
+    n1, n2 = control["impressions"], variant["impressions"]
+    if not n1 or not n2:
+        return None
+    p1, p2 = min(1.0, control["clicks"] / n1), min(1.0, variant["clicks"] / n2)
+    se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
+    diff, low, high = (100 * x for x in (p2 - p1, p2 - p1 - Z95 * se, p2 - p1 + Z95 * se))
+    a, b = control["arm"] or "control", variant["arm"] or "variant"
+    span = f"95% CI {low:.1f} to {high:.1f}"
+    if low > 0:
+        sentence = f"{b} beats {a} by {diff:.1f} points, {span}"
+    elif high < 0:
+        sentence = f"{a} beats {b} by {-diff:.1f} points, {span} ({b} minus {a})"
+    else:
+        sentence = f"no clear difference yet: {b} minus {a} is {diff:.1f} points, {span}"
+    return {
+        "control": a,
+        "variant": b,
+        "difference_points": round(diff, 2),
+        "ci_low": round(low, 2),
+        "ci_high": round(high, 2),
+        "sentence": sentence,
+    }
 
 
 @dataclass
@@ -282,4 +325,12 @@ def analytics(*, session: DbSession, start: date, end: date) -> Analytics:
         {**tally.rates(version, arm), "day": when}
         for (when, version, arm), tally in sorted(by_day.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or ""))
     ]
-    return {"start": start.isoformat(), "end": end.isoformat(), "by_model": models, "by_day": days}
+    arms = sorted((m for m in models if m["arm"] is not None), key=lambda m: m["arm"] or "")
+    compared = [compare_ctr(arms[0], other) for other in arms[1:]]
+    return {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "by_model": models,
+        "by_day": days,
+        "experiment": [c for c in compared if c is not None],
+    }

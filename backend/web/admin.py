@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from flask import current_app, flash, redirect, render_template, request, url_for
+from marshmallow import ValidationError
 
 from backend.config import current_settings
 from backend.core.extensions import db
@@ -17,7 +18,7 @@ from backend.db.products import ProductFilter, ProductIn, get_product, list_prod
 from backend.domain.products import ProductChanges
 from backend.errors import LookalikeError, NotFound
 from backend.index import IndexUnavailable
-from backend.services import catalog
+from backend.services import catalog, events
 from backend.services.models import (
     RegistryError,
     ReindexRunning,
@@ -28,7 +29,8 @@ from backend.services.models import (
 )
 from backend.services.status import Stats, collect_stats
 from backend.serving.active import active_collection
-from backend.web.forms import ActionForm, LoginForm, PhotosForm, ProductForm
+from backend.web.charts import line_chart
+from backend.web.forms import ActionForm, AnalyticsQuery, LoginForm, PhotosForm, ProductForm, load_args
 from backend.web.pages import admin_required, close_admin_session, open_admin_session, pages_blueprint, safe_next
 from backend.worker.enqueue import enqueue_reindex
 from ml.versions import builtin_names
@@ -246,3 +248,28 @@ def activate() -> Any:
     enqueue_reindex(version)
     flash(f"Reindexing every photo with {version}; it becomes active when all are done.")
     return redirect(url_for("admin.models"))
+
+
+@bp.get("/analytics")
+@admin_required
+def analytics() -> Any:
+    """What shoppers did with the look-alikes: by model and arm, per day as a chart, and an experiment's result."""
+    try:
+        query = load_args(AnalyticsQuery(), request.args)
+    except ValidationError as exc:
+        flash(f"Bad dates: {exc.messages}", "error")
+        query = {"start": None, "end": None}
+    end = query["end"] or datetime.now(UTC).date()
+    start = query["start"] or end - timedelta(days=29)
+    try:
+        report = events.analytics(session=db.session, start=start, end=end)
+    except LookalikeError as exc:
+        flash(exc.message, "error")
+        report = events.analytics(session=db.session, start=end - timedelta(days=29), end=end)
+    series: dict[str, list[tuple[str, float]]] = {}
+    for day in report["by_day"]:
+        if day["ctr"] is not None:
+            name = day["model_version"] + (f" ({day['arm']})" if day["arm"] else "")
+            series.setdefault(name, []).append((day["day"], day["ctr"]))
+    chart = line_chart(series, title="Click-through rate of the look-alikes, per day")
+    return render_template("admin/analytics.html", report=report, chart=chart, start=start, end=end)

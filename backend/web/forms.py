@@ -20,6 +20,11 @@ from backend.errors import ImageRejected, LookalikeError
 PRODUCT_FIELDS = ("sku", "title", "category", "brand", "price", "attributes", "url")
 
 
+class AnalyticsQuery(marshmallow.Schema):
+    start = fields.Date(data_key="from", load_default=None)
+    end = fields.Date(data_key="to", load_default=None)
+
+
 class LoginForm(FlaskForm):
     token = PasswordField("Admin token", validators=[InputRequired()])
 
@@ -96,8 +101,9 @@ def load_args(schema: marshmallow.Schema, args: MultiDict[str, str]) -> dict[str
     """Load a query string through a schema, blank values left out (an empty select means "any")."""
     data: dict[str, Any] = {}
     for name, field in schema.fields.items():
-        values = [v for v in args.getlist(name) if v.strip()]
+        key = field.data_key or name
+        values = [v for v in args.getlist(key) if v.strip()]
         if values:
-            data[name] = values if isinstance(field, fields.List) else values[0]
+            data[key] = values if isinstance(field, fields.List) else values[0]
     loaded: dict[str, Any] = schema.load(data)
     return loaded
