@@ -47,6 +47,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "backend.cli.pipeline:flower",
         "Start Flower, the Celery monitor, behind basic auth (FLOWER_BASIC_AUTH=user:password).",
     ),
+    "analytics": (
+        "backend.cli.analytics:analytics_group",
+        "Shopper events: export them as JSON lines, to evaluate a model on the shop's own history.",
+    ),
     "train": (
         "backend.cli.models:train_command",
         "Fine-tune an ImageNet backbone in two phases; writes best.pt, last.pt, metrics.json, curves.png.",

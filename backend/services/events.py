@@ -11,6 +11,7 @@ import math
 import re
 import threading
 from collections import defaultdict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypedDict
@@ -168,6 +169,43 @@ def record_events(*, session: DbSession, body: Any) -> int:
     rows = check_events(session=session, body=body)
     writer_for(session.get_bind().engine).add(rows)
     return len(rows)
+
+
+class EventOut(TypedDict):
+    """An event as exported: the fields POST /api/v1/events takes."""
+
+    type: str
+    query: int
+    product: int | None
+    position: int | None
+    shown: list[int]
+    visitor: str
+    model_version: str
+    arm: str | None
+    at: str
+
+
+def export_events(*, session: DbSession, start: date | None = None, end: date | None = None) -> Iterator[EventOut]:
+    """Every event of the period (UTC days, both included; default all) as a JSON-ready dict, oldest first, read
+    in batches. This process's waiting events are written first."""
+    writer_for(session.get_bind().engine).flush()
+    query = select(ShopperEvent).order_by(ShopperEvent.at, ShopperEvent.id)
+    if start is not None:
+        query = query.where(ShopperEvent.at >= datetime(start.year, start.month, start.day, tzinfo=UTC))
+    if end is not None:
+        query = query.where(ShopperEvent.at < datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1))
+    for event in session.scalars(query.execution_options(yield_per=1000)):
+        yield {
+            "type": event.kind.value,
+            "query": event.query_product_id,
+            "product": event.product_id,
+            "position": event.position,
+            "shown": event.shown,
+            "visitor": event.visitor,
+            "model_version": event.model_version,
+            "arm": event.arm,
+            "at": event.at.isoformat(),
+        }
 
 
 def prune_events(*, session: DbSession, retention_days: int) -> int:

@@ -138,3 +138,27 @@ def test_the_full_sweep_prunes_events_past_the_retention(make_app: Any) -> None:
     with app.app_context():
         report = run_sweep(session=db.session, settings=app.config["SETTINGS"], enqueue=enqueue_embedding, full=True)
     assert report.events_pruned == 1 and stored(app) == 1
+
+
+def test_the_events_export_as_json_lines_replays_into_the_api(client: Any, app: Any, ids: list[int]) -> None:
+    from tests.utils.cli import cli_runner
+
+    q, a, b, _ = ids
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    assert post(client, {"events": [impression(q, [a, b], at=yesterday), click(q, b, 2, arm="B")]}).status_code == 202
+    runner = cli_runner(app)
+    everything = runner.invoke(args=["analytics", "export"])
+    assert everything.exit_code == 0, everything.output
+    lines = [json.loads(line) for line in everything.stdout.splitlines() if line.startswith("{")]
+    assert [(e["type"], e["shown"], e["product"], e["arm"]) for e in lines] == [
+        ("impression", [a, b], None, None),
+        ("click", [], b, "B"),
+    ]
+    today = datetime.now(UTC).date().isoformat()
+    only_today = runner.invoke(args=["analytics", "export", "--from", today])
+    assert [json.loads(line)["type"] for line in only_today.stdout.splitlines() if line.startswith("{")] == ["click"]
+    bad = runner.invoke(args=["analytics", "export", "--from", "yesterday"])
+    assert bad.exit_code == 2 and "YYYY-MM-DD" in bad.output
+    replay = {"events": [{k: v for k, v in e.items() if v is not None and v != []} for e in lines]}
+    assert post(client, replay).status_code == 202  # what is exported is what the API takes
+    assert stored(app) == 4
