@@ -42,6 +42,7 @@ def line_chart(
             f'<text x="{x_of(label):.1f}" y="{height - bottom + 16}" text-anchor="middle" font-size="11"'
             f' fill="#6b7280">{escape(label[5:])}</text>'
         )
+    legend_x = left
     for n, (name, points) in enumerate(sorted(series.items())):
         colour = COLOURS[n % len(COLOURS)]
         coords = " ".join(f"{x_of(x):.1f},{y_of(y):.1f}" for x, y in sorted(points))
@@ -49,8 +50,9 @@ def line_chart(
         for x, y in points:
             parts.append(f'<circle cx="{x_of(x):.1f}" cy="{y_of(y):.1f}" r="3" fill="{colour}"/>')
         parts.append(
-            f'<rect x="{left + n * 170}" y="8" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{left + n * 170 + 14}" y="17" font-size="12" fill="#111827">{escape(name)}</text>'
+            f'<rect x="{legend_x}" y="8" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{legend_x + 14}" y="17" font-size="12" fill="#111827">{escape(name)}</text>'
         )
+        legend_x += 14 + int(7 * len(name)) + 18  # about 7 px a character at 12 px
     parts.append("</svg>")
     return Markup("".join(parts))
