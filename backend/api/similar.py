@@ -51,6 +51,11 @@ def _json(body: dict[str, Any]) -> Any:
 
 # Every call that asks the vector index.
 INDEX_DOWN = {503: "the vector index is unavailable; try again shortly"}
+# The similar items of a product, by id or by sku.
+PRODUCT_NOT_INDEXED = (
+    "the product has no photo indexed by the active model yet, or `look` above 0 on a collection without the look"
+    " vectors"
+)
 
 
 @bp.get("/products/sku/<path:sku>/similar")
@@ -61,8 +66,7 @@ INDEX_DOWN = {503: "the vector index is unavailable; try again shortly"}
     description=ATTR_DOC,
     responses={
         404: "no product with this sku",
-        409: "the product has no photo indexed by the active model yet, or `look` above 0 on a collection without"
-        " the look vectors",
+        409: PRODUCT_NOT_INDEXED,
         **INDEX_DOWN,
     },
 )
@@ -81,8 +85,7 @@ def similar_to_sku(sku: str, query: dict[str, Any]) -> Any:
     description=ATTR_DOC,
     responses={
         404: "unknown product",
-        409: "the product has no photo indexed by the active model yet, or `look` above 0 on a collection without"
-        " the look vectors",
+        409: PRODUCT_NOT_INDEXED,
         **INDEX_DOWN,
     },
 )

@@ -66,7 +66,8 @@ def import_command(source: Path, dry_run: bool, photos: Path | None) -> None:
     if source.is_dir():
         if photos is not None:
             raise click.UsageError("--photos is for feeds (a .csv or .jsonl file): a folder holds its own photos")
-        rows, total, item = tree_rows(source), sum(1 for _ in tree_rows(source)), "photo"
+        listed = list(tree_rows(source))  # the folder walked once: its rows and the progress bar's total
+        rows, total, item = iter(listed), len(listed), "photo"
         photo_source = FolderPhotos(source, confined=False)
     else:
         try:

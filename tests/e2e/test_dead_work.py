@@ -17,8 +17,9 @@ from pathlib import Path
 
 import httpx
 
+from scripts.harness import serving
 from tests.utils.images import encode, noise
-from tests.utils.server import LOOKALIKE, free_port
+from tests.utils.server import LOOKALIKE
 
 
 def environment(tmp_path: Path) -> dict[str, str]:
@@ -32,26 +33,8 @@ def environment(tmp_path: Path) -> dict[str, str]:
 
 @contextmanager
 def server(tmp_path: Path, env: dict[str, str], log_name: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    log = (tmp_path / log_name).open("w")
-    process = subprocess.Popen([LOOKALIKE, "serve", "--port", str(port)], env=env, cwd=tmp_path, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / log_name).read_text()
-            time.sleep(0.3)
-        yield base, process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
-        log.close()
+    with serving(env, cwd=tmp_path, log_path=tmp_path / log_name, timeout_s=60) as running:
+        yield running.base, running.process
 
 
 def wait_for(check: object, timeout_s: float = 60) -> None:
