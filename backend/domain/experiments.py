@@ -15,7 +15,6 @@ from backend.errors import InvalidInput
 
 ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 MAX_ARMS = 8
-VISITOR_ID_MAX = 64
 _SPACE = 2**64  # the visitor's hash read as a 64-bit number, placed in [0, 1)
 
 

@@ -54,11 +54,11 @@ def test_the_access_log_has_one_line_per_request_and_is_json_under_log_format_js
 
 
 SLOW_START = """
-import socket, sys, time
+import os, socket, sys, time
 from backend.cli import production
 
 def still_starting(settings, sock, threads):
-    print("child", flush=True)
+    os.write(1, b"child\\n")  # one write: the two children share the pipe and must not interleave
     time.sleep(60)  # create_app, in a process that has not installed its own SIGTERM handler yet
 
 production.serve_process = still_starting
