@@ -68,6 +68,8 @@ def similar_body(found: SimilarItems, params: SimilarParams) -> dict[str, Any]:
     body = {"items": items, "model_version": found.model_version, "limit": params.limit, "offset": params.offset}
     if found.query_product_id is not None:
         body["query_product_id"] = found.query_product_id
+    if found.arm is not None:
+        body["arm"] = found.arm
     return body
 
 
@@ -135,6 +137,9 @@ class SimilarOut(Schema):
     items = fields.List(fields.Nested(NeighbourOut))
     model_version = fields.String()
     query_product_id = fields.Integer(metadata={"description": "the product asked about (by id or sku)"})
+    arm = fields.String(
+        metadata={"description": "the experiment arm that answered (a `visitor` while a model A/B test runs)"}
+    )
     limit = fields.Integer()
     offset = fields.Integer()
 

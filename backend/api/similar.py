@@ -46,6 +46,8 @@ def _json(body: dict[str, Any]) -> Any:
     # Already in the shape of SimilarOut (see product_rows): skip the schema dump on the hot path.
     response = current_app.json.response(body)
     response.headers["X-Lookalike-Model"] = body["model_version"]  # also readable by a shop's page (CORS)
+    if "arm" in body:
+        response.headers["X-Lookalike-Arm"] = body["arm"]
     return response
 
 

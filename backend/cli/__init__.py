@@ -63,6 +63,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "backend.cli.models:embed_command",
         "Embed every photo under DIRECTORY with the workers' Embedder; OUT gets the vectors, OUT.ids.json the paths.",
     ),
+    "experiment": (
+        "backend.cli.experiments:experiment_group",
+        "Model A/B tests: start one (its arms' collections live side by side), show it, stop it keeping one arm.",
+    ),
     "model": ("backend.cli.models:model_group", "The model registry: register checkpoints, list them, activate one."),
     "db": ("flask_migrate.cli:db", "Perform database migrations."),
     "routes": ("flask.cli:routes_command", "Show the routes for the app."),

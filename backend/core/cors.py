@@ -27,8 +27,8 @@ PUBLIC = frozenset(
 # What a page may send: JSON (the events), or a multipart photo (the search, a simple request anyway).
 ALLOWED_HEADERS = "Content-Type"
 PREFLIGHT_MAX_AGE_S = 600
-# Headers a page's script may read: which model answered.
-EXPOSED = "X-Lookalike-Model"
+# Headers a page's script may read: which model, and which experiment arm, answered.
+EXPOSED = "X-Lookalike-Model, X-Lookalike-Arm"
 
 
 def _public_endpoint(method: str) -> str | None:

@@ -70,6 +70,7 @@ class CollectionState(StrEnum):
     building = "building"  # a reindex is filling it; never queried
     active = "active"  # the one collection queries and new photos use
     retired = "retired"  # replaced by a reindex; dropped once no process holds it
+    experiment = "experiment"  # live beside the active one: an arm of the running A/B test answers from it
 
 
 def text_enum(enum: type[StrEnum]) -> Enum:
@@ -310,3 +311,33 @@ class ShopperEvent(db.Model):
     model_version: Mapped[str] = mapped_column(String(80))
     arm: Mapped[str | None] = mapped_column(String(40))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ExperimentState(StrEnum):
+    running = "running"
+    stopped = "stopped"
+
+
+class Experiment(db.Model):
+    """A model A/B test: its arms (name, model version, weight, the collection that answers for it), when it ran,
+    and the arm kept when it stopped."""
+
+    __tablename__ = "experiments"
+    __table_args__ = (
+        # At most one running: a visitor is dealt an arm of the running one.
+        Index(
+            "uq_experiments_one_running",
+            "state",
+            unique=True,
+            sqlite_where=text("state = 'running'"),
+            postgresql_where=text("state = 'running'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[ExperimentState] = mapped_column(text_enum(ExperimentState))
+    # [{"name": "A", "model_version": "...", "weight": 50, "collection": "..."}], in the order visitors are dealt
+    arms: Mapped[list[dict[str, Any]]] = mapped_column(JsonType)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    kept: Mapped[str | None] = mapped_column(String(40))

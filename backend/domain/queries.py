@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from backend.domain.events import VISITOR
 from backend.domain.products import NAME
 
 
@@ -50,6 +51,15 @@ class SimilarQuery(Schema):
         metadata={
             "description": "how varied the answer is (Qdrant's MMR over the best 100 points): 0 by relevance"
             " alone, 1 as varied as they allow; `distance` stays the 1000-d distance"
+        },
+    )
+
+    visitor = fields.String(
+        load_default=None,
+        validate=VISITOR,
+        metadata={
+            "description": "the shopper's random id (the widget keeps one in localStorage): while a model A/B test"
+            " runs, the visitor's arm answers, and the answer's `arm` and X-Lookalike-Arm say which"
         },
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -340,17 +340,19 @@ class VectorStore:
             time.sleep(min(RELEASE_GRACE_S, wait_s))
         self.drop(name, wait_s=wait_s)
 
-    def release_others(self, keep: str) -> None:
-        """Let go of this process's collections other than `keep` after the grace (a reindex replaced them)."""
+    def release_others(self, keep: str, also: Collection[str] = ()) -> None:
+        """Let go of this process's collections other than `keep` and `also` (the other live ones: a running
+        experiment's) after the grace (a reindex or the end of an experiment replaced them)."""
         if not self.holds_collections:
             return
+        kept = {keep, *also}
         with self._lock:
             if keep in self._retiring or keep in self._released:
                 return  # `keep` is itself the replaced one, read by a late request: the newer ones stay
-            # A build of this process that a query now reads as active: from here an ordinary open collection
+            # A build of this process that a query now reads as live: from here an ordinary open collection
             # (a late request that read the previous one before the switch finds that one retiring).
-            self._building.discard(keep)
-            stale = [name for name in self._open if name != keep and name not in self._building]
+            self._building.difference_update(kept)
+            stale = [name for name in self._open if name not in kept and name not in self._building]
             for name in stale:
                 self._retiring[name] = self._open.pop(name)
         for name in stale:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select, update
@@ -47,6 +47,98 @@ class ReindexReport:
     dropped_previous: bool = False
 
 
+@dataclass
+class Built:
+    """A collection filled with every photo by one model, still in state `building`."""
+
+    name: str
+    model_version: str
+    index: VectorIndex
+    done: set[int] = field(default_factory=set)  # the photos it holds
+    unreadable: dict[int, str] = field(default_factory=dict)
+    orphans_removed: int = 0
+
+
+def build_collection(
+    *,
+    session: DbSession,
+    settings: Settings,
+    version: str,
+    progress: Callable[[int], None] = lambda n: None,
+    on_total: Callable[[int], None] = lambda n: None,
+) -> Built:
+    """Embed every photo with `version` into a new collection (state `building`, its progress on its row); on
+    any failure the collection and its row are gone again."""
+    embedder = embedder_for(settings, version)  # UnknownModel before anything is built
+    name = new_collection_name(settings, version)
+    session.add(
+        IndexCollection(
+            name=name,
+            model_version=version,
+            state=CollectionState.building,
+            progress_at=datetime.now(UTC),
+            builder=worker_identity(f"reindex-{name}"),
+        )
+    )
+    session.commit()
+    started = datetime.now(UTC)
+    storage = MediaStorage(settings.media_root)
+    store = store_for(settings)
+    index = store.open_for_build(name)  # a query meanwhile lets go of other collections, never of this one
+    built = Built(name, version, index)
+    try:
+        ids = list(session.scalars(select(ProductImage.id).order_by(ProductImage.id)))
+        _record_progress(session, name, total=len(ids), done=0)
+        on_total(len(ids))
+        step = settings.embed_batch_size
+        for start in range(0, len(ids), step):
+            rows = session.scalars(
+                select(ProductImage)
+                .where(ProductImage.id.in_(ids[start : start + step]))
+                .options(joinedload(ProductImage.product))
+            ).all()
+            photos = [
+                PhotoRef(row.id, row.stored_name, point_payload(row, version, settings.attribute_keys)) for row in rows
+            ]
+            built.done.update(
+                embed_and_upsert(
+                    photos=photos,
+                    index=lambda: index,
+                    embedder=lambda: embedder,
+                    storage=storage,
+                    limits=ImageLimits.of(settings),
+                    model_version=version,
+                    on_unreadable=built.unreadable.__setitem__,
+                )
+            )
+            session.rollback()  # end the read transaction: nothing to keep between batches
+            _record_progress(session, name, total=len(ids), done=min(start + step, len(ids)))
+            progress(len(ids[start : start + step]))
+        index.optimize()  # build the graph before queries arrive
+        built.orphans_removed = _tidy(session, index, built.done, started, settings.attribute_keys)
+    except BaseException:
+        discard_build(session, settings, name)
+        raise
+    return built
+
+
+def discard_build(session: DbSession, settings: Settings, name: str) -> None:
+    """Drop a build that will not go live, and its row."""
+    session.rollback()
+    store_for(settings).drop(name)
+    session.execute(delete(IndexCollection).where(IndexCollection.name == name))
+    session.commit()
+
+
+def hand_over(settings: Settings, built: Built, prepare: Callable[[str, VectorIndex], None] | None) -> None:
+    """Before a build goes live: `prepare` readies it where this process answers the queries (it stays open),
+    else it is closed for the serving process to open."""
+    if prepare is None:
+        store_for(settings).close_collection(built.name)  # Edge: lets go of the shard's lock for the serving process
+    else:  # queries find it open and ready: reopening an Edge shard holds the GIL while it loads, and
+        prepare(built.name, built.index)  # stalled every request for a second (bench/soak.py)
+
+
 def reindex(
     *,
     session: DbSession,
@@ -63,75 +155,18 @@ def reindex(
     switch, for the serving process to open."""
     previous = active_collection(session=session, settings=settings)
     version = version or previous.model_version
-    embedder = embedder_for(settings, version)  # UnknownModel before anything is built
-    name = new_collection_name(settings, version)
-    session.add(
-        IndexCollection(
-            name=name,
-            model_version=version,
-            state=CollectionState.building,
-            progress_at=datetime.now(UTC),
-            builder=worker_identity(f"reindex-{name}"),
-        )
-    )
-    session.commit()
-    started = datetime.now(UTC)
+    built = build_collection(session=session, settings=settings, version=version, progress=progress, on_total=on_total)
+    name, store = built.name, store_for(settings)
     report = ReindexReport(collection=name, model_version=version, previous=previous.name)
-    storage = MediaStorage(settings.media_root)
-    store = store_for(settings)
-    index = store.open_for_build(name)  # a query meanwhile lets go of other collections, never of this one
+    report.orphans_removed = built.orphans_removed
+    report.embedded, report.unreadable = len(built.done), len(built.unreadable)
     try:
-        ids = list(session.scalars(select(ProductImage.id).order_by(ProductImage.id)))
-        _record_progress(session, name, total=len(ids), done=0)
-        on_total(len(ids))
-        done: set[int] = set()
-        unreadable: dict[int, str] = {}
-        step = settings.embed_batch_size
-        for start in range(0, len(ids), step):
-            rows = session.scalars(
-                select(ProductImage)
-                .where(ProductImage.id.in_(ids[start : start + step]))
-                .options(joinedload(ProductImage.product))
-            ).all()
-            photos = [
-                PhotoRef(row.id, row.stored_name, point_payload(row, version, settings.attribute_keys)) for row in rows
-            ]
-            done.update(
-                embed_and_upsert(
-                    photos=photos,
-                    index=lambda: index,
-                    embedder=lambda: embedder,
-                    storage=storage,
-                    limits=ImageLimits.of(settings),
-                    model_version=version,
-                    on_unreadable=unreadable.__setitem__,
-                )
-            )
-            session.rollback()  # end the read transaction: nothing to keep between batches
-            _record_progress(session, name, total=len(ids), done=min(start + step, len(ids)))
-            progress(len(ids[start : start + step]))
-        index.optimize()  # build the graph before queries arrive
-        report.orphans_removed = _tidy(session, index, done, started, settings.attribute_keys)
-    except BaseException:
-        session.rollback()
-        store.drop(name)
-        session.execute(delete(IndexCollection).where(IndexCollection.name == name))
-        session.commit()
-        raise
-    report.embedded, report.unreadable = len(done), len(unreadable)
-    try:
-        if prepare is None:
-            store.close_collection(name)  # Edge: lets go of the shard's lock for the serving process
-        else:  # queries find it open and ready: reopening an Edge shard holds the GIL while it loads, and
-            prepare(name, index)  # stalled every request for a second (bench/soak.py)
-        report.caught_up = _switch(session, settings, name, version, done, unreadable, enqueue)
+        hand_over(settings, built, prepare)
+        report.caught_up = switch_to(session, name, version, built.done, built.unreadable, enqueue)
     except BaseException:
         store.close_collection(name)  # the sweep drops the building row and its shard
         raise
-    try:
-        store.point_alias(settings.qdrant_collection, name)
-    except IndexUnavailable as exc:  # queries read the active collection from the database, not the alias
-        log.warning("reindex: alias %s not moved: %s", settings.qdrant_collection, exc)
+    point_alias(settings, name)
     try:
         # Queries that read the old name just before the switch finish on it first.
         store.drop_replaced(previous.name, wait_s=drop_wait_s)
@@ -141,6 +176,27 @@ def reindex(
     except IndexBusy:
         log.warning("reindex: %s is still open elsewhere; the sweep drops it once it is free", previous.name)
     return report
+
+
+def point_alias(settings: Settings, name: str) -> None:
+    """The store's alias (QDRANT_COLLECTION) to the collection now active, where the store has aliases."""
+    try:
+        store_for(settings).point_alias(settings.qdrant_collection, name)
+    except IndexUnavailable as exc:  # queries read the active collection from the database, not the alias
+        log.warning("alias %s not moved to %s: %s", settings.qdrant_collection, name, exc)
+
+
+def lock_live(session: DbSession) -> list[IndexCollection]:
+    """The live collections' rows, locked until the commit: the same rows a finishing worker reads (FOR SHARE),
+    so that it sees either the state before a switch or the one after."""
+    return list(
+        session.scalars(
+            select(IndexCollection)
+            .where(IndexCollection.state.in_([CollectionState.active, CollectionState.experiment]))
+            .order_by(IndexCollection.name)
+            .with_for_update()
+        )
+    )
 
 
 def _record_progress(session: DbSession, name: str, *, total: int, done: int) -> None:
@@ -168,21 +224,18 @@ def _tidy(
     return len(gone)
 
 
-def _switch(
+def switch_to(
     session: DbSession,
-    settings: Settings,
     name: str,
     version: str,
     done: set[int],
     unreadable: dict[int, str],
     enqueue: Callable[[list[int]], None],
 ) -> int:
-    """One transaction: retire the active collection, activate the new one and its model, mark the photos."""
+    """One transaction: retire the active collection, activate the new one and its model, mark the photos; the
+    photos it lacks are enqueued for it after the commit (their number is returned)."""
     now = datetime.now(UTC)
-    # The same rows a finishing worker reads (FOR SHARE): it sees either the old state or the new one.
-    session.scalars(
-        select(IndexCollection).where(IndexCollection.state == CollectionState.active).with_for_update()
-    ).all()
+    lock_live(session)
     session.execute(
         update(IndexCollection)
         .where(IndexCollection.state == CollectionState.active)

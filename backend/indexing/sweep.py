@@ -34,8 +34,10 @@ from backend.domain.photos import MediaStorage
 from backend.index import IndexBusy, IndexUnavailable, VectorIndex, store_for
 from backend.index.base import RELEASE_GRACE_S
 from backend.indexing.embed import claim_is_stale
+from backend.indexing.mirror import embed_into
 from backend.services.events import prune_events
-from backend.serving.active import active_index
+from backend.serving.active import active_index, experiment_indexes
+from backend.serving.embedders import UnknownModel
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class SweepReport:
     dead_imports: list[int] = field(default_factory=list)  # running or queued in a process that died: failed
     dead_builds: list[str] = field(default_factory=list)  # built by a process that died: retired, then dropped
     events_pruned: int = 0  # shopper events past EVENTS_RETENTION_DAYS: deleted
+    arm_missing: int = 0  # indexed photos a running experiment's collection lacked: embedded into it
+    arm_orphans: int = 0  # points in an experiment's collection of photos that no longer exist: deleted
     optimized: bool = False
     index_error: str | None = None
 
@@ -123,7 +127,10 @@ def run_sweep(
         if full:
             requeue_more = _drift(session, active.model_version, index, report, settings.attribute_keys)
         report.optimized = index.optimize_if_needed()
-    except IndexUnavailable as exc:
+        if full:
+            _arm_drift(session, settings, report)
+    except (IndexUnavailable, UnknownModel) as exc:
+        session.rollback()
         report.index_error = str(exc)
         log.warning("sweep: drift not checked: %s", exc)
     _resolve_dead_work(session, settings, report, lost_before)
@@ -143,6 +150,8 @@ def run_sweep(
             report.orphan_points,
             report.dead_imports,
             report.dead_builds,
+            report.arm_missing,
+            report.arm_orphans,
         )
     ):
         log.warning("sweep repaired: %s", report.as_dict())
@@ -167,6 +176,23 @@ def _drift(
     report.orphan_points, report.missing_points, report.other_model = len(orphans), len(missing), len(other)
     report.payloads_fixed = _fix_payloads(session, index, attribute_keys)
     return missing + other
+
+
+def _arm_drift(session: DbSession, settings: Settings, report: SweepReport) -> None:
+    """A running experiment's collections against the database: the points of photos that are gone are deleted,
+    photos indexed into the active collection that an arm's lacks (its mirror failed) are embedded into it, and
+    stale payloads are rewritten."""
+    for _, version, index in experiment_indexes(session=session, settings=settings):
+        in_index = index.ids()
+        existing = set(session.scalars(select(ProductImage.id)))
+        indexed = set(session.scalars(select(ProductImage.id).where(ProductImage.status == ImageStatus.indexed)))
+        session.rollback()
+        orphans = sorted(in_index - existing)
+        if orphans:
+            index.delete(orphans)
+        report.arm_orphans += len(orphans)
+        report.arm_missing += embed_into(session, settings, version, index, sorted(indexed - in_index))
+        report.payloads_fixed += _fix_payloads(session, index, settings.attribute_keys)
 
 
 def _dead(runner: str | None, moved: datetime | None, now: datetime, settings: Settings) -> str | None:

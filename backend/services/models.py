@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from backend.core.extensions import DbSession
-from backend.db.models import CollectionState, IndexCollection, ModelVersion
+from backend.db.models import CollectionState, Experiment, ExperimentState, IndexCollection, ModelVersion
 from backend.errors import LookalikeError
 from ml.versions import builtin_arch, builtin_names
 
@@ -109,8 +109,23 @@ def builds(*, session: DbSession) -> list[Build]:
     ]
 
 
+class ExperimentRunning(ReindexRunning):
+    """No reindex, and no second experiment, while a model A/B test runs: its arms' collections must all stay
+    live until it stops."""
+
+    code = "experiment_running"
+
+
 def refuse_a_second_reindex(*, session: DbSession) -> None:
-    """ReindexRunning while another reindex is building and moving; a stalled one does not count."""
+    """ReindexRunning while another reindex is building and moving (a stalled one does not count), and
+    ExperimentRunning while a model A/B test runs."""
+    experiment = session.scalar(select(Experiment).where(Experiment.state == ExperimentState.running))
+    if experiment is not None:
+        arms = ", ".join(f"{arm['name']}={arm['model_version']}" for arm in experiment.arms)
+        raise ExperimentRunning(
+            f"an experiment is running ({arms}): stop it first (`lookalike experiment stop --keep ARM`, or the"
+            " models page)"
+        )
     running = [build for build in builds(session=session) if not build.stalled]
     if running:
         build = running[0]

@@ -27,7 +27,7 @@ from backend.domain.photos import DECODE_MIN_SIDE, CheckedPhoto, open_photo
 from backend.errors import InvalidInput, NotFound, NotIndexed
 from backend.index import IndexUnavailable, SearchFilter, VectorIndex
 from backend.index.base import KIND, LOOK, LookQuery, Steer
-from backend.serving.active import Active, active_collection, index_of
+from backend.serving.active import Active, answering, index_of
 from backend.serving.embedders import embedder_for
 from ml.pixels import to_rgb
 from ml.versions import EXPANSION_POWER
@@ -57,6 +57,8 @@ class SimilarParams:
     like: Sequence[int] = ()
     unlike: Sequence[int] = ()
     diverse: float | None = None
+    # The shopper's random id (the widget's): while an experiment runs, its arm answers.
+    visitor: str | None = None
 
     @property
     def steered(self) -> bool:
@@ -128,18 +130,22 @@ class SimilarItems:
     model_version: str
     items: list[tuple[Neighbour, ProductRow]] = field(default_factory=list)
     query_product_id: int | None = None  # the product asked about (none for an uploaded photo)
+    arm: str | None = None  # the experiment arm that answered (none outside an experiment, or without a visitor)
 
 
-def across_a_switch(session: DbSession, settings: Settings, query: Callable[[Active], SimilarItems]) -> SimilarItems:
-    """Run a query on the live collection; when the index refuses it because a reindex switched collections
-    meanwhile (the old one let go while this request was slow), once more on the new one: a switch fails no
-    query (tests/web/test_activate_browser.py saw one 503 under load)."""
-    active = active_collection(session=session, settings=settings)
+def across_a_switch(
+    session: DbSession, settings: Settings, query: Callable[[Active], SimilarItems], visitor: str | None = None
+) -> SimilarItems:
+    """Run a query on the live collection that answers this visitor (its experiment arm's, else the active one);
+    when the index refuses it because a reindex switched collections meanwhile (the old one let go while this
+    request was slow), once more on the new one: a switch fails no query (tests/web/test_activate_browser.py saw
+    one 503 under load)."""
+    active = answering(session=session, settings=settings, visitor=visitor)
     try:
         return query(active)
     except IndexUnavailable:
         session.rollback()  # a fresh read of the switch
-        now = active_collection(session=session, settings=settings)
+        now = answering(session=session, settings=settings, visitor=visitor)
         if now.name == active.name:
             raise
         log.info("similar items: the live collection changed to %s during the query: asked again", now.name)
@@ -157,7 +163,10 @@ def similar_to_product(
 ) -> SimilarItems:
     """Products that look like this one, each once by its closest photo; NotIndexed while it has no vector."""
     found = across_a_switch(
-        session, settings, lambda active: _similar_to_product(session, settings, active, product_id, params)
+        session,
+        settings,
+        lambda active: _similar_to_product(session, settings, active, product_id, params),
+        params.visitor,
     )
     found.query_product_id = product_id
     return found
@@ -193,8 +202,9 @@ def _similar_to_product(
 
 
 def indexed_photos(session: DbSession, product_id: int, active: Active, name: str | None = None) -> list[int]:
-    """The product's photos that the database says are indexed by the active collection's model, in one query;
-    NotFound (naming `name`, where a parameter names the product) when there is no such product."""
+    """The product's photos that the database says are indexed by the active collection's model (by any model, for
+    an experiment arm's collection: its points say which it holds), in one query; NotFound (naming `name`, where a
+    parameter names the product) when there is no such product."""
     found = (
         session.execute(
             select(ProductImage.id, ProductImage.status, ProductImage.model_version)
@@ -213,7 +223,9 @@ def indexed_photos(session: DbSession, product_id: int, active: Active, name: st
     return [
         image_id
         for image_id, status, version in found
-        if image_id is not None and status == ImageStatus.indexed and version == active.model_version
+        if image_id is not None
+        and status == ImageStatus.indexed
+        and (version == active.model_version or not active.tracked)
     ]
 
 
@@ -222,7 +234,10 @@ def similar_to_stored_photo(
 ) -> SimilarItems:
     """Products that look like this one photo (its own product left out); NotIndexed while it has no vector."""
     return across_a_switch(
-        session, settings, lambda active: _similar_to_stored_photo(session, settings, active, image_id, params)
+        session,
+        settings,
+        lambda active: _similar_to_stored_photo(session, settings, active, image_id, params),
+        params.visitor,
     )
 
 
@@ -231,7 +246,9 @@ def _similar_to_stored_photo(
 ) -> SimilarItems:
     where = params.search_filter(settings.attribute_keys)
     image = get_photo(session=session, image_id=image_id)
-    indexed = image.status == ImageStatus.indexed and image.model_version == active.model_version
+    indexed = image.status == ImageStatus.indexed and (
+        image.model_version == active.model_version or not active.tracked
+    )
     index, vectors = _stored_vectors(
         settings,
         active,
@@ -298,7 +315,10 @@ def similar_to_upload(
 ) -> SimilarItems:
     """Products that look like a photo that is not stored (a shopper's upload), or like a part of it (`box`)."""
     return across_a_switch(
-        session, settings, lambda active: _similar_to_upload(session, settings, active, photo, params, box)
+        session,
+        settings,
+        lambda active: _similar_to_upload(session, settings, active, photo, params, box),
+        params.visitor,
     )
 
 
@@ -547,7 +567,7 @@ def _answer(
     products = product_rows(session=session, product_ids=[n.product_id for n in neighbours])
     # A point whose product was deleted a moment ago is left out.
     items = [(n, products[n.product_id]) for n in neighbours if n.product_id in products]
-    return SimilarItems(active.model_version, items)
+    return SimilarItems(active.model_version, items, arm=active.arm)
 
 
 def nearest_products(

@@ -2,11 +2,13 @@
 
 Queries and workers read the active row (its name and model version together), so a query vector and
 the collection it searches always come from the same model, and a reindex switches all of them at once.
+While a model A/B test runs, the collections of its other arms are live too (state `experiment`): a visitor's
+arm answers from its own collection, with its own model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -14,16 +16,28 @@ from sqlalchemy.exc import IntegrityError
 
 from backend.config import Settings
 from backend.core.extensions import DbSession
-from backend.db.models import CollectionState, IndexCollection, ModelVersion
+from backend.db.models import CollectionState, Experiment, ExperimentState, IndexCollection, ModelVersion
+from backend.domain.experiments import Arm, assign
 from backend.index import IndexBusy, VectorIndex, store_for
 from backend.serving.embedders import UNTRAINED, configured_default, is_untrained
 from ml.versions import builtin_arch
 
+LIVE = (CollectionState.active, CollectionState.experiment)
+
 
 @dataclass(frozen=True)
 class Active:
+    """The collection a query or a worker uses, and its model."""
+
     name: str
     model_version: str
+    # Every collection that answers now: the active one and those of a running experiment's arms (a process
+    # keeps each of them open).
+    live: tuple[str, ...] = ()
+    # Whether the photos' rows record this collection's model, as they do the active one's; an experiment arm's
+    # collection is its own record (a photo is in it or not).
+    tracked: bool = True
+    arm: str | None = None  # the experiment arm this collection answers for
 
 
 def default_version(*, session: DbSession, settings: Settings) -> str:
@@ -58,24 +72,60 @@ def new_collection_name(settings: Settings, version: str) -> str:
 
 
 def active_collection(*, session: DbSession, settings: Settings) -> Active:
-    """The active collection; the first call of a new installation creates it for the default model."""
-    row = session.scalar(select(IndexCollection).where(IndexCollection.state == CollectionState.active))
-    if row is None:
-        version = default_version(session=session, settings=settings)
-        row = IndexCollection(
-            name=new_collection_name(settings, version),
-            model_version=version,
-            state=CollectionState.active,
-            switched_at=datetime.now(UTC),
+    """The active collection (and the names of every live one, in one query); the first call of a new
+    installation creates it for the default model."""
+    rows = session.execute(
+        select(IndexCollection.name, IndexCollection.model_version, IndexCollection.state).where(
+            IndexCollection.state.in_(LIVE)
         )
-        session.add(row)
-        try:
-            session.commit()
-        except IntegrityError:  # another process created it first
-            session.rollback()
-            row = session.scalar(select(IndexCollection).where(IndexCollection.state == CollectionState.active))
-            assert row is not None
-    return Active(row.name, row.model_version)
+    ).all()
+    found = [(name, version) for name, version, state in rows if state == CollectionState.active]
+    live = tuple(sorted(name for name, _, _ in rows))
+    if found:
+        return Active(found[0][0], found[0][1], live)
+    version = default_version(session=session, settings=settings)
+    row = IndexCollection(
+        name=new_collection_name(settings, version),
+        model_version=version,
+        state=CollectionState.active,
+        switched_at=datetime.now(UTC),
+    )
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:  # another process created it first
+        session.rollback()
+        return active_collection(session=session, settings=settings)
+    return Active(row.name, row.model_version, tuple(sorted({row.name, *live})))
+
+
+def running_arms(session: DbSession) -> tuple[int, list[tuple[Arm, str]]] | None:
+    """The running experiment's id and its arms, each with the collection that answers for it; None when none runs."""
+    experiment = session.scalar(select(Experiment).where(Experiment.state == ExperimentState.running))
+    if experiment is None:
+        return None
+    return experiment.id, [
+        (Arm(arm["name"], arm["model_version"], int(arm["weight"])), arm["collection"]) for arm in experiment.arms
+    ]
+
+
+def answering(*, session: DbSession, settings: Settings, visitor: str | None) -> Active:
+    """The collection that answers this visitor: its arm's while an experiment runs, else the active one (and
+    for a request without a visitor id, which no arm can be dealt)."""
+    active = active_collection(session=session, settings=settings)
+    if visitor is None:
+        return active
+    running = running_arms(session)
+    if running is None:
+        return active
+    experiment, arms = running
+    arm = assign(str(experiment), [arm for arm, _ in arms], visitor)
+    collection = dict((a.name, c) for a, c in arms)[arm.name]
+    if collection == active.name:
+        return replace(active, arm=arm.name)
+    if collection not in active.live:  # the experiment stopped between the two reads
+        return active
+    return Active(collection, arm.model_version, active.live, tracked=False, arm=arm.name)
 
 
 def index_of(settings: Settings, active: Active) -> VectorIndex:
@@ -86,7 +136,7 @@ def index_of(settings: Settings, active: Active) -> VectorIndex:
     """
     store = store_for(settings)
     index = store.open(active.name)
-    store.release_others(keep=active.name)
+    store.release_others(keep=active.name, also=active.live)
     return index
 
 
@@ -116,3 +166,15 @@ def building_indexes(*, session: DbSession, settings: Settings) -> list[VectorIn
         return []
     names = session.scalars(select(IndexCollection.name).where(IndexCollection.state == CollectionState.building))
     return [store.open(name) for name in names]
+
+
+def experiment_indexes(*, session: DbSession, settings: Settings) -> list[tuple[str, str, VectorIndex]]:
+    """The collections of a running experiment's arms other than the active one: (name, model version, index).
+    New photos, deletes and payload changes reach them too, so that every arm answers from the whole catalog."""
+    rows = session.execute(
+        select(IndexCollection.name, IndexCollection.model_version)
+        .where(IndexCollection.state == CollectionState.experiment)
+        .order_by(IndexCollection.name)
+    ).all()
+    store = store_for(settings)
+    return [(name, version, store.open(name)) for name, version in rows]

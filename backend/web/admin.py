@@ -15,10 +15,11 @@ from backend.core.security import is_admin_token, wait_after_failures
 from backend.core.uploads import checked_uploads
 from backend.db.photos import failed_photos
 from backend.db.products import ProductFilter, ProductIn, get_product, list_products
+from backend.domain.experiments import check_arms, parse_arm
 from backend.domain.products import ProductChanges
 from backend.errors import LookalikeError, NotFound
 from backend.index import IndexUnavailable
-from backend.services import catalog, events
+from backend.services import catalog, events, experiments
 from backend.services.models import (
     RegistryError,
     ReindexRunning,
@@ -32,7 +33,7 @@ from backend.serving.active import active_collection
 from backend.web.charts import line_chart
 from backend.web.forms import ActionForm, AnalyticsQuery, LoginForm, PhotosForm, ProductForm, load_args
 from backend.web.pages import admin_required, close_admin_session, open_admin_session, pages_blueprint, safe_next
-from backend.worker.enqueue import enqueue_reindex
+from backend.worker.enqueue import enqueue_embedding, enqueue_experiment, enqueue_reindex
 from ml.versions import builtin_names
 
 log = logging.getLogger(__name__)
@@ -226,8 +227,44 @@ def models() -> Any:
         registered=registered,
         builds=building,
         running=any(not b.stalled for b in building),
+        experiment=experiments.current_experiment(session=db.session),
         action=ActionForm(),
     )
+
+
+@bp.post("/models/experiment/start")
+@admin_required
+def start_experiment() -> Any:
+    """Start a model A/B test from the arms in the form (`NAME=VERSION[:WEIGHT]` each); its builds run in the
+    background, their progress on this page."""
+    texts = [text.strip() for text in request.form.getlist("arm") if text.strip()]
+    try:
+        arms = check_arms([parse_arm(text) for text in texts])
+        refuse_a_second_reindex(session=db.session)
+        active = active_collection(session=db.session, settings=current_settings())
+        experiments.check_versions(db.session, arms, active.model_version)
+    except LookalikeError as exc:
+        flash(f"Cannot start the experiment: {exc.message}", "error")
+        return redirect(url_for("admin.models"))
+    enqueue_experiment(texts)
+    flash(f"Starting the experiment {', '.join(texts)}: arms on another model are built first.")
+    return redirect(url_for("admin.models"))
+
+
+@bp.post("/models/experiment/stop")
+@admin_required
+def stop_experiment() -> Any:
+    """Stop the running experiment keeping one arm: its model becomes (or stays) the active one."""
+    keep = request.form.get("keep", "").strip()
+    try:
+        report = experiments.stop_experiment(
+            session=db.session, settings=current_settings(), keep=keep, enqueue=enqueue_embedding
+        )
+    except LookalikeError as exc:
+        flash(f"Cannot stop the experiment: {exc.message}", "error")
+        return redirect(url_for("admin.models"))
+    flash(f"Experiment stopped: arm {report.kept} kept, {report.model_version} answers every visitor.")
+    return redirect(url_for("admin.models"))
 
 
 @bp.post("/models/activate")
@@ -237,8 +274,8 @@ def activate() -> Any:
     version = request.form.get("version", "").strip()
     try:
         refuse_a_second_reindex(session=db.session)
-    except ReindexRunning:
-        flash("A reindex is running already: wait for it to finish.", "error")
+    except ReindexRunning as exc:
+        flash(f"Cannot activate: {exc.message}", "error")
         return redirect(url_for("admin.models"))
     try:
         check_activatable(session=db.session, version=version)

@@ -56,7 +56,11 @@ def celery_init_app(app: Flask) -> Celery:
         result_backend_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
         task_queues=[Queue(EMBED_QUEUE), Queue(INDEX_QUEUE)],
         task_default_queue=INDEX_QUEUE,
-        task_routes={"lookalike.embed_images": {"queue": EMBED_QUEUE}, "lookalike.reindex": {"queue": EMBED_QUEUE}},
+        task_routes={
+            "lookalike.embed_images": {"queue": EMBED_QUEUE},
+            "lookalike.reindex": {"queue": EMBED_QUEUE},
+            "lookalike.start_experiment": {"queue": EMBED_QUEUE},
+        },
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a Redis restart: keep trying, then resume consuming
         worker_cancel_long_running_tasks_on_connection_loss=False,

@@ -17,10 +17,18 @@ from typing import Any
 from flask import current_app
 
 from backend.config import current_settings
-from backend.worker.tasks import delete_points, enqueue_embedding, reindex_task, sweep, sync_product
+from backend.worker.tasks import (
+    delete_points,
+    enqueue_embedding,
+    experiment_task,
+    reindex_task,
+    sweep,
+    sync_product,
+)
 
 __all__ = [
     "enqueue_embedding",
+    "enqueue_experiment",
     "enqueue_payload_sync",
     "enqueue_point_deletes",
     "enqueue_reindex",
@@ -45,6 +53,11 @@ def enqueue_payload_sync(product_id: int) -> None:
 def enqueue_reindex(version: str) -> None:
     """Reindex every photo with `version`, then switch to it (in the background, see `in_background`)."""
     in_background(reindex_task, version)
+
+
+def enqueue_experiment(arms: list[str]) -> None:
+    """Start a model A/B test with these arms (`NAME=VERSION[:WEIGHT]`): its builds run in the background."""
+    in_background(experiment_task, arms)
 
 
 def give_memory_back() -> None:

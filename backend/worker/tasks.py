@@ -19,13 +19,16 @@ from backend.config import Settings, current_settings
 from backend.core.extensions import db
 from backend.db.models import FailureKind, Product
 from backend.db.photos import mark_enqueued, mark_failed
+from backend.domain.experiments import parse_arm
 from backend.domain.photos import ImageLimits, MediaStorage
 from backend.index import IndexUnavailable, VectorIndex
 from backend.indexing.embed import IndexingPolicy, index_photos, worker_identity
+from backend.indexing.mirror import mirror_photos
 from backend.indexing.reindex import reindex
 from backend.indexing.sweep import run_sweep
+from backend.services.experiments import start_experiment
 from backend.services.similar import prepare_collection
-from backend.serving.active import active_collection, active_index, building_indexes, index_of
+from backend.serving.active import active_collection, active_index, building_indexes, experiment_indexes, index_of
 from backend.serving.embedders import UnknownModel, embedder_for
 
 log = logging.getLogger(__name__)
@@ -114,16 +117,18 @@ def embed_images(self: Task, image_ids: list[int]) -> dict[str, int]:
         }
     if report.requeue:
         enqueue_embedding(report.requeue)
+    mirror_photos(session=db.session, settings=settings, image_ids=report.indexed)  # a running experiment's arms
     return report.counts()
 
 
 def _index_task(self: Task, name: str, action: Callable[[VectorIndex], None]) -> None:
-    """Run `action(index)` on the active collection and any being built; retry transient failures, then
-    leave it to the sweep."""
+    """Run `action(index)` on the active collection, any being built and a running experiment's; retry transient
+    failures, then leave it to the sweep."""
     settings = current_settings()
     try:
         _, index = active_index(session=db.session, settings=settings)
-        for each in [index, *building_indexes(session=db.session, settings=settings)]:
+        arms = [arm for _, _, arm in experiment_indexes(session=db.session, settings=settings)]
+        for each in [index, *building_indexes(session=db.session, settings=settings), *arms]:
             action(each)
     except TRANSIENT as exc:
         _safe_rollback()
@@ -174,6 +179,20 @@ def reindex_task(version: str | None = None) -> dict[str, Any]:
         settings=settings,
         version=version,
         enqueue=enqueue_embedding,
+        prepare=partial(prepare_collection, settings=settings) if settings.tasks_in_process else None,
+    )
+    return vars(report)
+
+
+@shared_task(name="lookalike.start_experiment", acks_late=False, soft_time_limit=REINDEX_LIMIT_S)
+def experiment_task(arms: list[str]) -> dict[str, Any]:
+    """Start a model A/B test (the models page): the arms' collections are built as a reindex builds, then go
+    live beside the active one. Acknowledged when it starts, as the reindex is."""
+    settings = current_settings()
+    report = start_experiment(
+        session=db.session,
+        settings=settings,
+        arms=[parse_arm(arm) for arm in arms],
         prepare=partial(prepare_collection, settings=settings) if settings.tasks_in_process else None,
     )
     return vars(report)

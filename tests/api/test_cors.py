@@ -28,7 +28,7 @@ def test_an_allowed_origin_reads_the_similar_items_and_sees_the_model(shop: Any)
     answer = shop.get("/api/v1/products/sku/A-1/similar", headers={"Origin": SHOP})
     assert answer.status_code == 200 and answer.headers["Access-Control-Allow-Origin"] == SHOP
     assert "Origin" in answer.headers["Vary"]
-    assert answer.headers["Access-Control-Expose-Headers"] == "X-Lookalike-Model"
+    assert answer.headers["Access-Control-Expose-Headers"] == "X-Lookalike-Model, X-Lookalike-Arm"
     assert answer.headers["X-Lookalike-Model"] == answer.json["model_version"]
     missing = shop.get("/api/v1/products/sku/NOPE/similar", headers={"Origin": SHOP})
     assert missing.status_code == 404 and missing.headers["Access-Control-Allow-Origin"] == SHOP  # a page sees why

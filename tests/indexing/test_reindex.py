@@ -207,14 +207,14 @@ def test_changes_between_the_reindex_pass_and_its_switch_reach_the_new_collectio
     keep = upload(client, "KEEP", images.png(1), price="10").json
     gone = upload(client, "GONE", images.png(2)).json
     settings = server_app.config["SETTINGS"]
-    real_switch = reindex_module._switch
+    real_switch = reindex_module.switch_to
 
     def changes_then_switch(*args: Any, **kwargs: Any) -> int:
         assert client.delete(f"/api/v1/products/{gone['id']}", headers=AUTH).status_code == 204
         assert client.patch(f"/api/v1/products/{keep['id']}", json={"price": 99}, headers=AUTH).status_code == 200
         return real_switch(*args, **kwargs)
 
-    monkeypatch.setattr(reindex_module, "_switch", changes_then_switch)
+    monkeypatch.setattr(reindex_module, "switch_to", changes_then_switch)
     with server_app.app_context():
         report = reindex(session=db.session, settings=settings, enqueue=enqueue_embedding, drop_wait_s=0)
     assert report.embedded == 2  # both were in the database while it embedded

@@ -100,6 +100,7 @@
     });
     var look = element.getAttribute("data-look");
     if (look !== null && look !== "") params.set("look", look);
+    params.set("visitor", visitor()); // while a model A/B test runs, the visitor's arm answers
     return params.toString();
   }
 
