@@ -78,7 +78,7 @@ def app(settings: Settings) -> Iterator[object]:
     with app.app_context():
         if db.engine.dialect.name == "postgresql":
             tables = "photo_duplicates, product_images, products, model_versions, index_collections, imports,"
-            tables += " shopper_events"
+            tables += " shopper_events, experiments"
             db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
             db.session.commit()
         db.session.remove()
