@@ -127,6 +127,8 @@ def run_sweep(
         if full:
             requeue_more = _drift(session, active.model_version, index, report, settings.attribute_keys)
         report.optimized = index.optimize_if_needed()
+        for _, _, arm in experiment_indexes(session=session, settings=settings):
+            arm.optimize_if_needed()  # the photos mirrored into a running experiment's collections
         if full:
             _arm_drift(session, settings, report)
     except (IndexUnavailable, UnknownModel) as exc:

@@ -209,7 +209,7 @@ def stop_experiment(
         held = store_for(settings).open(collection).ids()
         done = held & set(session.scalars(select(ProductImage.id).where(ProductImage.status != ImageStatus.failed)))
     live = lock_live(session)
-    experiment = session.get(Experiment, experiment_id, with_for_update=True)
+    experiment = session.get(Experiment, experiment_id, with_for_update=True, populate_existing=True)
     if experiment is None or experiment.state != ExperimentState.running:
         session.rollback()
         raise NoExperiment("the experiment was stopped meanwhile")

@@ -64,6 +64,8 @@ def test_sweep_repairs_drift(any_app: Any, monkeypatch: pytest.MonkeyPatch) -> N
         "dead_imports": [],
         "dead_builds": [],
         "events_pruned": 0,
+        "arm_missing": 0,
+        "arm_orphans": 0,
         "index_error": None,
     }
 

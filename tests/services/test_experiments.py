@@ -15,7 +15,7 @@ from backend.core.extensions import db
 from backend.db.models import CollectionState, Experiment, ImageStatus, IndexCollection, ProductImage
 from backend.domain.experiments import Arm, assign
 from backend.errors import InvalidInput
-from backend.index import store_for
+from backend.index import IndexPoint, store_for
 from backend.indexing import sweep as sweep_module
 from backend.indexing.sweep import run_sweep
 from backend.services.experiments import NoExperiment, start_experiment, stop_experiment
@@ -183,3 +183,25 @@ def test_the_models_page_starts_and_stops_an_experiment(app: Any, client: Any) -
     stopped = post_form(client, "/admin/models/experiment/stop", {"keep": "B"}, token_from="/admin/models")
     assert "arm B kept" in client.get(stopped.headers["Location"]).get_data(as_text=True)
     assert re.search(rf'id="active-model">{OTHER}<', client.get("/admin/models").get_data(as_text=True))
+
+
+def test_the_full_sweep_repairs_an_arms_collection(app: Any, client: Any) -> None:
+    """A mirror that failed (a point missing from the challenger's collection) and a point of a photo that is gone:
+    the full sweep embeds the one and deletes the other; the quick sweep leaves them."""
+    catalog(client, 3)
+    _, arms = arms_of(app)
+    report = start(app, *arms)
+    settings = app.config["SETTINGS"]
+    with app.app_context():
+        challenger = store_for(settings).open(report.built[0])
+        everything = challenger.ids()
+        lost = min(everything)
+        challenger.delete([lost])
+        stray = challenger.vectors([max(everything)])[max(everything)]
+        challenger.upsert([IndexPoint(9999, stray, {"product_id": 9999})])
+        quick = run_sweep(session=db.session, settings=settings, enqueue=enqueue_embedding)
+        assert (quick.arm_missing, quick.arm_orphans) == (0, 0)
+        full = run_sweep(session=db.session, settings=settings, enqueue=enqueue_embedding, full=True)
+        assert (full.arm_missing, full.arm_orphans) == (1, 1)
+        assert challenger.ids() == everything
+        assert run_sweep(session=db.session, settings=settings, enqueue=enqueue_embedding, full=True).arm_missing == 0
