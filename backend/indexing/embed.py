@@ -160,6 +160,33 @@ def embed_and_upsert(
     return [photo.id for photo in ready]
 
 
+def embed_stored(
+    session: DbSession,
+    settings: Settings,
+    version: str,
+    index: VectorIndex,
+    embedder: Embedder,
+    image_ids: Sequence[int],
+    on_unreadable: Callable[[int, str], None] = lambda image_id, reason: None,
+) -> list[int]:
+    """One batch of stored photos by id (those that still exist) embedded with `version` into `index`, outside any
+    claim (a reindex's build, an experiment arm's collection): the ids written."""
+    rows = session.scalars(
+        select(ProductImage).where(ProductImage.id.in_(list(image_ids))).options(joinedload(ProductImage.product))
+    ).all()
+    photos = [PhotoRef(r.id, r.stored_name, point_payload(r, version, settings.attribute_keys)) for r in rows]
+    session.rollback()  # plain values from here: no read transaction held while embedding
+    return embed_and_upsert(
+        photos=photos,
+        index=lambda: index,
+        embedder=lambda: embedder,
+        storage=MediaStorage(settings.media_root),
+        limits=ImageLimits.of(settings),
+        model_version=version,
+        on_unreadable=on_unreadable,
+    )
+
+
 def claim(
     *,
     session: DbSession,

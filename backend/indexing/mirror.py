@@ -10,16 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import joinedload
 
 from backend.config import Settings
 from backend.core.extensions import DbSession
-from backend.db.models import ProductImage
-from backend.domain.photos import ImageLimits, MediaStorage
 from backend.index import IndexUnavailable, VectorIndex
-from backend.indexing.embed import PhotoRef, embed_and_upsert, point_payload
+from backend.indexing.embed import embed_stored
 from backend.serving.active import experiment_indexes
 from backend.serving.embedders import UnknownModel, embedder_for
 
@@ -29,33 +25,16 @@ log = logging.getLogger(__name__)
 def embed_into(
     session: DbSession, settings: Settings, version: str, index: VectorIndex, image_ids: Sequence[int]
 ) -> int:
-    """Embed the photos of `image_ids` that still exist with `version` and upsert them into `index`; how many were
-    written (an unreadable photo is left out: the active collection's pipeline records why)."""
+    """Embed the photos of `image_ids` that still exist with `version` and upsert them into `index`, in batches;
+    how many were written."""
     if not image_ids:
         return 0
     embedder = embedder_for(settings, version)
-    storage, limits, step = MediaStorage(settings.media_root), ImageLimits.of(settings), settings.embed_batch_size
+    step, ids = settings.embed_batch_size, sorted(image_ids)
     written = 0
-    ids = sorted(image_ids)
     for start in range(0, len(ids), step):
-        rows = session.scalars(
-            select(ProductImage)
-            .where(ProductImage.id.in_(ids[start : start + step]))
-            .options(joinedload(ProductImage.product))
-        ).all()
-        photos = [PhotoRef(r.id, r.stored_name, point_payload(r, version, settings.attribute_keys)) for r in rows]
-        session.rollback()  # plain values from here: nothing to hold while embedding
-        written += len(
-            embed_and_upsert(
-                photos=photos,
-                index=lambda: index,
-                embedder=lambda: embedder,
-                storage=storage,
-                limits=limits,
-                model_version=version,
-                on_unreadable=lambda image_id, reason: None,
-            )
-        )
+        # An unreadable photo is left out: the active collection's pipeline records why.
+        written += len(embed_stored(session, settings, version, index, embedder, ids[start : start + step]))
     return written
 
 

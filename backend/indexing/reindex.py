@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.orm import joinedload
 
 from backend.config import Settings
 from backend.core.extensions import DbSession
@@ -26,9 +25,8 @@ from backend.db.models import (
     ProductImage,
 )
 from backend.db.photos import mark_indexed, update_photos
-from backend.domain.photos import ImageLimits, MediaStorage
 from backend.index import IndexBusy, IndexUnavailable, VectorIndex, store_for
-from backend.indexing.embed import PhotoRef, embed_and_upsert, point_payload, worker_identity
+from backend.indexing.embed import embed_stored, worker_identity
 from backend.serving.active import active_collection, new_collection_name
 from backend.serving.embedders import embedder_for
 
@@ -82,7 +80,6 @@ def build_collection(
     )
     session.commit()
     started = datetime.now(UTC)
-    storage = MediaStorage(settings.media_root)
     store = store_for(settings)
     index = store.open_for_build(name)  # a query meanwhile lets go of other collections, never of this one
     built = Built(name, version, index)
@@ -92,26 +89,10 @@ def build_collection(
         on_total(len(ids))
         step = settings.embed_batch_size
         for start in range(0, len(ids), step):
-            rows = session.scalars(
-                select(ProductImage)
-                .where(ProductImage.id.in_(ids[start : start + step]))
-                .options(joinedload(ProductImage.product))
-            ).all()
-            photos = [
-                PhotoRef(row.id, row.stored_name, point_payload(row, version, settings.attribute_keys)) for row in rows
-            ]
+            batch = ids[start : start + step]
             built.done.update(
-                embed_and_upsert(
-                    photos=photos,
-                    index=lambda: index,
-                    embedder=lambda: embedder,
-                    storage=storage,
-                    limits=ImageLimits.of(settings),
-                    model_version=version,
-                    on_unreadable=built.unreadable.__setitem__,
-                )
+                embed_stored(session, settings, version, index, embedder, batch, built.unreadable.__setitem__)
             )
-            session.rollback()  # end the read transaction: nothing to keep between batches
             _record_progress(session, name, total=len(ids), done=min(start + step, len(ids)))
             progress(len(ids[start : start + step]))
         index.optimize()  # build the graph before queries arrive

@@ -59,3 +59,11 @@ def broken_images(page: Any, selector: str = "img") -> list[str]:
 
 def image_count(page: Any, selector: str) -> int:
     return int(page.eval_on_selector_all(selector, "imgs => imgs.length"))
+
+
+def log_in_to(page: Any, base_url: str, token: str, path: str) -> None:
+    """Open an admin page, log in on the form it redirects to, and land on it."""
+    page.goto(path)
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base_url}{path}")

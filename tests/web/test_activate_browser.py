@@ -10,9 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.utils.browser import browser_page
-from tests.utils.datasets import photos_of
-from tests.utils.server import running_server
+from tests.utils.browser import browser_page, log_in_to
+from tests.utils.server import dresses_on, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +22,7 @@ def test_activate_from_the_models_page_switches_while_queries_run(tmp_path: Path
     # The minute sweep every second: before, any query or sweep retired the collection being built.
     settings = {"SWEEP_INTERVAL_S": "1"}
     with running_server(tmp_path, production=True, env=settings) as (base, token), browser_page(base) as (page, _):
-        auth = {"Authorization": f"Bearer {token}"}
-        ids = []
-        for n, path in enumerate(photos_of("dress", 6)):
-            files = [("images", (path.name, path.read_bytes(), "image/jpeg"))]
-            data = {"sku": f"D{n}", "title": f"Dress {n}", "category": "dress"}
-            response = httpx.post(f"{base}/api/v1/products", data=data, files=files, headers=auth, timeout=60)
-            assert response.status_code == 201, response.text
-            ids.append(response.json()["id"])
+        ids = dresses_on(base, token, 6)
         before = httpx.get(f"{base}/api/v1/stats", timeout=10).json()["model"]["version"]
         assert before != NEW_MODEL
 
@@ -53,10 +45,7 @@ def test_activate_from_the_models_page_switches_while_queries_run(tmp_path: Path
         loop = threading.Thread(target=shoppers, daemon=True)
         loop.start()
         try:
-            page.goto("/admin/models")
-            page.fill("#token", token)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{base}/admin/models")
+            log_in_to(page, base, token, "/admin/models")
             page.on("dialog", lambda dialog: dialog.accept())  # "Reindex every photo with ...?"
             row = page.locator("#models tr", has_text=NEW_MODEL)
             row.locator("button", has_text="Activate").click()

@@ -12,9 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.utils.browser import browser_page
-from tests.utils.datasets import photos_of
-from tests.utils.server import running_server
+from tests.utils.browser import browser_page, log_in_to
+from tests.utils.server import dresses_on, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -25,14 +24,7 @@ VISITORS = [f"shopper-{n:04d}" for n in range(12)]
 def test_an_experiment_from_the_models_page_answers_each_arm_and_stops_on_the_winner(tmp_path: Path) -> None:
     settings = {"SWEEP_INTERVAL_S": "1"}
     with running_server(tmp_path, production=True, env=settings) as (base, token), browser_page(base) as (page, _):
-        auth = {"Authorization": f"Bearer {token}"}
-        ids = []
-        for n, path in enumerate(photos_of("dress", 6)):
-            files = [("images", (path.name, path.read_bytes(), "image/jpeg"))]
-            data = {"sku": f"D{n}", "title": f"Dress {n}", "category": "dress"}
-            response = httpx.post(f"{base}/api/v1/products", data=data, files=files, headers=auth, timeout=60)
-            assert response.status_code == 201, response.text
-            ids.append(response.json()["id"])
+        ids = dresses_on(base, token, 6)
         before = httpx.get(f"{base}/api/v1/stats", timeout=10).json()["model"]["version"]
         assert before != CHALLENGER
 
@@ -59,10 +51,7 @@ def test_an_experiment_from_the_models_page_answers_each_arm_and_stops_on_the_wi
         loop = threading.Thread(target=shoppers, daemon=True)
         loop.start()
         try:
-            page.goto("/admin/models")
-            page.fill("#token", token)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{base}/admin/models")
+            log_in_to(page, base, token, "/admin/models")
             assert page.input_value("#start-experiment input[name=arm] >> nth=0") == f"A={before}:50"
             page.fill("#start-experiment input[name=arm] >> nth=1", f"B={CHALLENGER}:50")
             page.click("#start-experiment button[type=submit]")
