@@ -304,6 +304,11 @@ class VectorStore:
                 self._open[name] = index
             return index
 
+    def is_open(self, name: str) -> bool:
+        """Whether this process holds collection `name` open (or in its grace after a switch)."""
+        with self._lock:
+            return name in self._open or name in self._retiring
+
     def open_for_build(self, name: str) -> VectorIndex:
         """Open (create) a collection a reindex of this process builds: kept open, and never let go by
         `release_others`, until `close_collection` or until it is the active one a query asks for."""

@@ -97,37 +97,49 @@ def start_experiment(
 ) -> StartReport:
     """Build a collection for each arm model other than the active one (the reindex's build), then in one
     transaction make them live and the experiment running. Queries go on from the active collection meanwhile;
-    photos indexed during the builds are embedded into them once they are live. `prepare`: as for `reindex`."""
+    photos indexed during the builds are embedded into them before and after they go live. `prepare`: as for
+    `reindex`."""
     arms = check_arms(arms)
     refuse_a_second_reindex(session=session)
     active = active_collection(session=session, settings=settings)
     check_versions(session, arms, active.model_version)
     built: dict[str, Built] = {}
+    caught_up = 0
     try:
         for version in dict.fromkeys(arm.model_version for arm in arms):
             if version != active.model_version:
                 built[version] = build_collection(
                     session=session, settings=settings, version=version, progress=progress, on_total=on_total
                 )
+                caught_up += _catch_up(session, settings, built[version])
                 hand_over(settings, built[version], prepare)
         experiment = _go_live(session, active.name, arms, built)
     except BaseException:
         for each in built.values():
             discard_build(session, settings, each.name)
         raise
-    report = StartReport(experiment.id, list(experiment.arms), [b.name for b in built.values()])
+    report = StartReport(experiment.id, list(experiment.arms), [b.name for b in built.values()], caught_up)
+    # Photos indexed in the last moment before the commit: their workers read no experiment yet. Caught up here
+    # where this process may open the collections now (it serves them, or the store is a server); a command
+    # beside an embedded server must not hold a shard that server now answers from: the full sweep embeds them.
     store = store_for(settings)
-    for each in built.values():
-        # Indexed into the active collection while this one was built: read after the commit above, so that a
-        # photo indexed later is mirrored into it by its own worker (`mirror_photos`).
-        indexed = set(session.scalars(select(ProductImage.id).where(ProductImage.status == ImageStatus.indexed)))
-        session.rollback()
-        behind = sorted(indexed - each.done)
-        report.caught_up += embed_into(session, settings, each.model_version, store.open(each.name), behind)
-        if prepare is None:
-            store.close_collection(each.name)  # for the serving process to open
+    if prepare is not None or not store.holds_collections:
+        for each in built.values():
+            report.caught_up += _catch_up(session, settings, each)
+            if prepare is None:
+                store.close_collection(each.name)
     log.info("experiment %d started: %s", report.experiment, report.arms)
     return report
+
+
+def _catch_up(session: DbSession, settings: Settings, built: Built) -> int:
+    """Embed into a built collection the photos indexed into the active one since its build read them."""
+    indexed = set(session.scalars(select(ProductImage.id).where(ProductImage.status == ImageStatus.indexed)))
+    session.rollback()
+    behind = sorted(indexed - built.done)
+    written = embed_into(session, settings, built.model_version, store_for(settings).open(built.name), behind)
+    built.done.update(behind)
+    return written
 
 
 def _go_live(session: DbSession, active: str, arms: Sequence[Arm], built: dict[str, Built]) -> Experiment:
@@ -206,7 +218,11 @@ def stop_experiment(
     switched = collection != active.name
     done: set[int] = set()
     if switched:  # the photos it holds, read before the lock: the switch marks them indexed by its model
-        held = store_for(settings).open(collection).ids()
+        store = store_for(settings)
+        opened_here = not store.is_open(collection)
+        held = store.open(collection).ids()
+        if opened_here and store.holds_collections:
+            store.close_collection(collection)  # an embedded server beside this command opens it next
         done = held & set(session.scalars(select(ProductImage.id).where(ProductImage.status != ImageStatus.failed)))
     live = lock_live(session)
     experiment = session.get(Experiment, experiment_id, with_for_update=True, populate_existing=True)
