@@ -183,12 +183,30 @@ class ModelStatsOut(Schema):
     note = fields.String(allow_none=True)
 
 
+class ArmStatsOut(Schema):
+    name = fields.String()
+    model_version = fields.String()
+    weight = fields.Integer()
+    collection = fields.String(metadata={"description": "the collection that answers this arm's visitors"})
+
+
+class ExperimentStatsOut(Schema):
+    id = fields.Integer()
+    arms = fields.List(fields.Nested(ArmStatsOut))
+    started_at = fields.String(metadata={"format": "date-time"})
+
+
 class StatsOut(Schema):
     products = fields.Integer()
     images = fields.Nested(PhotoCountsOut)
     index = fields.Nested(IndexStatsOut)
     model = fields.Nested(ModelStatsOut)
     tasks = fields.String(metadata={"enum": ["in-process", "celery"]})
+    experiment = fields.Nested(
+        ExperimentStatsOut,
+        allow_none=True,
+        metadata={"description": "the model A/B test that runs (`lookalike experiment start`), or null"},
+    )
 
 
 class ImportIn(Schema):

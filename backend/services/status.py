@@ -12,6 +12,7 @@ from backend.core.extensions import DbSession
 from backend.db.models import Product
 from backend.db.products import photo_status_counts
 from backend.index import IndexUnavailable
+from backend.services.experiments import current_experiment
 from backend.serving.active import active_collection, index_of
 from backend.serving.embedders import embedder_for
 from ml.versions import Origin
@@ -41,6 +42,19 @@ class IndexInfo(TypedDict):
     error: NotRequired[str]
 
 
+class ArmInfo(TypedDict):
+    name: str
+    model_version: str
+    weight: int
+    collection: str
+
+
+class ExperimentInfo(TypedDict):
+    id: int
+    arms: list[ArmInfo]
+    started_at: str
+
+
 class Stats(TypedDict):
     """The one shape of the statistics: `/api/v1/stats`, the status page and `lookalike stats`."""
 
@@ -49,6 +63,18 @@ class Stats(TypedDict):
     index: IndexInfo
     model: ModelInfo
     tasks: str
+    experiment: ExperimentInfo | None  # the model A/B test running, if one is
+
+
+def experiment_info(session: DbSession) -> ExperimentInfo | None:
+    running = current_experiment(session=session)
+    if running is None:
+        return None
+    arms: list[ArmInfo] = [
+        {"name": a.name, "model_version": a.model_version, "weight": a.weight, "collection": a.collection}
+        for a in running.arms
+    ]
+    return {"id": running.id, "arms": arms, "started_at": running.started_at}
 
 
 def collect_stats(*, session: DbSession, settings: Settings, index_errors: bool = False) -> Stats:
@@ -74,6 +100,7 @@ def collect_stats(*, session: DbSession, settings: Settings, index_errors: bool 
         "index": index,
         "model": model_info(embedder_for(settings, active.model_version).info),
         "tasks": "in-process" if settings.tasks_in_process else "celery",
+        "experiment": experiment_info(session),
     }
 
 

@@ -64,6 +64,9 @@ def test_each_visitor_is_answered_by_its_arms_own_collection_and_model(app: Any,
         assert set(active.live) == {active.name, report.built[0]}
         challenger = store_for(settings).open(report.built[0])
         assert challenger.ids() == active_index_ids(app)  # every photo, embedded by the challenger's model
+    stats = client.get("/api/v1/stats").json["experiment"]
+    assert stats["id"] == report.experiment and [a["name"] for a in stats["arms"]] == ["A", "B"]
+    assert stats["arms"][1]["collection"] == report.built[0]
     a, b = visitor_in(report.experiment, arms, "A"), visitor_in(report.experiment, arms, "B")
     answers = {}
     for arm, visitor in (("A", a), ("B", b)):
@@ -118,6 +121,7 @@ def test_stopping_keeps_the_winner_through_the_switch_and_the_sweep_drops_the_lo
         assert db.session.scalar(select(Experiment.kept)) == "B"
     answer = client.get(f"/api/v1/products/{ids[0]}/similar?visitor=visitor-000001")
     assert answer.status_code == 200 and answer.json["model_version"] == OTHER and "arm" not in answer.json
+    assert client.get("/api/v1/stats").json["experiment"] is None
     with app.app_context():
         first = run_sweep(session=db.session, settings=settings, enqueue=enqueue_embedding)
         assert loser not in first.dropped_collections and loser in store_for(settings).list()  # within the grace
