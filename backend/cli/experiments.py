@@ -61,10 +61,7 @@ def start_command(arms: tuple[str, ...]) -> None:
     except (LookalikeError, UnknownModel) as exc:
         _refused(exc)
     except IndexBusy as exc:
-        click.echo(
-            f"error: {exc} (on the embedded store, start it from the models page of the running server)", err=True
-        )
-        sys.exit(1)
+        _busy(exc, "start")
     click.echo(json.dumps(vars(report), indent=2))
 
 
@@ -89,8 +86,5 @@ def stop_command(keep: str) -> None:
     except LookalikeError as exc:
         _refused(exc)
     except IndexBusy as exc:
-        click.echo(
-            f"error: {exc} (on the embedded store, stop it from the models page of the running server)", err=True
-        )
-        sys.exit(1)
+        _busy(exc, "stop")
     click.echo(json.dumps(vars(report), indent=2))

@@ -10,6 +10,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from backend.errors import InvalidInput
 
@@ -23,6 +24,9 @@ class Arm:
     name: str
     model_version: str
     weight: int  # a share of the visitors: the weights of an experiment need not sum to 100
+
+
+A = TypeVar("A", bound=Arm)  # an arm, or one that also names its collection
 
 
 def parse_arm(text: str) -> Arm:
@@ -60,7 +64,7 @@ def bucket(experiment: str, visitor_id: str) -> float:
     return int.from_bytes(digest, "big") / _SPACE
 
 
-def assign(experiment: str, arms: Sequence[Arm], visitor_id: str) -> Arm:
+def assign(experiment: str, arms: Sequence[A], visitor_id: str) -> A:
     """The arm a visitor sees: the weights cut [0, 1) into consecutive shares, in the arms' order."""
     point = bucket(experiment, visitor_id) * sum(arm.weight for arm in arms)
     edge = 0

@@ -27,7 +27,7 @@ from backend.db.models import (
 from backend.db.photos import mark_indexed, update_photos
 from backend.index import IndexBusy, IndexUnavailable, VectorIndex, store_for
 from backend.indexing.embed import embed_stored, worker_identity
-from backend.serving.active import active_collection, new_collection_name
+from backend.serving.active import LIVE, active_collection, new_collection_name
 from backend.serving.embedders import embedder_for
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def lock_live(session: DbSession) -> list[IndexCollection]:
     return list(
         session.scalars(
             select(IndexCollection)
-            .where(IndexCollection.state.in_([CollectionState.active, CollectionState.experiment]))
+            .where(IndexCollection.state.in_(LIVE))
             .order_by(IndexCollection.name)
             .with_for_update()
         )

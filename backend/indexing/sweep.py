@@ -127,10 +127,11 @@ def run_sweep(
         if full:
             requeue_more = _drift(session, active.model_version, index, report, settings.attribute_keys)
         report.optimized = index.optimize_if_needed()
-        for _, _, arm in experiment_indexes(session=session, settings=settings):
+        arms = experiment_indexes(session=session, settings=settings)
+        for _, _, arm in arms:
             arm.optimize_if_needed()  # the photos mirrored into a running experiment's collections
         if full:
-            _arm_drift(session, settings, report)
+            _arm_drift(session, settings, arms, report)
     except (IndexUnavailable, UnknownModel) as exc:
         session.rollback()
         report.index_error = str(exc)
@@ -180,11 +181,13 @@ def _drift(
     return missing + other
 
 
-def _arm_drift(session: DbSession, settings: Settings, report: SweepReport) -> None:
+def _arm_drift(
+    session: DbSession, settings: Settings, arms: Sequence[tuple[str, str, VectorIndex]], report: SweepReport
+) -> None:
     """A running experiment's collections against the database: the points of photos that are gone are deleted,
     photos indexed into the active collection that an arm's lacks (its mirror failed) are embedded into it, and
     stale payloads are rewritten."""
-    for _, version, index in experiment_indexes(session=session, settings=settings):
+    for _, version, index in arms:
         in_index = index.ids()
         existing = set(session.scalars(select(ProductImage.id)))
         indexed = set(session.scalars(select(ProductImage.id).where(ProductImage.status == ImageStatus.indexed)))

@@ -45,7 +45,7 @@ from backend.services.models import (
     check_activatable,
     refuse_a_second_reindex,
 )
-from backend.serving.active import active_collection, running_arms
+from backend.serving.active import RunningExperiment, active_collection, running_experiment
 
 log = logging.getLogger(__name__)
 
@@ -177,28 +177,9 @@ def _go_live(session: DbSession, active: str, arms: Sequence[Arm], built: dict[s
     return experiment
 
 
-@dataclass(frozen=True)
-class LiveArm:
-    name: str
-    model_version: str
-    weight: int
-    collection: str  # the collection that answers its visitors
-
-
-@dataclass(frozen=True)
-class RunningExperiment:
-    id: int
-    arms: list[LiveArm]
-    started_at: str  # ISO 8601
-
-
 def current_experiment(*, session: DbSession) -> RunningExperiment | None:
     """The running experiment, or None."""
-    experiment = session.scalar(select(Experiment).where(Experiment.state == ExperimentState.running))
-    if experiment is None:
-        return None
-    arms = [LiveArm(a["name"], a["model_version"], int(a["weight"]), a["collection"]) for a in experiment.arms]
-    return RunningExperiment(experiment.id, arms, experiment.started_at.isoformat())
+    return running_experiment(session)
 
 
 def stop_experiment(
@@ -206,14 +187,15 @@ def stop_experiment(
 ) -> StopReport:
     """End the running experiment keeping arm `keep`: its collection becomes (or stays) the active one through
     the normal switch, the other arms' collections are retired, for the sweep to drop after the grace."""
-    running = running_arms(session)
+    running = running_experiment(session)
     if running is None:
         raise NoExperiment("no experiment is running")
-    experiment_id, arms = running
-    by_name = {arm.name: (arm, collection) for arm, collection in arms}
+    experiment_id = running.id
+    by_name = {arm.name: arm for arm in running.arms}
     if keep not in by_name:
         raise InvalidInput("keep", f"no arm {keep!r} in the running experiment (its arms: {', '.join(by_name)})")
-    arm, collection = by_name[keep]
+    arm = by_name[keep]
+    collection = arm.collection
     active = active_collection(session=session, settings=settings)
     switched = collection != active.name
     done: set[int] = set()

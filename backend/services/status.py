@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NotRequired, TypedDict
+from dataclasses import asdict
+from typing import TYPE_CHECKING, NotRequired, TypedDict, cast
 
 from sqlalchemy import func, select
 
@@ -68,13 +69,7 @@ class Stats(TypedDict):
 
 def experiment_info(session: DbSession) -> ExperimentInfo | None:
     running = current_experiment(session=session)
-    if running is None:
-        return None
-    arms: list[ArmInfo] = [
-        {"name": a.name, "model_version": a.model_version, "weight": a.weight, "collection": a.collection}
-        for a in running.arms
-    ]
-    return {"id": running.id, "arms": arms, "started_at": running.started_at}
+    return None if running is None else cast(ExperimentInfo, asdict(running))
 
 
 def collect_stats(*, session: DbSession, settings: Settings, index_errors: bool = False) -> Stats:

@@ -99,14 +99,25 @@ def active_collection(*, session: DbSession, settings: Settings) -> Active:
     return Active(row.name, row.model_version, tuple(sorted({row.name, *live})))
 
 
-def running_arms(session: DbSession) -> tuple[int, list[tuple[Arm, str]]] | None:
-    """The running experiment's id and its arms, each with the collection that answers for it; None when none runs."""
+@dataclass(frozen=True)
+class LiveArm(Arm):
+    collection: str  # the collection that answers its visitors
+
+
+@dataclass(frozen=True)
+class RunningExperiment:
+    id: int
+    arms: list[LiveArm]  # in the order visitors are dealt
+    started_at: str  # ISO 8601
+
+
+def running_experiment(session: DbSession) -> RunningExperiment | None:
+    """The running model A/B test, its arms each with the collection that answers for it; None when none runs."""
     experiment = session.scalar(select(Experiment).where(Experiment.state == ExperimentState.running))
     if experiment is None:
         return None
-    return experiment.id, [
-        (Arm(arm["name"], arm["model_version"], int(arm["weight"])), arm["collection"]) for arm in experiment.arms
-    ]
+    arms = [LiveArm(a["name"], a["model_version"], int(a["weight"]), a["collection"]) for a in experiment.arms]
+    return RunningExperiment(experiment.id, arms, experiment.started_at.isoformat())
 
 
 def answering(*, session: DbSession, settings: Settings, visitor: str | None) -> Active:
@@ -115,17 +126,15 @@ def answering(*, session: DbSession, settings: Settings, visitor: str | None) ->
     active = active_collection(session=session, settings=settings)
     if visitor is None:
         return active
-    running = running_arms(session)
+    running = running_experiment(session)
     if running is None:
         return active
-    experiment, arms = running
-    arm = assign(str(experiment), [arm for arm, _ in arms], visitor)
-    collection = dict((a.name, c) for a, c in arms)[arm.name]
-    if collection == active.name:
+    arm = assign(str(running.id), running.arms, visitor)
+    if arm.collection == active.name:
         return replace(active, arm=arm.name)
-    if collection not in active.live:  # the experiment stopped between the two reads
+    if arm.collection not in active.live:  # the experiment stopped between the two reads
         return active
-    return Active(collection, arm.model_version, active.live, tracked=False, arm=arm.name)
+    return Active(arm.collection, arm.model_version, active.live, tracked=False, arm=arm.name)
 
 
 def index_of(settings: Settings, active: Active) -> VectorIndex:
