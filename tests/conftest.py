@@ -37,6 +37,7 @@ from backend.app import create_app  # noqa: E402
 from backend.config import Settings  # noqa: E402
 from backend.core.extensions import db  # noqa: E402
 from backend.index import close_all  # noqa: E402
+from backend.serving.active import forget_live  # noqa: E402
 from tests.utils.apps import migrated_app  # noqa: E402
 from tests.utils.settings import fresh_database, make_settings  # noqa: E402
 
@@ -84,6 +85,7 @@ def app(settings: Settings) -> Iterator[object]:
         db.session.remove()
         db.engine.dispose()
     close_all()
+    forget_live()
 
 
 @pytest.fixture

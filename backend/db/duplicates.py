@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 
 from backend.core.extensions import DbSession
 from backend.db.models import PhotoDuplicate, Product, ProductImage, duplicate_list
@@ -60,6 +60,15 @@ def record_pairs(session: DbSession, pairs: Iterable[tuple[int, int, float]], *,
     return len(new)
 
 
+# Built once: on the similar-items hot path, building the statement cost more than running it.
+_PAIRS_OF = select(PhotoDuplicate.image_id, PhotoDuplicate.other_id, PhotoDuplicate.distance).where(
+    or_(
+        PhotoDuplicate.image_id.in_(bindparam("ids", expanding=True)),
+        PhotoDuplicate.other_id.in_(bindparam("ids", expanding=True)),
+    )
+)
+
+
 def duplicates_by_photo(
     session: DbSession, image_ids: Sequence[int], products: Mapping[int, int] | None = None
 ) -> dict[int, list[dict[str, Any]]]:
@@ -68,11 +77,7 @@ def duplicates_by_photo(
     if not image_ids:
         return {}
     ids = list(image_ids)
-    pairs = session.execute(
-        select(PhotoDuplicate.image_id, PhotoDuplicate.other_id, PhotoDuplicate.distance).where(
-            or_(PhotoDuplicate.image_id.in_(ids), PhotoDuplicate.other_id.in_(ids))
-        )
-    ).all()
+    pairs = session.connection().execute(_PAIRS_OF, {"ids": ids}).all()
     if not pairs:
         return {}
     owner = dict(products or {})

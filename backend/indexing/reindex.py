@@ -27,7 +27,7 @@ from backend.db.models import (
 from backend.db.photos import mark_indexed, update_photos
 from backend.index import IndexBusy, IndexUnavailable, VectorIndex, store_for
 from backend.indexing.embed import embed_stored, worker_identity
-from backend.serving.active import LIVE, active_collection, new_collection_name
+from backend.serving.active import LIVE, active_collection, new_collection_name, note_switch
 from backend.serving.embedders import embedder_for
 
 log = logging.getLogger(__name__)
@@ -81,10 +81,14 @@ def build_collection(
     session.commit()
     started = datetime.now(UTC)
     store = store_for(settings)
-    index = store.open_for_build(name)  # a query meanwhile lets go of other collections, never of this one
+    ids = list(session.scalars(select(ProductImage.id).order_by(ProductImage.id)))
+    try:  # a query meanwhile lets go of other collections, never of this one; its storage chosen for the catalog
+        index = store.open_for_build(name, photos=len(ids))
+    except BaseException:
+        discard_build(session, settings, name)
+        raise
     built = Built(name, version, index)
     try:
-        ids = list(session.scalars(select(ProductImage.id).order_by(ProductImage.id)))
         _record_progress(session, name, total=len(ids), done=0)
         on_total(len(ids))
         step = settings.embed_batch_size
@@ -147,6 +151,7 @@ def reindex(
     except BaseException:
         store.close_collection(name)  # the sweep drops the building row and its shard
         raise
+    note_switch(settings)
     point_alias(settings, name)
     try:
         # Queries that read the old name just before the switch finish on it first.

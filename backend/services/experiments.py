@@ -45,7 +45,7 @@ from backend.services.models import (
     check_activatable,
     refuse_a_second_reindex,
 )
-from backend.serving.active import RunningExperiment, active_collection, running_experiment
+from backend.serving.active import RunningExperiment, active_collection, note_switch, running_experiment
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ def start_experiment(
         for each in built.values():
             discard_build(session, settings, each.name)
         raise
+    note_switch(settings)
     report = StartReport(experiment.id, list(experiment.arms), [b.name for b in built.values()], caught_up)
     # Photos indexed in the last moment before the commit: their workers read no experiment yet. Caught up here
     # where this process may open the collections now (it serves them, or the store is a server); a command
@@ -222,9 +223,11 @@ def stop_experiment(
     report = StopReport(experiment_id, keep, arm.model_version, collection, switched, retired)
     if not switched:
         session.commit()
+        note_switch(settings)
     else:
         report.retired.append(active.name)  # retired by the switch
         report.caught_up = switch_to(session, collection, arm.model_version, done, {}, enqueue)
+        note_switch(settings)
         point_alias(settings, collection)
     log.info("experiment %d stopped, kept %s (%s)", experiment_id, keep, collection)
     return report

@@ -7,6 +7,7 @@ owns the store.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Text, bindparam, cast, select
 
 from backend.config import ProductQuery, Settings
 from backend.core.extensions import DbSession
@@ -136,16 +137,17 @@ class SimilarItems:
 def across_a_switch(
     session: DbSession, settings: Settings, query: Callable[[Active], SimilarItems], visitor: str | None = None
 ) -> SimilarItems:
-    """Run a query on the live collection that answers this visitor (its experiment arm's, else the active one);
-    when the index refuses it because a reindex switched collections meanwhile (the old one let go while this
-    request was slow), once more on the new one: a switch fails no query (tests/web/test_activate_browser.py saw
-    one 503 under load)."""
+    """Run a query on the live collection that answers this visitor (its experiment arm's, else the active one,
+    as this process last read them: `live_view`); when the index refuses it because a reindex switched
+    collections meanwhile (the old one let go while this request was slow), or the photos are not indexed by
+    the model read (a switch this process has not read yet), once more on a fresh read when it differs: a
+    switch fails no query (tests/web/test_activate_browser.py saw one 503 under load)."""
     active = answering(session=session, settings=settings, visitor=visitor)
     try:
         return query(active)
-    except IndexUnavailable:
+    except (IndexUnavailable, NotIndexed):  # the process's view of the live collections may be a moment old
         session.rollback()  # a fresh read of the switch
-        now = answering(session=session, settings=settings, visitor=visitor)
+        now = answering(session=session, settings=settings, visitor=visitor, fresh=True)
         if now.name == active.name:
             raise
         log.info("similar items: the live collection changed to %s during the query: asked again", now.name)
@@ -201,21 +203,56 @@ def _similar_to_product(
     )
 
 
+# The hot path's statements, built once (building one costs more than running it).
+_PHOTOS_OF = (
+    select(ProductImage.id, ProductImage.status, ProductImage.model_version)
+    .select_from(Product)
+    .outerjoin(ProductImage, ProductImage.product_id == Product.id)
+    .where(Product.id == bindparam("product_id"))
+    .order_by(ProductImage.id)
+)
+_P, _I = Product.__table__, ProductImage.__table__
+_PRODUCT_ROWS = (
+    select(
+        _P.c.id,
+        _P.c.sku,
+        _P.c.title,
+        _P.c.category,
+        _P.c.brand,
+        _P.c.price,
+        cast(_P.c.attributes, Text).label("attributes"),  # as text: decoded once per product, not per photo
+        _P.c.url,
+        _P.c.created_at,
+        _P.c.updated_at,
+        *(
+            _I.c[name].label(f"image_{name}")
+            for name in (
+                "id",
+                "stored_name",
+                "status",
+                "error",
+                "width",
+                "height",
+                "content_type",
+                "original_filename",
+                "model_version",
+                "indexed_at",
+            )
+        ),
+    )
+    .select_from(_P.outerjoin(_I, _I.c.product_id == _P.c.id))
+    .where(_P.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_I.c.id)
+)
+
+
 def indexed_photos(session: DbSession, product_id: int, active: Active, name: str | None = None) -> list[int]:
     """The product's photos that the database says are indexed by the active collection's model (by any model, for
     an experiment arm's collection: its points say which it holds), in one query; NotFound (naming `name`, where a
     parameter names the product) when there is no such product."""
-    found = (
-        session.execute(
-            select(ProductImage.id, ProductImage.status, ProductImage.model_version)
-            .select_from(Product)
-            .outerjoin(ProductImage, ProductImage.product_id == Product.id)
-            .where(Product.id == product_id)
-            .order_by(ProductImage.id)
-        ).all()
-        if 0 < product_id <= MAX_ID
-        else []
-    )
+    found: Sequence[Any] = []
+    if 0 < product_id <= MAX_ID:
+        found = session.connection().execute(_PHOTOS_OF, {"product_id": product_id}).all()
     if not found:
         if name is None:
             raise NotFound(f"product {product_id} not found")
@@ -698,44 +735,37 @@ def product_rows(*, session: DbSession, product_ids: Sequence[int]) -> dict[int,
     """
     if not product_ids:
         return {}
-    p, i = Product.__table__, ProductImage.__table__
-    query = (
-        select(p, *(column.label(f"image_{column.name}") for column in i.columns))
-        .select_from(p.outerjoin(i, i.c.product_id == p.c.id))
-        .where(p.c.id.in_(list(product_ids)))
-        .order_by(i.c.id)
-    )
     products: dict[int, ProductRow] = {}
     images: dict[int, PhotoRow] = {}
-    for row in session.execute(query).mappings():
-        product = products.get(row["id"])
+    for row in session.connection().execute(_PRODUCT_ROWS, {"ids": list(product_ids)}):
+        product = products.get(row.id)
         if product is None:
-            product = products[row["id"]] = {
-                "id": row["id"],
-                "sku": row["sku"],
-                "title": row["title"],
-                "category": row["category"],
-                "brand": row["brand"],
-                "price": float(row["price"]) if row["price"] is not None else None,
-                "attributes": row["attributes"],
-                "url": row["url"],
+            product = products[row.id] = {
+                "id": row.id,
+                "sku": row.sku,
+                "title": row.title,
+                "category": row.category,
+                "brand": row.brand,
+                "price": float(row.price) if row.price is not None else None,
+                "attributes": json.loads(row.attributes) if row.attributes is not None else {},
+                "url": row.url,
                 "images": [],
-                "created_at": row["created_at"].isoformat(),
-                "updated_at": row["updated_at"].isoformat(),
+                "created_at": row.created_at.isoformat(),
+                "updated_at": row.updated_at.isoformat(),
             }
-        if row["image_id"] is None:
+        if row.image_id is None:
             continue  # a product without photos
-        indexed_at = row["image_indexed_at"]
+        indexed_at = row.image_indexed_at
         image: PhotoRow = {
-            "id": row["image_id"],
-            "stored_name": row["image_stored_name"],
-            "status": row["image_status"],
-            "error": row["image_error"],
-            "width": row["image_width"],
-            "height": row["image_height"],
-            "content_type": row["image_content_type"],
-            "original_filename": row["image_original_filename"],
-            "model_version": row["image_model_version"],
+            "id": row.image_id,
+            "stored_name": row.image_stored_name,
+            "status": row.image_status,
+            "error": row.image_error,
+            "width": row.image_width,
+            "height": row.image_height,
+            "content_type": row.image_content_type,
+            "original_filename": row.image_original_filename,
+            "model_version": row.image_model_version,
             "indexed_at": indexed_at.isoformat() if indexed_at is not None else None,
             "duplicate_of": [],
         }

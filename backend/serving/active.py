@@ -4,12 +4,19 @@ Queries and workers read the active row (its name and model version together), s
 the collection it searches always come from the same model, and a reindex switches all of them at once.
 While a model A/B test runs, the collections of its other arms are live too (state `experiment`): a visitor's
 arm answers from its own collection, with its own model.
+
+Queries read the live collections through a per-process view (`live_view`), read again once LIVE_CHECK_S has
+passed or at once when a switch touches the stamp file in VAR_DIR; writers read the rows themselves.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -96,6 +103,7 @@ def active_collection(*, session: DbSession, settings: Settings) -> Active:
     except IntegrityError:  # another process created it first
         session.rollback()
         return active_collection(session=session, settings=settings)
+    note_switch(settings)
     return Active(row.name, row.model_version, tuple(sorted({row.name, *live})))
 
 
@@ -120,14 +128,100 @@ def running_experiment(session: DbSession) -> RunningExperiment | None:
     return RunningExperiment(experiment.id, arms, experiment.started_at.isoformat())
 
 
-def answering(*, session: DbSession, settings: Settings, visitor: str | None) -> Active:
+@dataclass(frozen=True)
+class LiveView:
+    """The live collections as a process last read them: the active one and the running experiment."""
+
+    active: Active
+    experiment: RunningExperiment | None
+    stamp: int  # the stamp file's mtime when read (0: none yet)
+    read_at: float  # time.monotonic()
+
+
+LIVE_STAMP = "live-collections.stamp"
+STAMP_CHECK_S = 0.05  # the stamp file looked at at most this often (a stat a request was 3% of a loaded server)
+_views: dict[tuple[str, str, str], LiveView] = {}
+_views_lock = threading.Lock()
+_stamps: dict[str, tuple[float, int]] = {}  # by stamp path: (when looked at, its mtime then)
+
+
+def _stamp_path(settings: Settings) -> Path:
+    return Path(settings.var_dir) / LIVE_STAMP
+
+
+def _stamp(settings: Settings, *, now: bool = False) -> int:
+    """The stamp file's mtime (0: none yet), looked at again once STAMP_CHECK_S has passed or when `now`."""
+    path = str(_stamp_path(settings))
+    seen = _stamps.get(path)
+    tick = time.monotonic()
+    if not now and seen is not None and tick - seen[0] < STAMP_CHECK_S:
+        return seen[1]
+    try:
+        stamp = os.stat(path).st_mtime_ns
+    except OSError:
+        stamp = 0
+    _stamps[path] = (tick, stamp)
+    return stamp
+
+
+def note_switch(settings: Settings) -> None:
+    """Tell the serving processes on this host that the live collections changed (after the commit): each
+    reads them again at its next query rather than after LIVE_CHECK_S."""
+    path = _stamp_path(settings)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+        now = time.time_ns()
+        os.utime(path, ns=(now, max(now, _stamp(settings, now=True) + 1)))
+    except OSError:  # a read-only VAR_DIR: the others see the switch within LIVE_CHECK_S
+        pass
+    with _views_lock:
+        _views.clear()
+        _stamps.pop(str(path), None)
+
+
+def forget_live() -> None:
+    """Drop this process's views (tests between databases)."""
+    with _views_lock:
+        _views.clear()
+        _stamps.clear()
+
+
+def live_view(*, session: DbSession, settings: Settings, fresh: bool = False) -> LiveView:
+    """The live collections for a query: this process's last read while it is younger than LIVE_CHECK_S and no
+    switch touched the stamp since, else read again (two queries); `fresh` reads them again whatever."""
+    key = (settings.database_url, str(settings.var_dir), settings.qdrant_collection)
+    stamp = _stamp(settings)
+    known = _views.get(key)
+    if (
+        not fresh
+        and known is not None
+        and known.stamp == stamp
+        and time.monotonic() - known.read_at < settings.live_check_s
+    ):
+        return known
+    for attempt in range(2):  # the stamp moved during the read (a switch, or this read creating the first one)
+        read_at = time.monotonic()
+        view = LiveView(
+            active_collection(session=session, settings=settings), running_experiment(session), stamp, read_at
+        )
+        now = _stamp(settings, now=True)
+        if now == stamp or attempt == 1:
+            break
+        stamp = now
+    with _views_lock:
+        _views[key] = view
+    return view
+
+
+def answering(*, session: DbSession, settings: Settings, visitor: str | None, fresh: bool = False) -> Active:
     """The collection that answers this visitor: its arm's while an experiment runs, else the active one (and
-    for a request without a visitor id, which no arm can be dealt)."""
-    active = active_collection(session=session, settings=settings)
-    if visitor is None:
-        return active
-    running = running_experiment(session)
-    if running is None:
+    for a request without a visitor id, which no arm can be dealt). From this process's view of the live
+    collections (`live_view`); `fresh` reads them again."""
+    view = live_view(session=session, settings=settings, fresh=fresh)
+    active, running = view.active, view.experiment
+    if visitor is None or running is None:
         return active
     arm = assign(str(running.id), running.arms, visitor)
     if arm.collection == active.name:
