@@ -48,6 +48,25 @@ DEFAULT_DUPLICATE_DISTANCE = 0.4
 DEFAULT_COPY_DISTANCE = 0.02
 
 
+class Quantization(StrEnum):
+    """How the 1000-d vector is searched: by its float32 originals, or by int8 copies in RAM whose best hits are
+    scored again by the originals (binary copies lost half the top 10 on clustered 1000-d vectors: not offered).
+    auto: int8 from COMPACT_FROM_PHOTOS photos (the catalog a collection is built for), else none."""
+
+    auto = "auto"
+    none = "none"
+    int8 = "int8"
+
+
+class VectorMemory(StrEnum):
+    """Where a collection's original vectors live: RAM, or files the engine maps (the page cache keeps the hot
+    ones). auto: disk from COMPACT_FROM_PHOTOS photos, else ram."""
+
+    auto = "auto"
+    ram = "ram"
+    disk = "disk"
+
+
 class ProductQuery(StrEnum):
     mean = "mean"  # one query with the mean of the product's photo vectors
     closest = "closest"  # every photo queries; a product counts by its closest photo
@@ -122,6 +141,20 @@ class Settings(BaseSettings):
     device: DeviceChoice = DeviceChoice.auto
     product_query: ProductQuery = ProductQuery.mean
     hnsw_ef: int = Field(default=64, ge=8, le=4096)
+    # How a new collection keeps its vectors (a collection keeps what it was built with: a reindex applies a
+    # change). See the README's capacity table.
+    vector_quantization: Quantization = Quantization.auto
+    vector_memory: VectorMemory = VectorMemory.auto
+    quantization_oversampling: float = Field(default=2.0, ge=1.0, le=16.0)
+    hnsw_m: int = Field(default=16, ge=4, le=128)
+    hnsw_ef_construct: int = Field(default=100, ge=8, le=4096)
+    # The Qdrant server's collections (QDRANT_URL): shards, copies of each, and how many copies confirm a write.
+    qdrant_shards: int = Field(default=1, ge=1, le=256)
+    qdrant_replicas: int = Field(default=1, ge=1, le=16)
+    qdrant_write_consistency: int = Field(default=1, ge=1, le=16)
+    # How long a serving process answers from the live collections it last read before reading them again; a
+    # switch made on this host (VAR_DIR shared) is seen at once. 0: read them on every query.
+    live_check_s: float = Field(default=1.0, ge=0, le=60)
     # The indexing pipeline (workers, retries, sweep). Times in seconds.
     task_soft_time_limit_s: int = Field(default=300, ge=5)
     broker_visibility_timeout_s: int = Field(default=3600, ge=30)
@@ -223,6 +256,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent_and_secret(self) -> Settings:
+        if self.qdrant_write_consistency > self.qdrant_replicas:
+            raise ValueError(
+                f"QDRANT_WRITE_CONSISTENCY ({self.qdrant_write_consistency}) cannot exceed QDRANT_REPLICAS"
+                f" ({self.qdrant_replicas}): no write could ever be confirmed by that many copies"
+            )
         if self.task_time_limit_s >= self.broker_visibility_timeout_s:
             raise ValueError(
                 f"BROKER_VISIBILITY_TIMEOUT_S ({self.broker_visibility_timeout_s}) must exceed the task time limit"

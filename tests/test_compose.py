@@ -99,3 +99,39 @@ def test_image_runs_unprivileged_and_carries_no_secrets() -> None:
     assert users and users[-1] not in {"root", "0"}
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".env", "tests", "bench", ".venv", "var"} <= set(ignored)
+
+
+def test_cluster_profile_runs_three_qdrant_nodes_that_the_apps_can_spread_over() -> None:
+    """`--profile cluster`: node 1 starts the cluster, nodes 2 and 3 join it on the peer port, each with its own
+    storage; the apps take the cluster's URL and the collections' spread from the environment."""
+    cluster = {"QDRANT_URL": "http://qdrant-node1:6333", "QDRANT_SHARDS": "3", "QDRANT_REPLICAS": "2"}
+    result = subprocess.run(
+        [docker_compose(), "-f", str(ROOT / "docker-compose.yml"), "--profile", "cluster", "config"],
+        env={**os.environ, **SECRETS, **cluster},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    nodes = [services[f"qdrant-node{n}"] for n in (1, 2, 3)]
+    assert all(node["environment"]["QDRANT__CLUSTER__ENABLED"] == "true" for node in nodes)
+    assert nodes[0]["command"] == ["./qdrant", "--uri", "http://qdrant-node1:6335"]
+    for n, node in enumerate(nodes[1:], start=2):
+        assert node["command"][node["command"].index("--bootstrap") + 1] == "http://qdrant-node1:6335"
+        assert node["command"][node["command"].index("--uri") + 1] == f"http://qdrant-node{n}:6335"
+        assert node["depends_on"]["qdrant-node1"]["condition"] == "service_healthy"
+    assert len({node["volumes"][0].split(":")[0] for node in nodes}) == 3  # each node its own storage
+    assert all(node["image"] == services["qdrant"]["image"] for node in nodes)
+    for name in ("api", "worker", "index-worker"):
+        env = services[name]["environment"]
+        assert (env["QDRANT_URL"], env["QDRANT_SHARDS"], env["QDRANT_REPLICAS"]) == (
+            "http://qdrant-node1:6333",
+            "3",
+            "2",
+        )
+        assert Settings(_env_file=None, **{k.lower(): v for k, v in env.items() if k.startswith("QDRANT_")})  # type: ignore[arg-type]
+    plain = yaml.safe_load(compose_config(SECRETS).stdout)["services"]
+    assert plain["api"]["environment"]["QDRANT_URL"] == "http://qdrant:6333"  # the single server by default
+    assert plain["api"]["environment"]["QDRANT_SHARDS"] == "1"

@@ -17,6 +17,7 @@ from backend.index.base import (
     IndexPoint,
     IndexUnavailable,
     SearchFilter,
+    Storage,
     VectorIndex,
     VectorStore,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "IndexPoint",
     "IndexUnavailable",
     "SearchFilter",
+    "Storage",
     "VectorIndex",
     "VectorStore",
     "close_all",
@@ -46,9 +48,13 @@ def store_for(settings: Settings) -> VectorStore:
     with _lock:
         store = _stores.get(location)
         if store is None:
+            storage = storage_of(settings)
             if settings.qdrant_url is None:
                 store = EdgeStore(
-                    settings.qdrant_path, hnsw_ef=settings.hnsw_ef, attribute_keys=settings.attribute_keys
+                    settings.qdrant_path,
+                    hnsw_ef=settings.hnsw_ef,
+                    attribute_keys=settings.attribute_keys,
+                    storage=storage,
                 )
             else:
                 # Here: qdrant-client takes seconds to import, and the embedded default never needs it.
@@ -59,9 +65,24 @@ def store_for(settings: Settings) -> VectorStore:
                     api_key=settings.qdrant_api_key,
                     hnsw_ef=settings.hnsw_ef,
                     attribute_keys=settings.attribute_keys,
+                    storage=storage,
                 )
             _stores[location] = store
         return store
+
+
+def storage_of(settings: Settings) -> Storage:
+    """How new collections keep their vectors, from the settings (`auto` decided per collection)."""
+    return Storage(
+        quantization=settings.vector_quantization.value,
+        memory=settings.vector_memory.value,
+        oversampling=settings.quantization_oversampling,
+        hnsw_m=settings.hnsw_m,
+        hnsw_ef_construct=settings.hnsw_ef_construct,
+        shards=settings.qdrant_shards,
+        replicas=settings.qdrant_replicas,
+        write_consistency=settings.qdrant_write_consistency,
+    )
 
 
 def close_all() -> None:

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 log = logging.getLogger("backend.index")
@@ -47,6 +47,34 @@ class IndexUnavailable(RuntimeError):
 
 class IndexBusy(IndexUnavailable):
     """Another process holds this Qdrant Edge shard (it is locked to one process)."""
+
+
+# From this many photos, `auto` storage keeps int8 copies of the searched vectors in RAM and the originals on
+# disk (the README's capacity table measured where float32 in RAM stops fitting a small machine).
+COMPACT_FROM_PHOTOS = 200_000
+
+
+@dataclass(frozen=True)
+class Storage:
+    """How a new collection keeps its vectors (QUANTIZATION, VECTOR_MEMORY, HNSW_M, HNSW_EF_CONSTRUCT) and, on
+    the server, how it is spread (QDRANT_SHARDS, QDRANT_REPLICAS, QDRANT_WRITE_CONSISTENCY). A collection keeps
+    what it was created with."""
+
+    quantization: str = "auto"  # auto, none, int8: of the 1000-d vector (the kind vector is int8 always)
+    memory: str = "auto"  # auto, ram, disk: the original vectors
+    oversampling: float = 2.0  # quantized search: this many times the hits scored again by the originals
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    shards: int = 1
+    replicas: int = 1
+    write_consistency: int = 1
+
+    def resolved(self, photos: int | None) -> Storage:
+        """`auto` decided for a collection built for `photos` photos (None: unknown, a new install's)."""
+        big = photos is not None and photos >= COMPACT_FROM_PHOTOS  # read here: a test lowers it
+        quantization = ("int8" if big else "none") if self.quantization == "auto" else self.quantization
+        memory = ("disk" if big else "ram") if self.memory == "auto" else self.memory
+        return replace(self, quantization=quantization, memory=memory)
 
 
 @dataclass(frozen=True)
@@ -265,7 +293,8 @@ class VectorStore:
     # Whether this process holds what it opened (Edge) and must let replaced collections go.
     holds_collections: bool = False
 
-    def __init__(self) -> None:
+    def __init__(self, storage: Storage | None = None) -> None:
+        self.storage = storage or Storage()
         self._open: dict[str, VectorIndex] = {}
         # Replaced collections still open for the grace; then closed for good in this process.
         self._retiring: dict[str, VectorIndex] = {}
@@ -276,7 +305,8 @@ class VectorStore:
         self._lock = threading.Lock()
 
     # What each backend does.
-    def _connect(self, name: str) -> VectorIndex:
+    def _connect(self, name: str, storage: Storage) -> VectorIndex:
+        """Open collection `name`, created with `storage` if it is new."""
         raise NotImplementedError
 
     def _drop(self, name: str, wait_s: float) -> None:
@@ -293,14 +323,15 @@ class VectorStore:
         """Release what the store itself holds (a client) once every collection is closed."""
 
     # Shared by both.
-    def open(self, name: str) -> VectorIndex:
-        """The process-wide index of collection `name`, opened (created if new) once."""
+    def open(self, name: str, *, photos: int | None = None) -> VectorIndex:
+        """The process-wide index of collection `name`, opened (created if new, for `photos` photos: the storage
+        `auto` chooses) once."""
         with self._lock:
             index = self._open.get(name) or self._retiring.get(name)  # retiring: read just before a switch
             if index is None:
                 if name in self._released:
                     raise IndexUnavailable(f"collection {name} was replaced by a reindex; ask again")
-                index = self._connect(name)
+                index = self._connect(name, self.storage.resolved(photos))
                 self._open[name] = index
             return index
 
@@ -309,13 +340,13 @@ class VectorStore:
         with self._lock:
             return name in self._open or name in self._retiring
 
-    def open_for_build(self, name: str) -> VectorIndex:
-        """Open (create) a collection a reindex of this process builds: kept open, and never let go by
-        `release_others`, until `close_collection` or until it is the active one a query asks for."""
+    def open_for_build(self, name: str, *, photos: int | None = None) -> VectorIndex:
+        """Open (create, for `photos` photos) a collection a reindex of this process builds: kept open, and never
+        let go by `release_others`, until `close_collection` or until it is the active one a query asks for."""
         with self._lock:
             self._building.add(name)
         try:
-            return self.open(name)
+            return self.open(name, photos=photos)
         except BaseException:
             with self._lock:
                 self._building.discard(name)

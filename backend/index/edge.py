@@ -31,6 +31,7 @@ from backend.index.base import (
     LookQuery,
     SearchFilter,
     Steer,
+    Storage,
     VectorIndex,
     VectorStore,
     as_floats,
@@ -52,27 +53,45 @@ PRODUCT_ONLY = qe.PayloadSelector.Include(["product_id"])
 EXACT = qe.SearchParams(exact=True)  # the look's candidates, by their ids: a few dozen points to score
 
 
-def edge_config(dim: int) -> qe.EdgeConfig:
+def edge_config(dim: int, storage: Storage | None = None) -> qe.EdgeConfig:
     """The default 1000-d Euclidean vector, the look and kind vectors, and the copy variants (cosine, best
-    variant)."""
+    variant), kept as `storage` says (resolved: no `auto`)."""
+    storage = storage or Storage(quantization="none", memory="ram")
+    memory = qe.Memory.Cold if storage.memory == "disk" else None  # the originals mapped from their files
+    graph = qe.HnswIndexConfig(m=storage.hnsw_m, ef_construct=storage.hnsw_ef_construct, full_scan_threshold=10_000)
+    int8 = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, always_ram=True)
+    # On disk, the kind vector's int8 copies are mapped too: it picks the look's candidates, a few pages a query.
+    kind_int8 = (
+        qe.ScalarQuantizationConfig(qe.ScalarType.Int8, memory=qe.Memory.Cold) if storage.memory == "disk" else int8
+    )
     return qe.EdgeConfig(
         vectors={
-            "": qe.EdgeVectorParams(size=dim, distance=qe.Distance.Euclid),
+            "": qe.EdgeVectorParams(
+                size=dim,
+                distance=qe.Distance.Euclid,
+                memory=memory,
+                quantization_config=int8 if storage.quantization == "int8" else None,
+                hnsw_config=graph,
+            ),
             # Only ever scored among given candidates (the look's formula, recommend inside a prefetch): no graph.
             LOOK: qe.EdgeVectorParams(
                 size=LOOK_DIM,
                 distance=qe.Distance.Euclid,
+                memory=memory,
                 hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
             ),
             # int8 with rescoring by the originals: the same recall@50, ten times faster (1,280 floats a point).
             KIND: qe.EdgeVectorParams(
                 size=KIND_DIM,
                 distance=qe.Distance.Euclid,
-                quantization_config=qe.ScalarQuantizationConfig(qe.ScalarType.Int8, always_ram=True),
+                memory=memory,
+                quantization_config=kind_int8,
+                hnsw_config=graph,
             ),
             COPY: qe.EdgeVectorParams(
                 size=COPY_DIM,
                 distance=qe.Distance.Cosine,
+                memory=memory,
                 multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
             ),
         }
@@ -127,16 +146,21 @@ class EdgeIndex:
         dim: int = EMBEDDING_DIM,
         hnsw_ef: int = 64,
         attribute_keys: Sequence[str] = (),
+        storage: Storage | None = None,
     ) -> None:
         self.name = name
-        self._params = qe.SearchParams(hnsw_ef=hnsw_ef)
+        oversampling = (storage or Storage()).oversampling
+        # The 1000-d searches: quantized (if the collection is) with its best hits scored again by the originals.
+        rescored = qe.QuantizationSearchParams(rescore=True, oversampling=oversampling)
+        self._params = qe.SearchParams(hnsw_ef=hnsw_ef, quantization=rescored)
+        self._kind_params = qe.SearchParams(hnsw_ef=hnsw_ef)
         self.path = Path(path) / name
         self._lock = threading.Lock()  # serialises writes; queries run concurrently
         try:
             if self.path.is_dir() and any(self.path.iterdir()):
                 self._shard = qe.EdgeShard.load(str(self.path))
             else:
-                self._shard = qe.EdgeShard.create(str(self.path), edge_config(dim))
+                self._shard = qe.EdgeShard.create(str(self.path), edge_config(dim, storage))
         except Exception as exc:  # the binding raises plain Exception
             if "WouldBlock" in str(exc):
                 raise IndexBusy(
@@ -237,7 +261,7 @@ class EdgeIndex:
                 filter=condition,
                 score_threshold=None if look.kinds else max_distance,
                 with_payload=False,
-                params=self._params,
+                params=self._kind_params if look.kinds else self._params,
             )
             pools.append([int(p.id) for p in self._query(request)])
         return pools
@@ -396,7 +420,12 @@ class EdgeIndex:
             records = self._shard.retrieve(list(ids), False, [name])
         except Exception as exc:
             raise IndexUnavailable(f"Qdrant Edge retrieve failed: {exc}") from exc
-        return {int(r.id): r.vector[name] for r in records if isinstance(r.vector, dict) and name in r.vector}
+        found = {}
+        for record in records:
+            vector = record.vector  # converted from the engine's at each access: once
+            if isinstance(vector, dict) and name in vector:
+                found[int(record.id)] = vector[name]
+        return found
 
     def _scroll(self, with_payload: Any) -> dict[int, dict[str, Any]]:
         found: dict[int, dict[str, Any]] = {}
@@ -509,15 +538,17 @@ class EdgeStore(VectorStore):
 
     holds_collections = True
 
-    def __init__(self, root: Path, *, hnsw_ef: int = 64, attribute_keys: Sequence[str] = ()) -> None:
-        super().__init__()
+    def __init__(
+        self, root: Path, *, hnsw_ef: int = 64, attribute_keys: Sequence[str] = (), storage: Storage | None = None
+    ) -> None:
+        super().__init__(storage)
         self.root = Path(root)
         self.location = str(self.root)
         self.hnsw_ef = hnsw_ef
         self.attribute_keys = tuple(attribute_keys)
 
-    def _connect(self, name: str) -> VectorIndex:
-        return EdgeIndex(self.root, name, hnsw_ef=self.hnsw_ef, attribute_keys=self.attribute_keys)
+    def _connect(self, name: str, storage: Storage) -> VectorIndex:
+        return EdgeIndex(self.root, name, hnsw_ef=self.hnsw_ef, attribute_keys=self.attribute_keys, storage=storage)
 
     def list(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []

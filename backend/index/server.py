@@ -23,6 +23,7 @@ from backend.index.base import (
     LookQuery,
     SearchFilter,
     Steer,
+    Storage,
     VectorIndex,
     VectorStore,
     as_floats,
@@ -61,25 +62,42 @@ def server_filter(where: SearchFilter | None) -> models.Filter | None:
     return models.Filter(must=must or None, must_not=must_not or None)
 
 
-def vectors_config(dim: int) -> dict[str, models.VectorParams]:
+def vectors_config(dim: int, storage: Storage | None = None) -> dict[str, models.VectorParams]:
     """The default 1000-d Euclidean vector, the look and kind vectors, and the copy variants (cosine, best
-    variant)."""
+    variant), kept as `storage` says (resolved: no `auto`)."""
+    storage = storage or Storage(quantization="none", memory="ram")
+    on_disk = storage.memory == "disk"  # the originals mapped from their files
+    graph = models.HnswConfigDiff(m=storage.hnsw_m, ef_construct=storage.hnsw_ef_construct)
+    int8 = models.ScalarQuantization(
+        scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+    )
+    # On disk, the kind vector's int8 copies are mapped too: it picks the look's candidates, a few pages a query.
+    kind_int8 = models.ScalarQuantization(
+        scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=not on_disk)
+    )
     return {
-        "": models.VectorParams(size=dim, distance=models.Distance.EUCLID),
+        "": models.VectorParams(
+            size=dim,
+            distance=models.Distance.EUCLID,
+            on_disk=on_disk,
+            quantization_config=int8 if storage.quantization == "int8" else None,
+            hnsw_config=graph,
+        ),
         # Only ever scored among given candidates (the look's formula, recommend inside a prefetch): no graph.
         LOOK: models.VectorParams(
-            size=LOOK_DIM, distance=models.Distance.EUCLID, hnsw_config=models.HnswConfigDiff(m=0)
+            size=LOOK_DIM, distance=models.Distance.EUCLID, on_disk=on_disk, hnsw_config=models.HnswConfigDiff(m=0)
         ),
         KIND: models.VectorParams(  # int8 with rescoring by the originals, as on Edge
             size=KIND_DIM,
             distance=models.Distance.EUCLID,
-            quantization_config=models.ScalarQuantization(
-                scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
-            ),
+            on_disk=on_disk,
+            quantization_config=kind_int8,
+            hnsw_config=graph,
         ),
         COPY: models.VectorParams(
             size=COPY_DIM,
             distance=models.Distance.COSINE,
+            on_disk=on_disk,
             multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
         ),
     }
@@ -113,13 +131,24 @@ class ServerIndex:
         dim: int = EMBEDDING_DIM,
         hnsw_ef: int = 64,
         attribute_keys: Sequence[str] = (),
+        storage: Storage | None = None,
     ) -> None:
         self.client = client
         self.name = name
-        self._params = models.SearchParams(hnsw_ef=hnsw_ef)
+        storage = storage or Storage(quantization="none", memory="ram")
+        # The 1000-d searches: quantized (if the collection is) with its best hits scored again by the originals.
+        rescored = models.QuantizationSearchParams(rescore=True, oversampling=storage.oversampling)
+        self._params = models.SearchParams(hnsw_ef=hnsw_ef, quantization=rescored)
+        self._kind_params = models.SearchParams(hnsw_ef=hnsw_ef)
         try:
             if not client.collection_exists(name):
-                client.create_collection(name, vectors_config=vectors_config(dim))
+                client.create_collection(
+                    name,
+                    vectors_config=vectors_config(dim, storage),
+                    shard_number=storage.shards,
+                    replication_factor=storage.replicas,
+                    write_consistency_factor=storage.write_consistency,
+                )
             info = client.get_collection(name)
             configured = info.config.params.vectors
             # None in a collection created before the named vectors, look and copy in one created before kind.
@@ -180,7 +209,7 @@ class ServerIndex:
                 limit=look.pool_size(limit),
                 score_threshold=None if look.kinds else max_distance,
                 with_payload=False,
-                params=self._params,
+                params=self._kind_params if look.kinds else self._params,
             )
             for n, vector in enumerate(vectors)
         ]
@@ -413,9 +442,15 @@ class ServerStore(VectorStore):
     builds_visible = True
 
     def __init__(
-        self, url: str, *, api_key: str | None = None, hnsw_ef: int = 64, attribute_keys: Sequence[str] = ()
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        hnsw_ef: int = 64,
+        attribute_keys: Sequence[str] = (),
+        storage: Storage | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(storage)
         self.location = url
         self.hnsw_ef = hnsw_ef
         self.attribute_keys = tuple(attribute_keys)
@@ -424,8 +459,8 @@ class ServerStore(VectorStore):
         else:
             self.client = QdrantClient(url=url, api_key=api_key, timeout=10)
 
-    def _connect(self, name: str) -> VectorIndex:
-        return ServerIndex(self.client, name, hnsw_ef=self.hnsw_ef, attribute_keys=self.attribute_keys)
+    def _connect(self, name: str, storage: Storage) -> VectorIndex:
+        return ServerIndex(self.client, name, hnsw_ef=self.hnsw_ef, attribute_keys=self.attribute_keys, storage=storage)
 
     def list(self) -> list[str]:
         try:
