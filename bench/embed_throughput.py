@@ -7,13 +7,19 @@ Models: the built-in ImageNet ones (`efficientnet_lite0-imagenet`, `efficientnet
 cache has none), or checkpoints. On CUDA the embedder runs with AMP (float16) and channels_last,
 batches come from pinned memory. Prints photos/s (median of the repeats) and the ratio
 end-to-end / forward-only, one block per model, then a table.
+
+It also runs the batched decode of ml/gpu_decode.py: the files' bytes read ahead by a thread (a bounded queue),
+JPEGs decoded by nvJPEG on CUDA (torchvision's decoder on the CPU), resized, cropped and normalized on the device,
+then the forward pass; decode+preprocess alone and the whole, in photos/s.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import queue
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +30,7 @@ from torch.utils.data import DataLoader
 from ml.backbones import build_backbone
 from ml.datasets import IMAGE_SUFFIXES, ImageDataset, Sample, collate_skipping
 from ml.embedder import Embedder
+from ml.gpu_decode import decode_batch
 from ml.loading import load_embedder
 
 
@@ -83,6 +90,37 @@ def end_to_end(embedder: Embedder, paths: list[Path], batch_size: int, workers: 
     return done / (time.perf_counter() - start)
 
 
+def read_ahead(paths: list[Path], batch_size: int, depth: int = 4) -> queue.Queue[list[bytes] | None]:
+    """The files' bytes, a batch at a time, read by a thread at most `depth` batches ahead; None at the end."""
+    batches: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=depth)
+
+    def read() -> None:
+        for start in range(0, len(paths), batch_size):
+            batches.put([p.read_bytes() for p in paths[start : start + batch_size]])
+        batches.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return batches
+
+
+def device_decode(embedder: Embedder, paths: list[Path], batch_size: int) -> tuple[float, float]:
+    """photos/s of the batched decode + preprocess on the embedder's device alone, and with the forward pass."""
+    rates = []
+    for with_forward in (False, True):
+        batches = read_ahead(paths, batch_size)
+        done = 0
+        sync(embedder.device)
+        start = time.perf_counter()
+        while (files := batches.get()) is not None:
+            decoded = decode_batch(files, embedder.preset, embedder.device)
+            if with_forward and decoded.kept:
+                embedder.forward(decoded.pixels)
+            done += len(decoded.kept)
+        sync(embedder.device)
+        rates.append(done / (time.perf_counter() - start))
+    return rates[0], rates[1]
+
+
 def load(model: str, device: str, batch_size: int) -> Embedder:
     if model == "resnet50":
         network = build_backbone("resnet50", "none")
@@ -97,6 +135,7 @@ def measure(model: str, paths: list[Path], args: argparse.Namespace) -> dict[str
     forward = [forward_only(embedder, first_batch, args.repeats) for _ in range(args.repeats)]
     e2e_workers = [end_to_end(embedder, paths, args.batch_size, args.workers) for _ in range(args.repeats)]
     e2e_serial = [end_to_end(embedder, paths, args.batch_size, 0) for _ in range(args.repeats)]
+    on_device = [device_decode(embedder, paths, args.batch_size) for _ in range(args.repeats)]
     result: dict[str, object] = {
         "model": model,
         "arch": embedder.info.arch,
@@ -113,6 +152,8 @@ def measure(model: str, paths: list[Path], args: argparse.Namespace) -> dict[str
         "end_to_end_no_workers_photos_per_s": statistics.median(e2e_serial),
     }
     result["ratio_end_to_end_to_forward"] = statistics.median(e2e_workers) / statistics.median(forward)
+    result["device_decode_preprocess_photos_per_s"] = statistics.median(r[0] for r in on_device)
+    result["device_decode_end_to_end_photos_per_s"] = statistics.median(r[1] for r in on_device)
     print(
         f"{model}: device {result['device']} ({result['device_name']}), AMP {result['amp_channels_last']}, "
         f"{result['threads']} threads, {len(paths)} photos, batch {args.batch_size}, {embedder.info.image_size} px"
@@ -120,7 +161,11 @@ def measure(model: str, paths: list[Path], args: argparse.Namespace) -> dict[str
     print(f"  forward pass alone                     {result['forward_only_photos_per_s']:8.1f} photos/s")
     print(f"  decode+preprocess+forward, {args.workers} workers   {result['end_to_end_photos_per_s']:8.1f} photos/s")
     print(f"  decode+preprocess+forward, in-process  {result['end_to_end_no_workers_photos_per_s']:8.1f} photos/s")
-    print(f"  ratio end-to-end / forward             {result['ratio_end_to_end_to_forward']:8.2f}", flush=True)
+    print(f"  ratio end-to-end / forward             {result['ratio_end_to_end_to_forward']:8.2f}")
+    decode_only = result["device_decode_preprocess_photos_per_s"]
+    decode_forward = result["device_decode_end_to_end_photos_per_s"]
+    print(f"  batched decode+preprocess on {result['device']:<9} {decode_only:8.1f} photos/s")
+    print(f"  batched decode+preprocess+forward      {decode_forward:8.1f} photos/s", flush=True)
     return result
 
 
