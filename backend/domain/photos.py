@@ -217,7 +217,7 @@ class MediaStorage:
             return target
         if image is None:
             image = open_photo(self.read(stored_name), max_pixels, max_aspect_ratio=float("inf"))
-        self._write(target, thumbnail_jpeg(image))
+        self._write(target, thumbnail_jpeg(image), durable=False)  # made again from the photo if a crash loses it
         return target
 
     def thumbnails(self) -> Iterator[tuple[str, Path]]:
@@ -230,14 +230,16 @@ class MediaStorage:
                 yield f"{folder.name}/{path.name.split('.')[0]}", path
 
     @staticmethod
-    def _write(target: Path, data: bytes) -> None:
+    def _write(target: Path, data: bytes, *, durable: bool = True) -> None:
+        """Atomically (readers never see a half-written file); `durable`: on the disk before the rename."""
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}.{uuid.uuid4().hex[:8]}.part")
         with open(tmp, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)  # readers never see a half-written file
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
 
     def save(self, image: CheckedPhoto) -> str:
         name = uuid.uuid4().hex

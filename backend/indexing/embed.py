@@ -16,10 +16,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from PIL import Image
 from sqlalchemy import and_, not_, or_, select, update
 from sqlalchemy.orm import joinedload
 
@@ -114,6 +116,48 @@ def unreadable_reason(exc: Exception) -> str:
     return "the file is not a readable image"
 
 
+# A task's photos go through the network this many at a time: the next ones are decoded (and the last ones'
+# thumbnails made) by a helper thread while the network runs, which releases the GIL (bench/ingest.py).
+PIPELINE_CHUNK = 8
+_helpers: dict[int, ThreadPoolExecutor] = {}  # by process: a forked worker makes its own thread
+
+
+def _helper() -> ThreadPoolExecutor:
+    pid = os.getpid()
+    if pid not in _helpers:
+        _helpers[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-prefetch")
+    return _helpers[pid]
+
+
+@dataclass
+class _Decoded:
+    photos: list[PhotoRef] = field(default_factory=list)
+    images: list[Image.Image] = field(default_factory=list)
+    unreadable: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _decode(photos: Sequence[PhotoRef], storage: MediaStorage, limits: ImageLimits) -> _Decoded:
+    """Read and decode photos; the unreadable ones with their reason (told by the caller's thread)."""
+    out = _Decoded()
+    for photo in photos:
+        try:
+            out.images.append(open_photo(storage.read(photo.stored_name), limits.max_pixels, limits.max_aspect_ratio))
+            out.photos.append(photo)
+        except Exception as exc:  # any unreadable photo
+            log.warning("photo %s (%s) cannot be read: %s: %s", photo.id, photo.stored_name, type(exc).__name__, exc)
+            out.unreadable.append((photo.id, f"cannot read photo: {unreadable_reason(exc)}"))
+    return out
+
+
+def _thumbnails(decoded: _Decoded, storage: MediaStorage, limits: ImageLimits) -> None:
+    for photo, image in zip(decoded.photos, decoded.images, strict=True):
+        # The pages' thumbnail, from the pixels already decoded; the pages make it themselves if this fails.
+        try:
+            storage.thumbnail(photo.stored_name, image, max_pixels=limits.max_pixels)
+        except Exception as exc:
+            log.warning("photo %s: no thumbnail: %s: %s", photo.id, type(exc).__name__, exc)
+
+
 def embed_and_upsert(
     *,
     photos: Sequence[PhotoRef],
@@ -124,40 +168,55 @@ def embed_and_upsert(
     model_version: str,
     on_unreadable: Callable[[int, str], None],
 ) -> list[int]:
-    """Decode the photos, embed them in one batch, upsert their points; returns the ids written.
+    """Decode the photos, embed them, upsert their points in one write; returns the ids written.
 
-    An unreadable photo is its own failure, not the batch's: `on_unreadable(id, reason)` hears of it at
-    once. `index` and `embedder` are called only when there is a photo to write."""
-    decoded, ready = [], []
-    for photo in photos:
-        try:
-            decoded.append(open_photo(storage.read(photo.stored_name), limits.max_pixels, limits.max_aspect_ratio))
-            ready.append(photo)
-        except Exception as exc:  # any unreadable photo
-            log.warning("photo %s (%s) cannot be read: %s: %s", photo.id, photo.stored_name, type(exc).__name__, exc)
-            on_unreadable(photo.id, f"cannot read photo: {unreadable_reason(exc)}")
-    if not ready:
+    PIPELINE_CHUNK photos at a time: while the network embeds some, the helper thread decodes the next ones and
+    makes the thumbnails of the last ones (at most one chunk of pixels ahead). An unreadable photo is its own
+    failure, not the batch's: `on_unreadable(id, reason)` hears of it. `index` and `embedder` are called only when
+    there is a photo to write."""
+    chunks = [photos[start : start + PIPELINE_CHUNK] for start in range(0, len(photos), PIPELINE_CHUNK)]
+    if not chunks:
         return []
-    model = embedder()
-    assert model.model_version == model_version, "the embedder must be the collection's model"
-    started = time.perf_counter()
-    described = model.describe(decoded)  # the 1000-d vector, the look and the copy variants: one pass
-    observe_embedding(len(decoded), time.perf_counter() - started)
-    index().upsert(
-        [
-            IndexPoint(
-                photo.id, described.embedding[i], photo.payload, described.look[i], described.copy[i], described.kind[i]
-            )
-            for i, photo in enumerate(ready)
-        ]
-    )
-    for photo, image in zip(ready, decoded, strict=True):
-        # The pages' thumbnail, from the pixels already decoded; the pages make it themselves if this fails.
-        try:
-            storage.thumbnail(photo.stored_name, image, max_pixels=limits.max_pixels)
-        except Exception as exc:
-            log.warning("photo %s: no thumbnail: %s: %s", photo.id, type(exc).__name__, exc)
-    return [photo.id for photo in ready]
+    # One helper thread, so its queue is the order: decode 1, thumbnails 0, decode 2, thumbnails 1, ...
+    ahead: Future[_Decoded] = _helper().submit(_decode, chunks[0], storage, limits)
+    behind: list[Future[None]] = []
+    points: list[IndexPoint] = []
+    model: Embedder | None = None
+    try:
+        for n in range(len(chunks)):
+            decoded = ahead.result()
+            if n + 1 < len(chunks):
+                ahead = _helper().submit(_decode, chunks[n + 1], storage, limits)
+            for image_id, reason in decoded.unreadable:
+                on_unreadable(image_id, reason)
+            if not decoded.photos:
+                continue
+            if model is None:
+                model = embedder()
+                assert model.model_version == model_version, "the embedder must be the collection's model"
+            started = time.perf_counter()
+            described = model.describe(decoded.images)  # the 1000-d vector, the look and the copy variants: one pass
+            observe_embedding(len(decoded.images), time.perf_counter() - started)
+            points += [
+                IndexPoint(
+                    photo.id,
+                    described.embedding[i],
+                    photo.payload,
+                    described.look[i],
+                    described.copy[i],
+                    described.kind[i],
+                )
+                for i, photo in enumerate(decoded.photos)
+            ]
+            behind.append(_helper().submit(_thumbnails, decoded, storage, limits))
+        if points:
+            index().upsert(points)
+    finally:
+        waiting: list[Future[Any]] = [ahead, *behind]
+        for pending in waiting:
+            if not pending.cancel():
+                pending.exception()  # wait: nothing of this call runs on after it returns
+    return [point.id for point in points]
 
 
 def embed_stored(
