@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from apiflask import APIBlueprint
-from flask import current_app, request
+from flask import Response, current_app, request
 
 from backend.api.schemas import PhotoIn, SearchQueryIn, SimilarOut, SimilarQueryIn, similar_body
 from backend.config import current_settings
@@ -43,8 +44,13 @@ def query_params(query: dict[str, Any]) -> SimilarParams:
 
 
 def _json(body: dict[str, Any]) -> Any:
-    # Already in the shape of SimilarOut (see product_rows): skip the schema dump on the hot path.
-    response = current_app.json.response(body)
+    # Already in the shape of SimilarOut (see product_rows): no schema dump on the hot path, and orjson (a tenth of
+    # the standard library's time for ten products with their photos).
+    try:
+        data = orjson.dumps(body)
+    except TypeError:  # what orjson refuses and the standard library writes (an attribute's integer above 64 bits)
+        data = current_app.json.dumps(body).encode()
+    response = Response(data, mimetype="application/json")
     response.headers["X-Lookalike-Model"] = body["model_version"]  # also readable by a shop's page (CORS)
     if "arm" in body:
         response.headers["X-Lookalike-Arm"] = body["arm"]

@@ -102,3 +102,17 @@ def test_multi_photo_product_query_strategies(make_app: Any, strategy: str) -> N
         np.linalg.norm(n - (q1 + q2) / 2) if strategy == "mean" else min(np.linalg.norm(n - q1), np.linalg.norm(n - q2))
     )
     assert item["distance"] == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_an_answer_the_fast_encoder_refuses_is_written_by_the_standard_one(client: Any) -> None:
+    """orjson writes the similar items; an attribute's integer above 64 bits (valid JSON) is written all the same."""
+    import json
+
+    query = upload(client, "Q", images.png(21)).json
+    serial = 2**70 + 1
+    upload(client, "BIG", images.png(22), attributes=json.dumps({"serial": serial, "colour": "red"}))
+    response = client.get(f"/api/v1/products/{query['id']}/similar")
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    assert json.loads(response.data)["items"][0]["product"]["attributes"] == {"serial": serial, "colour": "red"}
+    plain = client.get(f"/api/v1/products/{query['id']}/similar?limit=1&offset=0&category=dress")
+    assert plain.json["items"][0]["product"]["sku"] == "BIG" and plain.headers["X-Lookalike-Model"]
