@@ -139,7 +139,7 @@ class LiveView:
 
 
 LIVE_STAMP = "live-collections.stamp"
-STAMP_CHECK_S = 0.05  # the stamp file looked at at most this often (a stat a request was 3% of a loaded server)
+STAMP_CHECK_S = 0.01  # the stamp file looked at at most this often (a stat a request was 3% of a loaded server)
 _views: dict[tuple[str, str, str], LiveView] = {}
 _views_lock = threading.Lock()
 _stamps: dict[str, tuple[float, int]] = {}  # by stamp path: (when looked at, its mtime then)
