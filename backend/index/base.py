@@ -77,6 +77,11 @@ class Storage:
         return replace(self, quantization=quantization, memory=memory)
 
 
+# A collection's storage where none is given (an index opened outside a store, as the tests do): as before the
+# settings existed.
+PLAIN = Storage(quantization="none", memory="ram")
+
+
 @dataclass(frozen=True)
 class IndexPoint:
     id: int

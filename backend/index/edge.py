@@ -23,6 +23,7 @@ from backend.index.base import (
     KIND_DIM,
     LOOK,
     LOOK_DIM,
+    PLAIN,
     PRODUCT_FIELDS,
     Hit,
     IndexBusy,
@@ -56,7 +57,7 @@ EXACT = qe.SearchParams(exact=True)  # the look's candidates, by their ids: a fe
 def edge_config(dim: int, storage: Storage | None = None) -> qe.EdgeConfig:
     """The default 1000-d Euclidean vector, the look and kind vectors, and the copy variants (cosine, best
     variant), kept as `storage` says (resolved: no `auto`)."""
-    storage = storage or Storage(quantization="none", memory="ram")
+    storage = storage or PLAIN
     memory = qe.Memory.Cold if storage.memory == "disk" else None  # the originals mapped from their files
     graph = qe.HnswIndexConfig(m=storage.hnsw_m, ef_construct=storage.hnsw_ef_construct, full_scan_threshold=10_000)
     int8 = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, always_ram=True)
@@ -149,9 +150,9 @@ class EdgeIndex:
         storage: Storage | None = None,
     ) -> None:
         self.name = name
-        oversampling = (storage or Storage()).oversampling
+        storage = storage or PLAIN
         # The 1000-d searches: quantized (if the collection is) with its best hits scored again by the originals.
-        rescored = qe.QuantizationSearchParams(rescore=True, oversampling=oversampling)
+        rescored = qe.QuantizationSearchParams(rescore=True, oversampling=storage.oversampling)
         self._params = qe.SearchParams(hnsw_ef=hnsw_ef, quantization=rescored)
         self._kind_params = qe.SearchParams(hnsw_ef=hnsw_ef)
         self.path = Path(path) / name

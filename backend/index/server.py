@@ -16,6 +16,7 @@ from backend.index.base import (
     KIND_DIM,
     LOOK,
     LOOK_DIM,
+    PLAIN,
     PRODUCT_FIELDS,
     Hit,
     IndexPoint,
@@ -65,7 +66,7 @@ def server_filter(where: SearchFilter | None) -> models.Filter | None:
 def vectors_config(dim: int, storage: Storage | None = None) -> dict[str, models.VectorParams]:
     """The default 1000-d Euclidean vector, the look and kind vectors, and the copy variants (cosine, best
     variant), kept as `storage` says (resolved: no `auto`)."""
-    storage = storage or Storage(quantization="none", memory="ram")
+    storage = storage or PLAIN
     on_disk = storage.memory == "disk"  # the originals mapped from their files
     graph = models.HnswConfigDiff(m=storage.hnsw_m, ef_construct=storage.hnsw_ef_construct)
     int8 = models.ScalarQuantization(
@@ -135,7 +136,7 @@ class ServerIndex:
     ) -> None:
         self.client = client
         self.name = name
-        storage = storage or Storage(quantization="none", memory="ram")
+        storage = storage or PLAIN
         # The 1000-d searches: quantized (if the collection is) with its best hits scored again by the originals.
         rescored = models.QuantizationSearchParams(rescore=True, oversampling=storage.oversampling)
         self._params = models.SearchParams(hnsw_ef=hnsw_ef, quantization=rescored)

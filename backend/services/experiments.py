@@ -223,11 +223,11 @@ def stop_experiment(
     report = StopReport(experiment_id, keep, arm.model_version, collection, switched, retired)
     if not switched:
         session.commit()
-        note_switch(settings)
     else:
         report.retired.append(active.name)  # retired by the switch
         report.caught_up = switch_to(session, collection, arm.model_version, done, {}, enqueue)
-        note_switch(settings)
+    note_switch(settings)
+    if switched:
         point_alias(settings, collection)
     log.info("experiment %d stopped, kept %s (%s)", experiment_id, keep, collection)
     return report

@@ -747,7 +747,7 @@ def product_rows(*, session: DbSession, product_ids: Sequence[int]) -> dict[int,
                 "category": row.category,
                 "brand": row.brand,
                 "price": float(row.price) if row.price is not None else None,
-                "attributes": json.loads(row.attributes) if row.attributes is not None else {},
+                "attributes": json.loads(row.attributes),  # NOT NULL: the JSON itself, as the column type read it
                 "url": row.url,
                 "images": [],
                 "created_at": row.created_at.isoformat(),
