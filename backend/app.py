@@ -51,8 +51,8 @@ POOL_SIZE = 10
 
 def engine_options(database_url: str) -> dict[str, Any]:
     """PostgreSQL: a connection is tested when taken from the pool (one round trip; the server may have dropped
-    it). SQLite: a file, never dropped, so no test; and connections kept rather than opened per request (each
-    open runs the pragmas: 5% of a loaded server's time, measured with py-spy)."""
+    it). SQLite: a file, never dropped, so no test (the ping was 5% of a loaded server's samples in py-spy); and
+    connections kept rather than opened and closed per burst (each open runs the pragmas)."""
     sqlite = make_url(database_url).get_backend_name() == "sqlite"
     return {"pool_pre_ping": not sqlite, "pool_size": POOL_SIZE, "max_overflow": 2 * POOL_SIZE}
 
