@@ -211,7 +211,9 @@ def embed_and_upsert(
             behind.append(_helper().submit(_thumbnails, decoded, storage, limits))
         if points:
             index().upsert(points)
-    finally:
+        for thumbnails in behind:  # made before this returns (the pages and the tests look for them)
+            thumbnails.result()
+    finally:  # after a failure: what has not started is dropped, what runs is waited for
         waiting: list[Future[Any]] = [ahead, *behind]
         for pending in waiting:
             if not pending.cancel():
