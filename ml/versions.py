@@ -15,6 +15,9 @@ SUFFIX = "-imagenet"
 DEFAULT_MODEL = "efficientnet_lite0" + SUFFIX
 EMBEDDING_DIM = 1000  # the paper's vector: the backbone's 1000-way head, for every model
 UNTRAINED = "untrained"  # the name that asks for the deterministic untrained network (tests)
+# The definition of the look and kind vectors (ml.descriptors); a collection records the one it was built with,
+# so that a stale one is named and a reindex moves it. 1: before the look's centre prior; 2: with it.
+DESCRIPTORS = 2
 
 
 class Origin(StrEnum):

@@ -16,7 +16,7 @@ from backend.cli.production import run
 from backend.config import Settings, current_settings
 from backend.core.extensions import db
 from backend.indexing.maintenance import start_in_process_sweep
-from backend.serving.active import active_collection, default_model_note
+from backend.serving.active import active_collection, default_model_note, stale_descriptors_note
 from backend.serving.embedders import import_model_code, is_untrained
 from ml.versions import builtin_arch
 
@@ -57,10 +57,12 @@ def start(*, host: str | None, port: int | None, production: bool, workers: int 
 
 
 def _announce_model(settings: Settings) -> None:
-    """Name the model that embeds (ImageNet-pretrained or fine-tuned), and warn about an untrained live index."""
+    """Name the model that embeds (ImageNet-pretrained or fine-tuned), and warn about an untrained live index or
+    one whose vectors are of an older definition."""
     try:
         live = active_collection(session=db.session, settings=settings)
         note = default_model_note(session=db.session, settings=settings)
+        stale = stale_descriptors_note(session=db.session, settings=settings)
     except Exception as exc:  # no tables yet: the database is not migrated
         db.session.rollback()
         click.echo(f" * Model: unknown ({type(exc).__name__}); run `lookalike db upgrade` first", err=True)
@@ -72,5 +74,6 @@ def _announce_model(settings: Settings) -> None:
     else:
         kind = "fine-tuned checkpoint"
     click.echo(f" * Model: {live.model_version} ({kind})")
-    if note:
-        log.warning(note)
+    for line in (note, stale):
+        if line:
+            log.warning(line)

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backend.core.extensions import db
 from backend.domain.products import URL_MAX
+from ml.versions import DESCRIPTORS
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -260,6 +261,8 @@ class IndexCollection(db.Model):
     progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Who builds it (host:pid:thread:task): the sweep drops a build whose process died.
     builder: Mapped[str | None] = mapped_column(String(160))
+    # The descriptors' definition its vectors were made with (ml.versions.DESCRIPTORS); None: from before the record.
+    descriptors: Mapped[int | None] = mapped_column(Integer, default=DESCRIPTORS)
 
 
 class ModelVersion(db.Model):

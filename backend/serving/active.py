@@ -27,7 +27,7 @@ from backend.db.models import CollectionState, Experiment, ExperimentState, Inde
 from backend.domain.experiments import Arm, assign
 from backend.index import IndexBusy, VectorIndex, store_for
 from backend.serving.embedders import UNTRAINED, configured_default, is_untrained
-from ml.versions import builtin_arch
+from ml.versions import DESCRIPTORS, builtin_arch
 
 LIVE = (CollectionState.active, CollectionState.experiment)
 
@@ -70,6 +70,26 @@ def default_model_note(*, session: DbSession, settings: Settings) -> str | None:
         f"the live collection {live.name} was built by {built_by}, DEFAULT_MODEL is {settings.default_model}: run"
         f" `lookalike model activate {settings.default_model}` to reindex every photo with it"
         " (queries keep answering from the current collection until the switch)"
+    )
+
+
+def stale_descriptors_note(*, session: DbSession, settings: Settings) -> str | None:
+    """What to do when the live collections hold look and kind vectors of an older definition than this
+    release's (ml.versions.DESCRIPTORS): queries go on answering from them, photos added meanwhile get the new
+    definition, and a reindex rebuilds every photo with one."""
+    active_collection(session=session, settings=settings)  # a new installation's first collection
+    stale = session.scalars(
+        select(IndexCollection.name).where(
+            IndexCollection.state.in_(LIVE),
+            (IndexCollection.descriptors.is_(None)) | (IndexCollection.descriptors < DESCRIPTORS),
+        )
+    ).all()
+    if not stale:
+        return None
+    return (
+        f"the live collection {', '.join(sorted(stale))} holds look vectors of an older definition than this"
+        f" release's ({DESCRIPTORS}): run `lookalike reindex` to rebuild it (queries keep answering from it until"
+        " the switch)"
     )
 
 
