@@ -39,6 +39,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="efficientnet_lite0-imagenet", help="DEFAULT_MODEL of the catalog")
     parser.add_argument("--side", type=int, default=256, help="the posted photo's longer side, pixels")
     parser.add_argument("--queries", type=int, default=60)
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.05,
+        help="seconds between the two measurements, so that neither starts while the other's OpenMP threads still"
+        " spin (torch's workers spin-wait a few ms after a forward pass; on 2 cores they took the other's CPU)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser
 
@@ -68,10 +75,12 @@ def main(args: argparse.Namespace) -> dict[str, object]:
                 embedder.describe([open_photo(data, 40_000_000, 10.0, min_side=DECODE_MIN_SIDE)])
             searches, alone = [], []
             for data in photos:  # interleaved: both see the same machine
+                time.sleep(args.pause)
                 tick = time.perf_counter()
                 response = client.post("/api/v1/search", files={"image": ("p.jpg", data, "image/jpeg")})
                 searches.append(time.perf_counter() - tick)
                 response.raise_for_status()
+                time.sleep(args.pause)
                 tick = time.perf_counter()
                 embedder.describe([open_photo(data, 40_000_000, 10.0, min_side=DECODE_MIN_SIDE)])
                 alone.append(time.perf_counter() - tick)

@@ -17,7 +17,7 @@ from backend.config import Settings, current_settings
 from backend.core.extensions import db
 from backend.indexing.maintenance import start_in_process_sweep
 from backend.serving.active import active_collection, default_model_note, stale_descriptors_note
-from backend.serving.embedders import import_model_code, is_untrained
+from backend.serving.embedders import import_model_code, is_untrained, serve_inference_on_one_thread
 from ml.versions import builtin_arch
 
 log = logging.getLogger("lookalike")
@@ -43,6 +43,7 @@ def start(*, host: str | None, port: int | None, production: bool, workers: int 
     click.echo(f" * API on http://{host}:{port}/api/v1  (docs: http://{host}:{port}/docs)")
     _announce_model(settings)
     import_model_code()  # torch now, not inside the first request
+    serve_inference_on_one_thread()  # its requests' forward passes: one OpenMP team (backend.serving.embedders)
     if production:
         try:
             run(settings, host=host, port=port, workers=workers, threads=threads)

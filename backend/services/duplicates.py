@@ -17,7 +17,7 @@ from backend.errors import DuplicatePhoto
 from backend.index import SearchFilter
 from backend.indexing.embed import NearCopies
 from backend.serving.active import active_index
-from backend.serving.embedders import embedder_for
+from backend.serving.embedders import embedder_for, on_inference_thread
 
 NEAREST = 5
 
@@ -59,7 +59,7 @@ def find_duplicates(
         ]
     else:
         embedder = embedder_for(settings, active.model_version)
-        vectors = [vector.tolist() for vector in embedder.embed(pixels)]
+        vectors = [vector.tolist() for vector in on_inference_thread(lambda: embedder.embed(pixels))]
         hits = index.search_batch(vectors, limit=NEAREST, where=where, max_distance=rule.distance)
     return [
         {"photo": n, "product_id": hit.product_id, "image_id": hit.id, "distance": round(hit.distance, 6)}

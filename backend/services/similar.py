@@ -29,7 +29,7 @@ from backend.errors import InvalidInput, NotFound, NotIndexed
 from backend.index import IndexUnavailable, SearchFilter, VectorIndex
 from backend.index.base import KIND, LOOK, LookQuery, Steer
 from backend.serving.active import Active, answering, index_of
-from backend.serving.embedders import embedder_for
+from backend.serving.embedders import embedder_for, on_inference_thread
 from ml.pixels import to_rgb
 from ml.versions import EXPANSION_POWER
 
@@ -374,7 +374,7 @@ def _similar_to_upload(
     image = open_photo(photo.data, settings.max_image_pixels, settings.max_aspect_ratio, min_side=side)
     if box is not None:
         image = crop_to(image, box)
-    described = embedder.describe([image])
+    described = on_inference_thread(lambda: embedder.describe([image]))  # see backend.serving.embedders
     looks = [described.look[0].tolist()]
     kinds = [described.kind[0].tolist()] if index.kinds else []
     look = _look_query(settings, active, index, look_weight(settings, index, params), looks, kinds, params)
