@@ -12,19 +12,17 @@ waits for its team to wake. Prints the p50 of each phase, twice over (backend.se
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import sys
 import threading
 import time
 from pathlib import Path
 
-from PIL import Image
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from backend.domain.photos import DECODE_MIN_SIDE, open_photo  # noqa: E402
+from bench.search_latency import shopper_photo  # noqa: E402
 from ml.datasets import IMAGE_SUFFIXES  # noqa: E402
 from ml.loading import load_embedder  # noqa: E402
 
@@ -39,17 +37,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def photo(path: Path, side: int) -> Image.Image:
-    image = Image.open(path).convert("RGB")
-    image.thumbnail((side, side))
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
-    return open_photo(buffer.getvalue(), 40_000_000, 10.0, min_side=DECODE_MIN_SIDE)
-
-
 def main(args: argparse.Namespace) -> dict[str, list[float]]:
     paths = sorted(p for p in args.data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    images = [photo(p, args.side) for p in paths[:: max(1, len(paths) // args.photos)][: args.photos]]
+    chosen = paths[:: max(1, len(paths) // args.photos)][: args.photos]
+    images = [open_photo(shopper_photo(p, args.side), 40_000_000, 10.0, min_side=DECODE_MIN_SIDE) for p in chosen]
     embedder = load_embedder(args.model, device="cpu")
     for image in images[:5]:  # warm-up
         embedder.describe([image])

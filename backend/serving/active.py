@@ -77,7 +77,6 @@ def stale_descriptors_note(*, session: DbSession, settings: Settings) -> str | N
     """What to do when the live collections hold look and kind vectors of an older definition than this
     release's (ml.versions.DESCRIPTORS): queries go on answering from them, photos added meanwhile get the new
     definition, and a reindex rebuilds every photo with one."""
-    active_collection(session=session, settings=settings)  # a new installation's first collection
     stale = session.scalars(
         select(IndexCollection.name).where(
             IndexCollection.state.in_(LIVE),
