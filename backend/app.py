@@ -24,6 +24,7 @@ from backend.core.cors import register_cors
 from backend.core.extensions import db, limiter, migrate
 from backend.core.logs import configure_logging
 from backend.core.metrics import observe_request, start_timer
+from backend.core.turns import Turns
 from backend.web import BLUEPRINTS as PAGES
 from backend.web.assets import SWAGGER_SETTINGS
 from backend.web.pages import csrf
@@ -129,6 +130,8 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     if settings.trusted_proxies:
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    if settings.similar_turns:
+        app.wsgi_app = Turns(app.wsgi_app, settings.similar_turns)  # type: ignore[method-assign]
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     limiter.init_app(app)

@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     # How long a serving process answers from the live collections it last read before reading them again; a
     # switch made on this host (VAR_DIR shared) is seen at once. 0: read them on every query.
     live_check_s: float = Field(default=1.0, ge=0, le=60)
+    # Similar-items calls computed at once by a serving process (backend/serving/turns.py); 0: no limit.
+    # Default: 1 on the embedded store (its searches hold the GIL), no limit on the Qdrant server.
+    similar_concurrency: int | None = Field(default=None, ge=0, le=256)
     # The indexing pipeline (workers, retries, sweep). Times in seconds.
     task_soft_time_limit_s: int = Field(default=300, ge=5)
     broker_visibility_timeout_s: int = Field(default=3600, ge=30)
@@ -306,6 +309,13 @@ class Settings(BaseSettings):
     @property
     def embedded_index(self) -> bool:
         return self.qdrant_url is None
+
+    @property
+    def similar_turns(self) -> int:
+        """How many similar-items calls a serving process computes at once; 0: as many as it has threads."""
+        if self.similar_concurrency is not None:
+            return self.similar_concurrency
+        return 1 if self.embedded_index else 0
 
     @property
     def tasks_in_process(self) -> bool:
