@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, or_, select
 
 from backend.core.extensions import DbSession
+from backend.db.driver import driver_rows
 from backend.db.models import PhotoDuplicate, Product, ProductImage, duplicate_list
 
 # A new photo is paired with at most this many stored photos of the same file (the oldest): one placeholder photo
@@ -77,7 +78,7 @@ def duplicates_by_photo(
     if not image_ids:
         return {}
     ids = list(image_ids)
-    pairs = session.connection().execute(_PAIRS_OF, {"ids": ids}).all()
+    pairs = driver_rows(session, _PAIRS_OF, {"ids": ids})
     if not pairs:
         return {}
     owner = dict(products or {})

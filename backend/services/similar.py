@@ -21,6 +21,7 @@ from sqlalchemy import Text, bindparam, cast, select
 
 from backend.config import ProductQuery, Settings
 from backend.core.extensions import DbSession
+from backend.db.driver import driver_rows, iso_utc
 from backend.db.duplicates import duplicates_by_photo
 from backend.db.models import ImageStatus, Product, ProductImage, attribute_term
 from backend.db.products import MAX_ID, get_photo, photo_status_counts, product_id_of
@@ -252,7 +253,7 @@ def indexed_photos(session: DbSession, product_id: int, active: Active, name: st
     parameter names the product) when there is no such product."""
     found: Sequence[Any] = []
     if 0 < product_id <= MAX_ID:
-        found = session.connection().execute(_PHOTOS_OF, {"product_id": product_id}).all()
+        found = driver_rows(session, _PHOTOS_OF, {"product_id": product_id})
     if not found:
         if name is None:
             raise NotFound(f"product {product_id} not found")
@@ -737,40 +738,41 @@ def product_rows(*, session: DbSession, product_ids: Sequence[int]) -> dict[int,
         return {}
     products: dict[int, ProductRow] = {}
     images: dict[int, PhotoRow] = {}
-    for row in session.connection().execute(_PRODUCT_ROWS, {"ids": list(product_ids)}):
-        product = products.get(row.id)
+    for row in driver_rows(session, _PRODUCT_ROWS, {"ids": list(product_ids)}):
+        (pid, sku, title, category, brand, price, attributes, url, created, updated, image_id, *photo) = row
+        product = products.get(pid)
         if product is None:
-            product = products[row.id] = {
-                "id": row.id,
-                "sku": row.sku,
-                "title": row.title,
-                "category": row.category,
-                "brand": row.brand,
-                "price": float(row.price) if row.price is not None else None,
-                "attributes": json.loads(row.attributes),  # NOT NULL: the JSON itself, as the column type read it
-                "url": row.url,
+            product = products[pid] = {
+                "id": pid,
+                "sku": sku,
+                "title": title,
+                "category": category,
+                "brand": brand,
+                "price": float(price) if price is not None else None,
+                "attributes": json.loads(attributes),  # NOT NULL: the JSON itself, as text
+                "url": url,
                 "images": [],
-                "created_at": row.created_at.isoformat(),
-                "updated_at": row.updated_at.isoformat(),
+                "created_at": iso_utc(created),  # type: ignore[typeddict-item]  # NOT NULL
+                "updated_at": iso_utc(updated),  # type: ignore[typeddict-item]
             }
-        if row.image_id is None:
+        if image_id is None:
             continue  # a product without photos
-        indexed_at = row.image_indexed_at
+        stored_name, status, error, width, height, content_type, original_filename, model_version, indexed = photo
         image: PhotoRow = {
-            "id": row.image_id,
-            "stored_name": row.image_stored_name,
-            "status": row.image_status,
-            "error": row.image_error,
-            "width": row.image_width,
-            "height": row.image_height,
-            "content_type": row.image_content_type,
-            "original_filename": row.image_original_filename,
-            "model_version": row.image_model_version,
-            "indexed_at": indexed_at.isoformat() if indexed_at is not None else None,
+            "id": image_id,
+            "stored_name": stored_name,
+            "status": status,
+            "error": error,
+            "width": width,
+            "height": height,
+            "content_type": content_type,
+            "original_filename": original_filename,
+            "model_version": model_version,
+            "indexed_at": iso_utc(indexed),
             "duplicate_of": [],
         }
         product["images"].append(image)
-        images[image["id"]] = image
+        images[image_id] = image
     owners = {image["id"]: pid for pid, product in products.items() for image in product["images"]}
     for image_id, found in duplicates_by_photo(session, list(images), owners).items():
         images[image_id]["duplicate_of"] = found
