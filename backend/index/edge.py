@@ -415,17 +415,23 @@ class EdgeIndex:
         return {int(r.id): default_vector(r.vector) for r in records if r.vector is not None}
 
     def named_vectors(self, ids: Sequence[int], name: str) -> dict[int, Any]:
-        if not ids or name not in self._named:
-            return {}
+        return self.vectors_named(ids, [name])[name]
+
+    def vectors_named(self, ids: Sequence[int], names: Sequence[str]) -> dict[str, dict[int, Any]]:
+        found: dict[str, dict[int, Any]] = {name: {} for name in names}
+        wanted = [name for name in names if name in self._named]
+        if not ids or not wanted:
+            return found
         try:
-            records = self._shard.retrieve(list(ids), False, [name])
+            records = self._shard.retrieve(list(ids), False, wanted)
         except Exception as exc:
             raise IndexUnavailable(f"Qdrant Edge retrieve failed: {exc}") from exc
-        found = {}
         for record in records:
             vector = record.vector  # converted from the engine's at each access: once
-            if isinstance(vector, dict) and name in vector:
-                found[int(record.id)] = vector[name]
+            if isinstance(vector, dict):
+                for name in wanted:
+                    if name in vector:
+                        found[name][int(record.id)] = vector[name]
         return found
 
     def _scroll(self, with_payload: Any) -> dict[int, dict[str, Any]]:

@@ -384,13 +384,23 @@ class ServerIndex:
         return found
 
     def named_vectors(self, ids: Sequence[int], name: str) -> dict[int, Any]:
-        if not ids or name not in self._named:
-            return {}
+        return self.vectors_named(ids, [name])[name]
+
+    def vectors_named(self, ids: Sequence[int], names: Sequence[str]) -> dict[str, dict[int, Any]]:
+        found: dict[str, dict[int, Any]] = {name: {} for name in names}
+        wanted = [name for name in names if name in self._named]
+        if not ids or not wanted:
+            return found
         try:
-            records = self.client.retrieve(self.name, list(ids), with_payload=False, with_vectors=[name])
+            records = self.client.retrieve(self.name, list(ids), with_payload=False, with_vectors=wanted)
         except TRANSIENT as exc:
             raise IndexUnavailable(f"Qdrant retrieve failed: {exc}") from exc
-        return {int(r.id): r.vector[name] for r in records if isinstance(r.vector, dict) and name in r.vector}
+        for r in records:
+            if isinstance(r.vector, dict):
+                for name in wanted:
+                    if name in r.vector:
+                        found[name][int(r.id)] = r.vector[name]
+        return found
 
     def _scroll(self, with_payload: Any) -> dict[int, dict[str, Any]]:
         found: dict[int, dict[str, Any]] = {}

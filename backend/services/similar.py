@@ -191,8 +191,7 @@ def _similar_to_product(
         ),
     )
     weight = look_weight(settings, index, params)
-    looks = _stored_looks(index, indexed, weight, params)
-    kinds = _stored_kinds(index, indexed, weight, params)
+    looks, kinds = _stored_looks(index, indexed, weight, params)
     if settings.product_query is ProductQuery.mean:
         # As good as querying every photo on clothing-small, at one search (bench/multi_photo_query.py).
         vectors = [np.mean(np.asarray(vectors, dtype=np.float32), axis=0)]
@@ -296,8 +295,7 @@ def _similar_to_stored_photo(
         ),
     )
     weight = look_weight(settings, index, params)
-    looks = _stored_looks(index, [image_id], weight, params)
-    kinds = _stored_kinds(index, [image_id], weight, params)
+    looks, kinds = _stored_looks(index, [image_id], weight, params)
     look = _look_query(settings, active, index, weight, looks, kinds, params)
     return _answer(
         session, active, index, _Query(vectors, looks, look), exclude_product(where, image.product_id), params, settings
@@ -402,24 +400,28 @@ def look_weight(settings: Settings, index: VectorIndex, params: SimilarParams) -
     return params.look
 
 
-def _stored_looks(index: VectorIndex, image_ids: list[int], weight: float, params: SimilarParams) -> list[Any] | None:
-    """The query photos' look vectors, where the look ranks (weight above 0) or like/unlike steer by it."""
-    if weight == 0 and not (params.like or params.unlike):
-        return None
-    return _in_order(index.named_vectors(image_ids, LOOK), image_ids) or None
+def _stored_looks(
+    index: VectorIndex, image_ids: list[int], weight: float, params: SimilarParams
+) -> tuple[list[Any] | None, list[Any]]:
+    """The query photos' look vectors, where the look ranks (weight above 0) or like/unlike steer by it, and their
+    kind vectors, where the look ranks among candidates by them (see _look_query); in one read."""
+    names = []
+    if weight != 0 or params.like or params.unlike:
+        names.append(LOOK)
+    if weight != 0 and params.max_distance is None and index.kinds:
+        names.append(KIND)
+    if not names:
+        return None, []
+    found = index.vectors_named(image_ids, names)
+    looks = _in_order(found[LOOK], image_ids) if LOOK in found else []
+    kinds = _in_order(found[KIND], image_ids) if KIND in found else []
+    return looks or None, kinds
 
 
 def _in_order(found: Mapping[int, Any], image_ids: Sequence[int]) -> list[Any]:
     """Vectors by image id as a list in the order of `image_ids` (those found), so that the kinds of vectors of
     several photos line up."""
     return [found[i] for i in image_ids if i in found]
-
-
-def _stored_kinds(index: VectorIndex, image_ids: list[int], weight: float, params: SimilarParams) -> list[Any]:
-    """The query photos' kind vectors, where the look ranks among candidates by them (see _look_query)."""
-    if weight == 0 or params.max_distance is not None or not index.kinds:
-        return []
-    return _in_order(index.named_vectors(image_ids, KIND), image_ids)
 
 
 def _look_query(
@@ -468,7 +470,7 @@ def expanded(
     ids = sorted({hit.id for hits in first for hit in hits})
     if not ids:
         return look
-    found = {KIND: index.named_vectors(ids, KIND), LOOK: index.named_vectors(ids, LOOK)}
+    found = index.vectors_named(ids, [KIND, LOOK])
     kinds: list[list[float]] = []
     looks: list[list[float]] = []
     for n, hits in enumerate(first):
