@@ -398,6 +398,12 @@ def over_http(settings: Settings, args: argparse.Namespace, baseline: Path | Non
         out["concurrent"] = concurrently(
             port, [f"/api/v1/products/{pid}/similar?limit=10" for pid in picks], args.connections
         )
+        if baseline is not None:  # the same requests against --against, right after
+            out["concurrent_against"] = concurrently(
+                variants[f"{args.against} default"][0],
+                [f"/api/v1/products/{pid}/similar?limit=10" for pid in picks],
+                args.connections,
+            )
         out["serving_process"] = resident_mb(server.process.pid)  # after every request above
         return out
 
@@ -562,13 +568,14 @@ def report(result: dict[str, Any]) -> None:
             f"[serving process] RSS {memory['rss_mb']:.0f} MB (heap {memory['rss_anon_mb']:.0f} MB, mapped files"
             f" {memory['rss_file_mb']:.0f} MB); storage {json.dumps(result.get('storage', {}))}"
         )
-    many = result["http"].get("concurrent")
-    if many:
-        print(
-            f"[{many['connections']} connections, default look, no filter] {many['requests_per_s']:.1f} req/s"
-            f"  p50 {many['p50_ms']:.2f} ms  p99 {many['p99_ms']:.2f} ms  errors {many['errors']}"
-            "  (target: >= 300 req/s)"
-        )
+    for key, whose in (("concurrent", "this checkout"), ("concurrent_against", "--against")):
+        many = result["http"].get(key)
+        if many:
+            print(
+                f"[{many['connections']} connections, default look, no filter, {whose}]"
+                f" {many['requests_per_s']:.1f} req/s  p50 {many['p50_ms']:.2f} ms  p99 {many['p99_ms']:.2f} ms"
+                f"  errors {many['errors']}  (target: >= 300 req/s)"
+            )
 
 
 if __name__ == "__main__":

@@ -215,6 +215,9 @@ def test_the_kind_vector_picks_the_looks_candidates(index: VectorIndex) -> None:
     dress = index.search_batch([vec(0)], limit=3, where=SearchFilter(categories=("dress",)), look=by_kind)[0]
     assert ids(dress) == [4, 2, 1]
     assert index.named_vectors([3], KIND)[3] == pytest.approx(kinds[3], abs=1e-6)
+    both = index.vectors_named([3, 5, 99], [KIND, LOOK])  # one read; an unknown id is left out of each
+    assert set(both) == {KIND, LOOK} and set(both[KIND]) == set(both[LOOK]) == {3, 5}
+    assert both[KIND][5] == pytest.approx(kinds[5], abs=1e-6) and both[LOOK][3] == pytest.approx(looks[3], abs=1e-6)
     # The candidates alone, and the formula over candidates given by id (what the service's expansion reuses).
     assert index.look_candidates([vec(0)], look=by_kind, limit=3) == [[5, 4, 3]]
     given = index.search_batch([vec(0)], limit=3, look=replace(by_kind, weight=1.0, pools=[[1, 2, 5]]))[0]
@@ -244,6 +247,8 @@ def test_a_collection_with_look_but_no_kind_vectors_ranks_the_look_by_the_1000d_
         [IndexPoint(p.id, p.vector, p.payload, look=unit(1, dim=LOOK_DIM), kind=unit(1, dim=KIND_DIM)) for p in points]
     )
     assert index.named_vectors([1], KIND) == {} and index.named_vectors([1], LOOK)[1][0] == pytest.approx(1.0)
+    found = index.vectors_named([1], [KIND, LOOK])  # a name the collection lacks: empty, the others read
+    assert found[KIND] == {} and found[LOOK][1][0] == pytest.approx(1.0)
     plain = LookQuery([unit(1, dim=LOOK_DIM)], 0.0, 1.0, 1.0, candidates=3)
     assert ids(index.search_batch([vec(0)], limit=3, look=plain)[0]) == [1, 2, 3]
     with pytest.raises(IndexUnavailable, match="reindex"):
