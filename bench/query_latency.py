@@ -11,6 +11,8 @@ builds the HNSW graph, then in one run measures:
     category filter: p50, p95, p99 and requests/s, and product-level recall against exact grouping;
     each at look=0 (the 1000-d vector alone, as before the look existed) and at the default look
     (LOOK_DEFAULT: the index's prefetch, look rescoring and formula), the two interleaved in one run.
+  - the default answer, then the same requests at look=0, over --connections (8) connections at once: requests/s
+    and latency (`http.concurrent`, `http.concurrent_look0` in --json).
 Every point has synthetic look and kind vectors too (clustered unit vectors), as the service stores them.
 
     uv run python bench/query_latency.py --photos 100000 --production --against d10e91b
@@ -398,6 +400,10 @@ def over_http(settings: Settings, args: argparse.Namespace, baseline: Path | Non
         out["concurrent"] = concurrently(
             port, [f"/api/v1/products/{pid}/similar?limit=10" for pid in picks], args.connections
         )
+        # The same requests with the 1000-d vector alone (the answer before the look existed).
+        out["concurrent_look0"] = concurrently(
+            port, [f"/api/v1/products/{pid}/similar?limit=10&look=0" for pid in picks], args.connections
+        )
         if baseline is not None:  # the same requests against --against, right after
             out["concurrent_against"] = concurrently(
                 variants[f"{args.against} default"][0],
@@ -568,11 +574,15 @@ def report(result: dict[str, Any]) -> None:
             f"[serving process] RSS {memory['rss_mb']:.0f} MB (heap {memory['rss_anon_mb']:.0f} MB, mapped files"
             f" {memory['rss_file_mb']:.0f} MB); storage {json.dumps(result.get('storage', {}))}"
         )
-    for key, whose in (("concurrent", "this checkout"), ("concurrent_against", "--against")):
+    for key, whose in (
+        ("concurrent", "default look, no filter, this checkout"),
+        ("concurrent_look0", "look=0, no filter, this checkout"),
+        ("concurrent_against", "default look, no filter, --against"),
+    ):
         many = result["http"].get(key)
         if many:
             print(
-                f"[{many['connections']} connections, default look, no filter, {whose}]"
+                f"[{many['connections']} connections, {whose}]"
                 f" {many['requests_per_s']:.1f} req/s  p50 {many['p50_ms']:.2f} ms  p99 {many['p99_ms']:.2f} ms"
                 f"  errors {many['errors']}  (target: >= 300 req/s)"
             )
