@@ -11,6 +11,7 @@ builds the HNSW graph, then in one run measures:
     category filter: p50, p95, p99 and requests/s, and product-level recall against exact grouping;
     each at look=0 (the 1000-d vector alone, as before the look existed) and at the default look
     (LOOK_DEFAULT: the index's prefetch, look rescoring and formula), the two interleaved in one run.
+  - the framework's floor: a 404 from the app over the same kind of connection (`http.floor`);
   - the default answer, then the same requests at look=0, over --connections (8) connections at once: requests/s
     and latency (`http.concurrent`, `http.concurrent_look0` in --json).
 Every point has synthetic look and kind vectors too (clustered unit vectors), as the service stores them.
@@ -349,6 +350,7 @@ def over_http(settings: Settings, args: argparse.Namespace, baseline: Path | Non
         n_products = int(owner.max()) + 1
         products = rng.choice(n_products, args.queries, replace=False) + 1
         out: dict[str, Any] = {"server": "waitress" if args.production else "werkzeug threaded"}
+        out["floor"] = framework_floor(port)
         for label, with_category in (("no filter", False), ("category filter", True)):
             connections = {
                 name: http.client.HTTPConnection("127.0.0.1", p, timeout=30) for name, (p, _) in variants.items()
@@ -412,6 +414,26 @@ def over_http(settings: Settings, args: argparse.Namespace, baseline: Path | Non
             )
         out["serving_process"] = resident_mb(server.process.pid)  # after every request above
         return out
+
+
+FLOOR_PATH = "/api/v1/products/0/nothing-here"  # routed to a 404 by the app itself: no query, no index
+
+
+def framework_floor(port: int, requests: int = 300) -> dict[str, float]:
+    """An answer that does nothing, over the same connection type: waitress, Flask's routing and hooks, and this
+    client, which every similar-items answer pays on top of its own work."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    latencies = []
+    for n in range(requests + 30):
+        tick = time.perf_counter()
+        connection.request("GET", FLOOR_PATH)
+        response = connection.getresponse()
+        response.read()
+        if n >= 30:  # after a warm-up
+            latencies.append(time.perf_counter() - tick)
+        if response.status != 404:
+            raise SystemExit(f"{FLOOR_PATH} answered {response.status}, not 404")
+    return percentiles(latencies)
 
 
 def concurrently(port: int, paths: list[str], connections: int, timeout_s: float = 120.0) -> dict[str, Any]:
@@ -568,6 +590,9 @@ def report(result: dict[str, Any]) -> None:
                 f"  HTTP {name} p50 / index alone p50: {http_['p50_ms'] / alone['index']['p50_ms']:.2f}"
                 f" (target <= {target}); its p99 / p50: {http_['p99_ms'] / http_['p50_ms']:.2f} (target <= 3)"
             )
+    floor = result["http"].get("floor")
+    if floor:
+        print(f"[floor] a 404 from the app over HTTP: p50 {floor['p50_ms']:.2f} ms  p99 {floor['p99_ms']:.2f} ms")
     memory = result["http"].get("serving_process")
     if memory:
         print(
