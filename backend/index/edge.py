@@ -460,9 +460,9 @@ class EdgeIndex:
     def payloads(self) -> dict[int, dict[str, Any]]:
         return self._scroll(qe.PayloadSelector.Include(PRODUCT_FIELDS))
 
-    def count(self) -> int:
+    def count(self, *, exact: bool = True) -> int:
         try:
-            return int(self._shard.count(qe.CountRequest(exact=True)))
+            return int(self._shard.count(qe.CountRequest(exact=exact)))
         except Exception as exc:
             raise IndexUnavailable(f"Qdrant Edge count failed: {exc}") from exc
 

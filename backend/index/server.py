@@ -427,9 +427,9 @@ class ServerIndex:
     def payloads(self) -> dict[int, dict[str, Any]]:
         return self._scroll(PRODUCT_FIELDS)
 
-    def count(self) -> int:
+    def count(self, *, exact: bool = True) -> int:
         try:
-            return int(self.client.count(self.name, exact=True).count)
+            return int(self.client.count(self.name, exact=exact).count)
         except TRANSIENT as exc:
             raise IndexUnavailable(f"Qdrant count failed: {exc}") from exc
 

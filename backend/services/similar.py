@@ -531,7 +531,7 @@ def _measure_scales(
 ) -> tuple[float, float]:
     by_kind = key[1]
     now = time.monotonic()
-    count = index.count()
+    count = index.count(exact=False)  # has it doubled? (an exact count, inside a request, took 5.6 ms at 100k)
     if known is not None and count < 2 * max(known[0], 1):
         _scales[key] = (known[0], now, known[2], known[3])
         return known[2], known[3]
