@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -33,6 +33,17 @@ PAYLOAD_INDEXES = {
 # A collection replaced by a reindex stays readable this long after the switch, so that queries that
 # read its name just before the switch finish on it: an Edge shard stays open, a server collection stays.
 RELEASE_GRACE_S = 5.0
+
+
+def by_name(names: Sequence[str], records: Iterable[tuple[Any, Any]]) -> dict[str, dict[int, Any]]:
+    """`vectors_named`'s answer from (id, vectors by name) of the points read: every name a key."""
+    found: dict[str, dict[int, Any]] = {name: {} for name in names}
+    for point_id, vectors in records:
+        if isinstance(vectors, dict):
+            for name in names:
+                if name in vectors:
+                    found[name][int(point_id)] = vectors[name]
+    return found
 
 
 def as_floats(vector: Sequence[float]) -> list[float]:

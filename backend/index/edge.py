@@ -37,6 +37,7 @@ from backend.index.base import (
     VectorStore,
     as_floats,
     best_copy_hits,
+    by_name,
     check_look,
     payload_indexes,
     point_vectors,
@@ -418,21 +419,15 @@ class EdgeIndex:
         return self.vectors_named(ids, [name])[name]
 
     def vectors_named(self, ids: Sequence[int], names: Sequence[str]) -> dict[str, dict[int, Any]]:
-        found: dict[str, dict[int, Any]] = {name: {} for name in names}
         wanted = [name for name in names if name in self._named]
-        if not ids or not wanted:
-            return found
-        try:
-            records = self._shard.retrieve(list(ids), False, wanted)
-        except Exception as exc:
-            raise IndexUnavailable(f"Qdrant Edge retrieve failed: {exc}") from exc
-        for record in records:
-            vector = record.vector  # converted from the engine's at each access: once
-            if isinstance(vector, dict):
-                for name in wanted:
-                    if name in vector:
-                        found[name][int(record.id)] = vector[name]
-        return found
+        records = []
+        if ids and wanted:
+            try:
+                records = self._shard.retrieve(list(ids), False, wanted)
+            except Exception as exc:
+                raise IndexUnavailable(f"Qdrant Edge retrieve failed: {exc}") from exc
+        # record.vector is converted from the engine's at each access: once here
+        return by_name(names, ((record.id, record.vector) for record in records))
 
     def _scroll(self, with_payload: Any) -> dict[int, dict[str, Any]]:
         found: dict[int, dict[str, Any]] = {}

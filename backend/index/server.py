@@ -29,6 +29,7 @@ from backend.index.base import (
     VectorStore,
     as_floats,
     best_copy_hits,
+    by_name,
     check_look,
     payload_indexes,
     point_vectors,
@@ -387,20 +388,14 @@ class ServerIndex:
         return self.vectors_named(ids, [name])[name]
 
     def vectors_named(self, ids: Sequence[int], names: Sequence[str]) -> dict[str, dict[int, Any]]:
-        found: dict[str, dict[int, Any]] = {name: {} for name in names}
         wanted = [name for name in names if name in self._named]
-        if not ids or not wanted:
-            return found
-        try:
-            records = self.client.retrieve(self.name, list(ids), with_payload=False, with_vectors=wanted)
-        except TRANSIENT as exc:
-            raise IndexUnavailable(f"Qdrant retrieve failed: {exc}") from exc
-        for r in records:
-            if isinstance(r.vector, dict):
-                for name in wanted:
-                    if name in r.vector:
-                        found[name][int(r.id)] = r.vector[name]
-        return found
+        records: list[models.Record] = []
+        if ids and wanted:
+            try:
+                records = self.client.retrieve(self.name, list(ids), with_payload=False, with_vectors=wanted)
+            except TRANSIENT as exc:
+                raise IndexUnavailable(f"Qdrant retrieve failed: {exc}") from exc
+        return by_name(names, ((r.id, r.vector) for r in records))
 
     def _scroll(self, with_payload: Any) -> dict[int, dict[str, Any]]:
         found: dict[int, dict[str, Any]] = {}
