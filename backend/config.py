@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     # How long a serving process answers from the live collections it last read before reading them again; a
     # switch made on this host (VAR_DIR shared) is seen at once. 0: read them on every query.
     live_check_s: float = Field(default=1.0, ge=0, le=60)
-    # Similar-items calls computed at once by a serving process (backend/serving/turns.py); 0: no limit.
+    # Similar-items calls computed at once by a serving process (backend/core/turns.py); 0: no limit.
     # Default: 1 on the embedded store (its searches hold the GIL), no limit on the Qdrant server.
     similar_concurrency: int | None = Field(default=None, ge=0, le=256)
     # The indexing pipeline (workers, retries, sweep). Times in seconds.

@@ -3,12 +3,12 @@
 Qdrant Edge searches inside the calling thread and holds the GIL while it does, so the answers of one process
 are computed one after another whatever its threads. Let its threads compute them all at once and they only
 take the GIL from each other: the SQLite driver and the sockets give it up many times an answer, and each
-handover to a thread on the other core wakes it first. With 8 connections on 2 cores, 8 request threads
-answered 150 similar-items calls a second where one thread answered 228 (`bench/query_latency.py`'s
-`http.concurrent`). So the similar-items calls (`GET /api/v1/.../similar`, the storefront's hot path) take
-turns, SIMILAR_CONCURRENCY at a time, while every other request (a photo search waiting for the inference
-thread, an upload, the pages) keeps the process's threads. On the Qdrant server the search waits on the
-network without the GIL: no turns there by default.
+handover to a thread on the other core wakes it first. With 8 connections on 2 cores and 100,000 photos, 8
+request threads answered 146 similar-items calls a second, and the same threads taking turns 222
+(`bench/query_latency.py --against`, one run). So the similar-items calls (`GET /api/v1/.../similar`, the
+storefront's hot path) take turns, SIMILAR_CONCURRENCY at a time, while every other request (a photo search
+waiting for the inference thread, an upload, the pages) keeps the process's threads. On the Qdrant server the
+search waits on the network without the GIL: no turns there by default.
 """
 
 from __future__ import annotations

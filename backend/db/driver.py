@@ -17,7 +17,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from backend.core.extensions import DbSession
 
-_compiled: dict[tuple[ClauseElement, str], SQLCompiler] = {}
+_compiled: dict[tuple[ClauseElement, str, str], SQLCompiler] = {}
 
 
 def driver_rows(session: DbSession, statement: ClauseElement, params: Mapping[str, Any]) -> Sequence[Any]:
@@ -25,9 +25,10 @@ def driver_rows(session: DbSession, statement: ClauseElement, params: Mapping[st
     of the driver's own values."""
     connection = session.connection()
     dialect = connection.dialect
-    compiled = _compiled.get((statement, dialect.name))
+    key = (statement, dialect.name, dialect.driver)  # the driver decides the parameters' style
+    compiled = _compiled.get(key)
     if compiled is None:
-        compiled = _compiled[(statement, dialect.name)] = cast(SQLCompiler, statement.compile(dialect=dialect))
+        compiled = _compiled[key] = cast(SQLCompiler, statement.compile(dialect=dialect))
     state = compiled.construct_expanded_state(params)
     values = state.positional_parameters if dialect.positional else state.parameters
     return connection.exec_driver_sql(state.statement, values).all()
