@@ -399,19 +399,12 @@ def over_http(settings: Settings, args: argparse.Namespace, baseline: Path | Non
                 )
         # Several shoppers at once: the default answer (no filter) over --connections connections.
         picks = rng.choice(n_products, args.concurrent_requests) + 1
-        out["concurrent"] = concurrently(
-            port, [f"/api/v1/products/{pid}/similar?limit=10" for pid in picks], args.connections
-        )
+        paths = [f"/api/v1/products/{pid}/similar?limit=10" for pid in picks]
+        out["concurrent"] = concurrently(port, paths, args.connections)
         # The same requests with the 1000-d vector alone (the answer before the look existed).
-        out["concurrent_look0"] = concurrently(
-            port, [f"/api/v1/products/{pid}/similar?limit=10&look=0" for pid in picks], args.connections
-        )
+        out["concurrent_look0"] = concurrently(port, [f"{path}&look=0" for path in paths], args.connections)
         if baseline is not None:  # the same requests against --against, right after
-            out["concurrent_against"] = concurrently(
-                variants[f"{args.against} default"][0],
-                [f"/api/v1/products/{pid}/similar?limit=10" for pid in picks],
-                args.connections,
-            )
+            out["concurrent_against"] = concurrently(variants[f"{args.against} default"][0], paths, args.connections)
         out["serving_process"] = resident_mb(server.process.pid)  # after every request above
         return out
 

@@ -413,9 +413,7 @@ def _stored_looks(
     if not names:
         return None, []
     found = index.vectors_named(image_ids, names)
-    looks = _in_order(found[LOOK], image_ids) if LOOK in found else []
-    kinds = _in_order(found[KIND], image_ids) if KIND in found else []
-    return looks or None, kinds
+    return _in_order(found.get(LOOK, {}), image_ids) or None, _in_order(found.get(KIND, {}), image_ids)
 
 
 def _in_order(found: Mapping[int, Any], image_ids: Sequence[int]) -> list[Any]:
@@ -537,8 +535,8 @@ def _measure_scales(
         return known[2], known[3]
     sample = index.sample_ids(SCALE_SAMPLE)
     vectors = index.vectors(sample)
-    looks = index.named_vectors(sample, LOOK)
-    kinds = index.named_vectors(sample, KIND) if by_kind else {}
+    found = index.vectors_named(sample, [LOOK, KIND] if by_kind else [LOOK])
+    looks, kinds = found[LOOK], found.get(KIND, {})
     by_pool: list[float] = []
     by_look: list[float] = []
     for image_id, vector in vectors.items():
